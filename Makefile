@@ -1,0 +1,39 @@
+# Two commands on a fresh machine (Python 3.11 + Java 17):
+#   make demo   set up, build vectors from the King James Bible into ./lake, query them
+#   make test   run the tests
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORPUS ?= data/kjv
+LAKE ?= ./lake
+
+.PHONY: setup demo test bench clean
+
+$(BIN)/bitcipher: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test,bench]"
+	touch $@
+
+setup: $(BIN)/bitcipher
+	$(BIN)/python -m pipeline.setup_jars
+
+$(CORPUS): | setup
+	$(BIN)/python benchmarks/corpora.py kjv --out $(CORPUS) --shards 8
+
+demo: setup $(CORPUS)
+	$(BIN)/bitcipher build --corpus $(CORPUS) --lake $(LAKE)
+	$(BIN)/bitcipher neighbors god --lake $(LAKE) -k 8
+	$(BIN)/bitcipher neighbors king --lake $(LAKE) -k 8
+	$(BIN)/bitcipher neighbors water --lake $(LAKE) -k 8
+	$(BIN)/bitcipher sql "SELECT b.word, round(cosine(a.vector, b.vector), 4) AS similarity FROM vectors a JOIN vectors b ON a.word = 'jerusalem' AND b.word <> a.word ORDER BY similarity DESC LIMIT 5" --lake $(LAKE)
+
+test: setup
+	$(BIN)/python -m pytest tests -q
+
+bench: setup
+	$(BIN)/python benchmarks/corpora.py mix --out data/mix
+	$(BIN)/python benchmarks/bench_build.py --corpus data/mix --warmup
+
+clean:
+	rm -rf $(LAKE) data .pytest_cache

@@ -1,0 +1,257 @@
+"""The whole build: tokenize -> unigrams -> cooccurrences -> cipher -> vectors, into a lake."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+
+from .cipher import build_cipher
+from .cooccurrences import count_cooccurrences
+from .corpus import check_shards, list_shards, read_documents
+from .errors import InputError, LakeError
+from .lake import (
+    PROP_BITS,
+    PROP_OPTIONS,
+    PROP_RUN,
+    PROP_SNAPSHOT,
+    Lake,
+    check_lake,
+    new_run_id,
+    published,
+    publish_vectors,
+    remove_stale_runs,
+    write_manifest,
+)
+from .options import BuildOptions
+from .schemas import FORMAT_VERSION, conform, schema_of
+from .tokenize import tokenize_documents
+from .unigrams import UNK, collect_vocabulary, count_tokens, unigram_frame
+from .vectors import contextual_vectors, empty_vector
+
+ROWS_PER_PARTITION = 1_500_000
+
+
+@dataclass
+class StageReport:
+    name: str
+    rows: int
+    seconds: float
+    detail: str = ""
+
+    def line(self) -> str:
+        extra = f"  {self.detail}" if self.detail else ""
+        return f"{self.name:<14}{self.rows:>14,} rows  {self.seconds:>7.2f} s{extra}"
+
+
+@dataclass
+class BuildResult:
+    run: str
+    lake: str
+    bits: int
+    dim: int
+    vocab_size: int
+    tokens: int
+    shards: int
+    stages: list[StageReport] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class _Stages:
+    def __init__(self, report: Callable[[str], None]):
+        self.report = report
+        self.done: list[StageReport] = []
+
+    def record(self, name: str, rows: int, started: float, detail: str = "") -> None:
+        stage = StageReport(name, rows, time.perf_counter() - started, detail)
+        self.done.append(stage)
+        self.report(stage.line())
+
+
+def cipher_frame(spark, words: list[str], cipher):
+    import pyarrow as pa
+
+    v, b = cipher.codes.shape
+    table = pa.table(
+        {
+            "word": pa.array(words, pa.string()),
+            "id": pa.array(np.arange(v, dtype=np.int32)),
+            "count": pa.array(cipher.counts, pa.int64()),
+            "code": pa.ListArray.from_arrays(
+                pa.array(np.arange(0, v * b + 1, b, dtype=np.int32)),
+                pa.array(cipher.codes.ravel(), pa.int8()),
+            ),
+            "rep": pa.ListArray.from_arrays(
+                pa.array(np.arange(0, v * b + 1, b, dtype=np.int32)),
+                pa.array(cipher.rep.ravel(), pa.float64()),
+            ),
+        }
+    )
+    return spark.createDataFrame(table, schema=schema_of("cipher"))
+
+
+def build(
+    spark,
+    corpus: Union[str, Sequence[str]],
+    lake: Union[str, Lake],
+    options: Optional[BuildOptions] = None,
+    report: Callable[[str], None] = _stderr,
+    keep_runs: int = 1,
+) -> BuildResult:
+    """Build vectors from a corpus into a lake and publish them atomically.
+
+    Parameters
+    ----------
+    spark : SparkSession
+        From :func:`pipeline.session.spark_session`.
+    corpus : str or list of str
+        Directory, glob or file (or a list of them) of shards.
+    lake : str or Lake
+        Lake directory or URI; created if missing.
+    options : BuildOptions
+        Algorithm options; defaults from ALGORITHM.md.
+    report : callable
+        Receives one line per stage (rows, seconds); default: stderr.
+    keep_runs : int
+        Earlier published runs whose Parquet tables are kept (0 keeps only this one).
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    options = options or BuildOptions()
+    lake = lake if isinstance(lake, Lake) else Lake(lake)
+    stages = _Stages(report)
+    check_lake(lake)
+    try:
+        previous_runs = [published(lake).run]
+    except LakeError:
+        previous_runs = []
+
+    started = time.perf_counter()
+    shards = list_shards(corpus, options.input_format)
+    warnings = check_shards(shards)
+    for w in warnings:
+        report(f"warning: {w}")
+    docs = read_documents(spark, shards, options.text_field)
+    if docs is None:
+        raise InputError(f"corpus {corpus!r} holds only empty shards: nothing to build")
+    if any(s.format == "jsonl" for s in shards):
+        bad = docs.where(F.col("bad_record").isNotNull()).select("shard", "bad_record").first()
+        if bad is not None:
+            raise InputError(f"shard {bad['shard']}: {bad['bad_record']}")
+    tokens = docs.transform(
+        tokenize_documents(options.lowercase, options.max_document_tokens)
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    per_shard = (
+        tokens.groupBy("shard")
+        .agg(
+            F.count(F.lit(1)).alias("documents"),
+            F.sum(F.size("tokens")).alias("tokens"),
+            F.sum(F.col("invalid_utf8").cast("long")).alias("invalid_utf8"),
+        )
+        .collect()
+    )
+    shard_stats = {r["shard"]: r.asDict() for r in per_shard}
+    total_tokens = sum(int(r["tokens"]) for r in per_shard)
+    n_docs = sum(int(r["documents"]) for r in per_shard)
+    for r in per_shard:
+        if r["invalid_utf8"]:
+            w = (f"shard {r['shard']}: {r['invalid_utf8']} line(s) were not valid UTF-8 and "
+                 f"were decoded with replacement characters")
+            warnings.append(w)
+            report(f"warning: {w}")
+    for shard in shards:
+        if shard.size > 0 and shard.path not in shard_stats and \
+                shard.path.replace("file://", "file:") not in shard_stats:
+            w = f"shard {shard.path} holds no tokens"
+            warnings.append(w)
+            report(f"warning: {w}")
+    if total_tokens == 0:
+        raise InputError(f"corpus {corpus!r} holds no tokens: nothing to build")
+    stages.record("tokenize", n_docs, started,
+                  f"{len(shards)} shards, {total_tokens:,} tokens")
+
+    started = time.perf_counter()
+    word_counts = count_tokens(tokens)
+    vocab = collect_vocabulary(word_counts, options.min_count, options.max_vocab)
+    run = new_run_id()
+    unigram_frame(spark, vocab).coalesce(1).write.parquet(lake.table(run, "unigrams"))
+    stages.record("unigrams", len(vocab), started,
+                  f"vocabulary {len(vocab):,} (<unk> {int(vocab.counts[vocab.unk_id]):,})")
+
+    started = time.perf_counter()
+    cipher = build_cipher(vocab.counts, options.bits, options.smoothing)
+    cipher_frame(spark, vocab.words, cipher).coalesce(1).write.parquet(lake.table(run, "cipher"))
+    stages.record("cipher", len(vocab), started, f"bits {cipher.bits}")
+
+    started = time.perf_counter()
+    partitions = max(int(spark.conf.get("spark.sql.shuffle.partitions")),
+                     math.ceil(total_tokens * (options.window + 1) / ROWS_PER_PARTITION / 4))
+    cooc = tokens.transform(
+        count_cooccurrences(spark, vocab.words, vocab.unk_id, options.window,
+                            options.include_self, partitions)
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    cooc.write.parquet(lake.table(run, "cooccurrences"))
+    n_cooc = cooc.count()
+    tokens.unpersist()
+    stages.record("cooccurrences", n_cooc, started, f"{partitions} partitions")
+
+    started = time.perf_counter()
+    vec = cooc.transform(
+        contextual_vectors(spark, cipher.context_matrix(), vocab.counts, vocab.total, options)
+    )
+    vocab_df = unigram_frame(spark, vocab).select("word", "id", "count")
+    vectors = vec.join(F.broadcast(vocab_df), "id")
+    if vocab.counts[vocab.unk_id] == 0:
+        unk = spark.createDataFrame(
+            [(UNK, vocab.unk_id, 0, empty_vector(cipher.bits, options))],
+            schema=schema_of("vectors"),
+        )
+        vectors = vectors.unionByName(conform(unk, "vectors"))
+    vectors = conform(vectors, "vectors").coalesce(max(1, len(vocab) // 500_000)).sortWithinPartitions("id")
+    snapshot = {
+        "shards": [
+            {"path": s.path, "size": s.size, "mtime": s.mtime, "format": s.format,
+             "tokens": int((shard_stats.get(s.path) or {}).get("tokens") or 0)}
+            for s in shards
+        ],
+        "tokens": total_tokens,
+        "documents": n_docs,
+    }
+    digest = hashlib.sha256(json.dumps(snapshot["shards"], sort_keys=True).encode()).hexdigest()
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "run": run,
+        "options": options.recorded(),
+        "bits": cipher.bits,
+        "dim": (cipher.bits + 1) * (len(options.offsets) if options.mode == "concat" else 1),
+        "vocab_size": len(vocab),
+        "snapshot": snapshot,
+        "shards_sha256": digest,
+        "warnings": warnings,
+    }
+    write_manifest(lake, run, manifest)
+    properties = {
+        PROP_RUN: run,
+        PROP_OPTIONS: options.to_json(),
+        PROP_BITS: str(cipher.bits),
+        PROP_SNAPSHOT: json.dumps({"shards": len(shards), "tokens": total_tokens,
+                                   "documents": n_docs, "shards_sha256": digest}),
+    }
+    publish_vectors(spark, lake, vectors, properties)
+    cooc.unpersist()
+    stages.record("vectors", len(vocab), started, f"dim {manifest['dim']}")
+    remove_stale_runs(lake, keep=[run, *previous_runs[-keep_runs:]] if keep_runs else [run])
+    return BuildResult(run=run, lake=lake.root, bits=cipher.bits, dim=manifest["dim"],
+                       vocab_size=len(vocab), tokens=total_tokens, shards=len(shards),
+                       stages=stages.done, warnings=warnings)

@@ -1,0 +1,190 @@
+"""`bitcipher`: build word vectors into a lake, query them with SQL, find neighbours, export."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Optional, Sequence
+
+from .errors import BitCipherError
+from .options import DEFAULTS, MODES, SMOOTHINGS, TRANSFORMS, WEIGHTINGS, BuildOptions
+
+DEFAULT_LAKE = os.environ.get("BITCIPHER_LAKE", "./lake")
+
+EXAMPLES = {
+    "build": "example:\n  bitcipher build --corpus data/kjv --lake ./lake --bits 32 --window 5",
+    "sql": "examples:\n  bitcipher sql \"SELECT word, count FROM vectors ORDER BY count DESC LIMIT 5\"\n"
+           "  bitcipher sql \"SELECT b.word, cosine(a.vector, b.vector) AS sim FROM vectors a, "
+           "vectors b WHERE a.word = 'king' ORDER BY sim DESC LIMIT 10\"\n"
+           "tables: vectors(word, id, count, vector), unigrams(word, count, id),\n"
+           "  cooccurrences(center, context, offset, count), cipher(word, id, count, code, rep)\n"
+           "function: cosine(vector_a, vector_b)",
+    "neighbors": "example:\n  bitcipher neighbors king -k 10 --lake ./lake",
+    "export": "examples:\n  bitcipher export --format word2vec vectors.txt --lake ./lake\n"
+              "  bitcipher export --format npy vectors.npy --lake ./lake",
+}
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _bits(value: str):
+    return value if value == "auto" else int(value)
+
+
+def _add_lake(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lake", default=DEFAULT_LAKE, help="lake directory or URI ($BITCIPHER_LAKE)")
+    p.add_argument("--master", default=None,
+                   help="Spark master URL (default $BITCIPHER_MASTER or local[*])")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="bitcipher",
+        description="Word vectors from sharded corpora on Spark and Delta Lake, without "
+                    "backpropagation (bit-cipher).",
+        formatter_class=_Formatter,
+    )
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("build", help="build vectors from a corpus into a lake",
+                       formatter_class=_Formatter, epilog=EXAMPLES["build"],
+                       description="tokenize -> unigrams -> cooccurrences -> cipher -> vectors; "
+                                   "one line per stage with rows and seconds.")
+    b.add_argument("--corpus", nargs="+", required=True,
+                   help="shard directory, glob or file (several allowed)")
+    _add_lake(b)
+    b.add_argument("--bits", type=_bits, default=DEFAULTS.bits, help="cipher bits, or 'auto'")
+    b.add_argument("--window", type=int, default=DEFAULTS.window, help="context window m")
+    b.add_argument("--mode", choices=MODES, default=DEFAULTS.mode,
+                   help="sum the offset blocks (dim b+1) or concatenate them")
+    b.add_argument("--weighting", choices=WEIGHTINGS, default=DEFAULTS.weighting,
+                   help="context weight: 1, 1/|d|, or (cos(2pi|d|f_c/M)+1)/2")
+    b.add_argument("--smoothing", choices=SMOOTHINGS, default=DEFAULTS.smoothing,
+                   help="beta_t: 1/n(f_t), f_t/(f_t+1), or 1")
+    b.add_argument("--transform", choices=TRANSFORMS, default=DEFAULTS.transform,
+                   help="per block: -log10 of normalised block, log(1+F), or raw F")
+    b.add_argument("--epsilon", type=float, default=DEFAULTS.epsilon,
+                   help="replaces zeros before neglog")
+    b.add_argument("--min-count", type=int, default=DEFAULTS.min_count,
+                   help="rarer tokens become <unk>")
+    b.add_argument("--max-vocab", type=int, default=DEFAULTS.max_vocab,
+                   help="keep only this many most frequent words")
+    b.add_argument("--no-self", action="store_true", help="leave out offset 0 (the word itself)")
+    b.add_argument("--keep-case", action="store_true", help="do not lowercase")
+    b.add_argument("--max-document-tokens", type=int, default=DEFAULTS.max_document_tokens,
+                   help="longer lines are split into documents of this many tokens")
+    b.add_argument("--format", dest="input_format", default=DEFAULTS.input_format,
+                   choices=("auto", "text", "jsonl", "parquet"), help="shard format")
+    b.add_argument("--text-field", default=DEFAULTS.text_field,
+                   help="JSON field / Parquet column holding the text")
+    b.add_argument("--keep-runs", type=int, default=1,
+                   help="earlier builds whose Parquet tables are kept")
+
+    q = sub.add_parser("sql", help="run Spark SQL on the lake's tables",
+                       formatter_class=_Formatter, epilog=EXAMPLES["sql"])
+    q.add_argument("query")
+    q.add_argument("--limit", type=int, default=50, help="rows shown")
+    _add_lake(q)
+
+    n = sub.add_parser("neighbors", help="cosine nearest neighbours of a word",
+                       formatter_class=_Formatter, epilog=EXAMPLES["neighbors"])
+    n.add_argument("word")
+    n.add_argument("-k", type=int, default=10, help="how many")
+    _add_lake(n)
+
+    e = sub.add_parser("export", help="export vectors (word2vec text or NumPy)",
+                       formatter_class=_Formatter, epilog=EXAMPLES["export"])
+    e.add_argument("out")
+    e.add_argument("--format", choices=("word2vec", "npy"), default="word2vec")
+    _add_lake(e)
+    return top
+
+
+def _options(args) -> BuildOptions:
+    return BuildOptions(
+        bits=args.bits, window=args.window, mode=args.mode, weighting=args.weighting,
+        smoothing=args.smoothing, transform=args.transform, epsilon=args.epsilon,
+        min_count=args.min_count, max_vocab=args.max_vocab, include_self=not args.no_self,
+        lowercase=not args.keep_case, max_document_tokens=args.max_document_tokens,
+        input_format=args.input_format, text_field=args.text_field,
+    )
+
+
+def _session(args):
+    from .session import spark_session
+
+    started = time.perf_counter()
+    spark = spark_session(master=args.master)
+    print(f"{'spark session':<14}{'':>14}       {time.perf_counter() - started:>7.2f} s",
+          file=sys.stderr, flush=True)
+    return spark
+
+
+def _print_table(columns: list[str], rows: list[tuple]) -> None:
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.6g}"
+        if isinstance(v, (list, tuple)):
+            inner = ", ".join(fmt(x) for x in v[:4])
+            return f"[{inner}{', ...' if len(v) > 4 else ''}] ({len(v)})"
+        return str(v)
+
+    cells = [[fmt(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+
+
+def run(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "build":
+        options = _options(args)  # bad options fail before Spark starts
+        from .build import build
+
+        started = time.perf_counter()
+        spark = _session(args)
+        result = build(spark, args.corpus, args.lake, options, keep_runs=args.keep_runs)
+        print(f"built {result.vocab_size:,} vectors of dimension {result.dim} (bits {result.bits}) "
+              f"from {result.tokens:,} tokens in {result.shards} shards into {result.lake} "
+              f"(run {result.run}) in {time.perf_counter() - started:.1f} s")
+        return 0
+    from .keyed_vectors import KeyedVectors, export, register_cosine
+    from .lake import Lake, read_table, register_tables
+
+    lake = Lake(args.lake)
+    if args.command == "sql":
+        spark = _session(args)
+        register_tables(spark, lake)
+        register_cosine(spark)
+        df = spark.sql(args.query)
+        rows = [tuple(r) for r in df.limit(args.limit).collect()]
+        _print_table(df.columns, rows)
+        return 0
+    spark = _session(args)
+    kv = KeyedVectors.from_frame(read_table(spark, lake, "vectors"))
+    if args.command == "neighbors":
+        _print_table(["word", "cosine"], kv.most_similar(args.word, args.k))
+        return 0
+    if args.command == "export":
+        for path in export(kv, args.format, args.out):
+            print(f"wrote {path}")
+        return 0
+    return 2
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        return run(argv)
+    except BitCipherError as exc:
+        print(f"bitcipher: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

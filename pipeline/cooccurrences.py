@@ -1,0 +1,166 @@
+"""Stage 3, cooccurrences: n(t, c, d) for every word t, context c and offset d (ALGORITHM.md §3).
+
+The hot path is vectorised: each Python worker turns a whole Arrow batch of documents into
+word ids with one hash lookup (``pyarrow.compute.index_in``), builds the window keys with
+NumPy, and pre-aggregates them; Spark then shuffles the partial counts by centre word and a
+second vectorised pass sums them. Only pairs at positive offsets are counted and sorted;
+n(c, t, -d) = n(t, c, d) gives the other half, EDGE contexts and d = 0 are counted directly.
+
+A count is keyed by one int64, ``key = (center * K + (d + m)) * C + context`` with
+K = 2m + 1 and C = V + 1 (context V stands for EDGE), so sorting keys sorts rows by
+(center, offset, context).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+
+EDGE = -1
+PARTIAL_SCHEMA = "center int, key long, count long"
+OUTPUT_BATCH_ROWS = 1 << 20
+
+
+class KeyCodec:
+    """Packs (center, offset, context) into one int64 and back."""
+
+    def __init__(self, vocab_size: int, window: int):
+        self.V = vocab_size
+        self.m = window
+        self.K = 2 * window + 1
+        self.C = vocab_size + 1
+        if vocab_size * self.K * self.C >= 2**62:
+            raise OverflowError("vocabulary too large for 64-bit co-occurrence keys")
+
+    def encode(self, center, offset, context):
+        return (center * self.K + (offset + self.m)) * self.C + context
+
+    def decode(self, key):
+        context = key % self.C
+        rest = key // self.C
+        return rest // self.K, rest % self.K - self.m, context
+
+
+def _aggregate(keys: np.ndarray, counts: np.ndarray | None = None):
+    """Sorted unique keys and their summed counts."""
+    if counts is None:
+        uniq, n = np.unique(keys, return_counts=True)
+        return uniq, n.astype(np.int64)
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    counts = counts[order]
+    if len(keys) == 0:
+        return keys, counts
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    return keys[starts], np.add.reduceat(counts, starts)
+
+
+def window_keys(ids: np.ndarray, lengths: np.ndarray, codec: KeyCodec, include_self: bool):
+    """Partial counts of one batch of documents given as concatenated ids and lengths.
+
+    Returns (keys, counts) with every key of the batch, both signs of d included.
+    """
+    n = len(ids)
+    if n == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    doc_start = np.repeat(starts, lengths)
+    doc_end = np.repeat(ends, lengths)
+    index = np.arange(n, dtype=np.int64)
+    before = index - doc_start  # tokens before i in its document
+    after = doc_end - 1 - index  # tokens after i
+    edge = codec.V
+    pair_parts = []
+    other_parts = []
+    for d in range(1, codec.m + 1):
+        has = np.flatnonzero(after >= d)
+        pair_parts.append(codec.encode(ids[has], d, ids[has + d]))
+        right = after < d
+        other_parts.append(codec.encode(ids[right], d, edge))
+        left = before < d
+        other_parts.append(codec.encode(ids[left], -d, edge))
+    if include_self:
+        other_parts.append(codec.encode(ids, 0, ids))
+    pair_keys, pair_counts = _aggregate(np.concatenate(pair_parts))
+    center, d, context = codec.decode(pair_keys)
+    mirrored = codec.encode(context, -d, center)
+    other_keys, other_counts = _aggregate(np.concatenate(other_parts))
+    keys = np.concatenate([pair_keys, mirrored, other_keys])
+    counts = np.concatenate([pair_counts, pair_counts, other_counts])
+    return keys, counts
+
+
+def _partial_counter(words_bc, unk_id: int, window: int, include_self: bool) -> Callable:
+    def count_batches(batches: Iterator):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        words = pa.array(words_bc.value, pa.string())
+        codec = KeyCodec(len(words), window)
+        for batch in batches:
+            tokens = batch.column(0)
+            lengths = pc.list_value_length(tokens).fill_null(0).to_numpy().astype(np.int64)
+            flat = pc.list_flatten(tokens)
+            ids = pc.index_in(flat, value_set=words).fill_null(unk_id)
+            ids = ids.to_numpy().astype(np.int64)
+            keys, counts = window_keys(ids, lengths, codec, include_self)
+            center = (keys // codec.C // codec.K).astype(np.int32)
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(center), pa.array(keys), pa.array(counts)],
+                names=["center", "key", "count"],
+            )
+
+    return count_batches
+
+
+def _merger(vocab_size: int, window: int) -> Callable:
+    def merge_partition(batches: Iterator):
+        import pyarrow as pa
+
+        codec = KeyCodec(vocab_size, window)
+        keys, counts = [], []
+        for batch in batches:
+            keys.append(batch.column(1).to_numpy())
+            counts.append(batch.column(2).to_numpy())
+        if not keys:
+            return
+        keys, counts = _aggregate(np.concatenate(keys), np.concatenate(counts))
+        center, offset, context = codec.decode(keys)
+        context = np.where(context == codec.V, EDGE, context)
+        for lo in range(0, len(keys), OUTPUT_BATCH_ROWS):
+            hi = lo + OUTPUT_BATCH_ROWS
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array(center[lo:hi].astype(np.int32)),
+                    pa.array(context[lo:hi].astype(np.int32)),
+                    pa.array(offset[lo:hi].astype(np.int8)),
+                    pa.array(counts[lo:hi]),
+                ],
+                names=["center", "context", "offset", "count"],
+            )
+
+    return merge_partition
+
+
+def count_cooccurrences(spark, words: list[str], unk_id: int, window: int, include_self: bool,
+                        partitions: int) -> Callable:
+    """Transformation (tokens array<string>) -> cooccurrences table, hash-partitioned by center.
+
+    Within each output partition rows are sorted by (center, offset, context), and all
+    rows of one centre word are in one partition: the vectors stage relies on both.
+    """
+    from .schemas import schema_of
+
+    words_bc = spark.sparkContext.broadcast(list(words))
+    counter = _partial_counter(words_bc, unk_id, window, include_self)
+    merger = _merger(len(words), window)
+
+    def transform(tokens_df):
+        partial = tokens_df.select("tokens").mapInArrow(counter, PARTIAL_SCHEMA)
+        return partial.repartition(partitions, "center").mapInArrow(
+            merger, schema_of("cooccurrences")
+        )
+
+    return transform

@@ -1,0 +1,226 @@
+"""The lake: where a build's tables live, how they are published and how they are read.
+
+Layout of a lake directory (or URI)::
+
+    vectors/                      Delta table; each commit publishes one build
+    runs/<run>/unigrams/          Parquet: word, count, id
+    runs/<run>/cooccurrences/     Parquet: center, context, offset, count
+    runs/<run>/cipher/            Parquet: word, id, count, code, rep
+    runs/<run>/_bitcipher.json    what the run was made from (options, shards, tokens)
+
+A build writes its Parquet tables under a fresh ``runs/<run>`` and then publishes them with a
+single Delta commit on ``vectors`` whose table properties name the run. Readers follow that
+pointer, so an interrupted build is never seen: its run folder is simply not referenced
+(and is removed by the next build).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Optional
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from .errors import LakeError
+from .schemas import FORMAT_VERSION, check_schema
+
+PROP_FORMAT = "bitcipher.format_version"
+PROP_RUN = "bitcipher.run"
+PROP_OPTIONS = "bitcipher.options"
+PROP_BITS = "bitcipher.bits"
+PROP_SNAPSHOT = "bitcipher.snapshot"
+RUN_TABLES = ("unigrams", "cooccurrences", "cipher")
+MANIFEST = "_bitcipher.json"
+
+
+def new_run_id() -> str:
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{now}-{uuid.uuid4().hex[:8]}"
+
+
+def _spark_uri(uri: str) -> str:
+    if "://" in uri:
+        return uri.replace("s3://", "s3a://", 1)
+    import os
+
+    return "file://" + os.path.abspath(uri)
+
+
+@dataclass(frozen=True)
+class Lake:
+    """Paths of one lake."""
+
+    root: str
+
+    @property
+    def uri(self) -> str:
+        return _spark_uri(self.root.rstrip("/"))
+
+    @property
+    def vectors(self) -> str:
+        return f"{self.uri}/vectors"
+
+    def run_dir(self, run: str) -> str:
+        return f"{self.uri}/runs/{run}"
+
+    def table(self, run: str, name: str) -> str:
+        return f"{self.run_dir(run)}/{name}"
+
+    def fs(self):
+        return url_to_fs(self.uri.replace("s3a://", "s3://", 1))
+
+    def exists(self, uri: str) -> bool:
+        fs, path = url_to_fs(uri.replace("s3a://", "s3://", 1))
+        return fs.exists(path)
+
+    def write_text(self, uri: str, text: str) -> None:
+        with fsspec.open(uri.replace("s3a://", "s3://", 1), "w") as fh:
+            fh.write(text)
+
+    def read_text(self, uri: str) -> str:
+        with fsspec.open(uri.replace("s3a://", "s3://", 1), "r") as fh:
+            return fh.read()
+
+    def remove(self, uri: str) -> None:
+        fs, path = url_to_fs(uri.replace("s3a://", "s3://", 1))
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+    def runs(self) -> list[str]:
+        fs, root = self.fs()
+        base = f"{root.rstrip('/')}/runs"
+        if not fs.exists(base):
+            return []
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(base, detail=False))
+
+
+def check_lake(lake: Lake) -> None:
+    """Refuse a lake that holds Delta tables this package did not write."""
+    if lake.exists(f"{lake.uri}/_delta_log"):
+        raise LakeError(
+            f"{lake.root} is itself a Delta table, not a bit-cipher lake; choose another --lake"
+        )
+    if lake.exists(f"{lake.vectors}/_delta_log"):
+        props = _delta_properties(lake)
+        version = props.get(PROP_FORMAT)
+        if version is None:
+            raise LakeError(
+                f"{lake.vectors} holds a Delta table that bit-cipher did not write; refusing to "
+                f"overwrite it: choose another --lake"
+            )
+        if str(version) != str(FORMAT_VERSION):
+            raise LakeError(
+                f"{lake.vectors} was written with bit-cipher table format {version}; this version "
+                f"reads and writes format {FORMAT_VERSION}: rebuild into a new lake"
+            )
+
+
+def _delta_properties(lake: Lake) -> dict:
+    """Table properties of the vectors table, read from the Delta log without Spark."""
+    fs, root = url_to_fs(f"{lake.vectors}/_delta_log".replace("s3a://", "s3://", 1))
+    names = fs.ls(root, detail=False)
+    for commit in sorted((p for p in names if p.endswith(".json")), reverse=True):
+        with fs.open(commit, "r") as fh:
+            for line in fh:
+                action = json.loads(line)
+                if "metaData" in action:
+                    return action["metaData"].get("configuration", {}) or {}
+    checkpoints = sorted(p for p in names if p.endswith(".checkpoint.parquet"))
+    if checkpoints:
+        import pyarrow.parquet as pq
+
+        with fs.open(checkpoints[-1], "rb") as fh:
+            rows = pq.read_table(fh, columns=["metaData"]).column("metaData").to_pylist()
+        for row in rows:
+            if row:
+                return dict(row.get("configuration") or {})
+    return {}
+
+
+def write_manifest(lake: Lake, run: str, manifest: dict) -> None:
+    lake.write_text(f"{lake.run_dir(run)}/{MANIFEST}", json.dumps(manifest, indent=2,
+                                                                  sort_keys=True))
+
+
+def remove_stale_runs(lake: Lake, keep: list[str]) -> list[str]:
+    """Delete run folders no longer referenced; return their names."""
+    removed = []
+    for run in lake.runs():
+        if run not in keep:
+            lake.remove(lake.run_dir(run))
+            removed.append(run)
+    return removed
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def publish_vectors(spark, lake: Lake, vectors_df, properties: dict) -> None:
+    """Replace the vectors table in one Delta commit that also records `properties`."""
+    view = f"bitcipher_publish_{uuid.uuid4().hex[:8]}"
+    vectors_df.createOrReplaceTempView(view)
+    props = {PROP_FORMAT: str(FORMAT_VERSION), **properties}
+    props_sql = ", ".join(f"{_sql_string(k)} = {_sql_string(v)}" for k, v in props.items())
+    try:
+        spark.sql(
+            f"CREATE OR REPLACE TABLE delta.`{lake.vectors}` USING DELTA "
+            f"TBLPROPERTIES ({props_sql}) AS SELECT * FROM {view}"
+        )
+    finally:
+        spark.catalog.dropTempView(view)
+
+
+@dataclass(frozen=True)
+class Published:
+    """What the vectors table currently points at."""
+
+    run: str
+    properties: dict
+    manifest: dict
+
+
+def published(lake: Lake) -> Published:
+    """The run the lake currently serves; LakeError if there is none or it is unreadable."""
+    if not lake.exists(f"{lake.vectors}/_delta_log"):
+        raise LakeError(f"{lake.root} holds no bit-cipher vectors table; run `bitcipher build` "
+                        f"first")
+    check_lake(lake)
+    props = _delta_properties(lake)
+    run = props.get(PROP_RUN)
+    if not run:
+        raise LakeError(f"{lake.vectors} names no run; the lake is damaged: rebuild it")
+    manifest_uri = f"{lake.run_dir(run)}/{MANIFEST}"
+    if not lake.exists(manifest_uri):
+        raise LakeError(f"run {run} referenced by {lake.vectors} is missing; rebuild the lake")
+    return Published(run, props, json.loads(lake.read_text(manifest_uri)))
+
+
+def read_table(spark, lake: Lake, name: str, run: Optional[str] = None, as_of=None):
+    """Read one table of the lake, checking its schema."""
+    if name == "vectors":
+        reader = spark.read.format("delta")
+        if as_of is not None:
+            key = "versionAsOf" if str(as_of).isdigit() else "timestampAsOf"
+            reader = reader.option(key, str(as_of))
+        df = reader.load(lake.vectors)
+        where = lake.vectors
+    else:
+        run = run or published(lake).run
+        where = lake.table(run, name)
+        df = spark.read.parquet(where)
+    check_schema(df, name, where)
+    return df
+
+
+def register_tables(spark, lake: Lake) -> Published:
+    """Register vectors, unigrams, cooccurrences and cipher as temporary views."""
+    pub = published(lake)
+    read_table(spark, lake, "vectors").createOrReplaceTempView("vectors")
+    for name in RUN_TABLES:
+        read_table(spark, lake, name, run=pub.run).createOrReplaceTempView(name)
+    return pub

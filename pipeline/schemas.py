@@ -1,0 +1,67 @@
+"""Table schemas, read from the JSON files in ``schemas/`` and enforced on write and read."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from .errors import LakeError
+
+FORMAT_VERSION = 1
+TABLES = ("tokens", "unigrams", "cooccurrences", "cipher", "vectors")
+
+
+def _schema_dir():
+    repo = Path(__file__).resolve().parent.parent / "schemas"
+    if repo.is_dir():
+        return repo
+    return resources.files("pipeline") / "schemas_data"
+
+
+@lru_cache(maxsize=None)
+def table_spec(name: str) -> dict:
+    if name not in TABLES:
+        raise KeyError(f"no schema for table {name!r}; known: {', '.join(TABLES)}")
+    return json.loads((_schema_dir() / f"{name}.json").read_text())
+
+
+def schema_of(name: str):
+    """The Spark StructType of a table."""
+    from pyspark.sql.types import StructType
+
+    return StructType.fromJson(table_spec(name)["schema"])
+
+
+def _shape(schema) -> list[tuple[str, str]]:
+    return [(f.name, f.dataType.simpleString()) for f in schema.fields]
+
+
+def conform(df, name: str):
+    """Select and cast a DataFrame to the table's schema; refuse missing columns."""
+    from pyspark.sql import functions as F
+
+    schema = schema_of(name)
+    missing = [f.name for f in schema.fields if f.name not in df.columns]
+    if missing:
+        raise LakeError(f"table {name} is missing columns {missing}")
+    current = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+    return df.select(
+        [
+            F.col(f.name) if current[f.name] == f.dataType.simpleString()
+            else F.col(f.name).cast(f.dataType).alias(f.name)
+            for f in schema.fields
+        ]
+    )
+
+
+def check_schema(df, name: str, where: str) -> None:
+    """Raise LakeError if a table read from `where` does not have the expected schema."""
+    expected = _shape(schema_of(name))
+    actual = _shape(df.schema)
+    if actual != expected:
+        raise LakeError(
+            f"{where} does not hold a bit-cipher '{name}' table of format version "
+            f"{FORMAT_VERSION}: expected columns {expected}, found {actual}"
+        )

@@ -1,0 +1,126 @@
+"""The one place that builds a SparkSession (CLI, jobs and tests all come through here).
+
+Delta Lake's JARs come from Maven Central through Spark's own resolver on first use and are
+cached under ``$BITCIPHER_CACHE`` (default ``~/.cache/bitcipher``). Later sessions put the
+cached JARs straight on the classpath, which skips the resolver. Where the resolver cannot
+reach Maven Central, point ``BITCIPHER_JARS`` at a folder of the same JARs (for instance
+filled by ``mvn dependency:copy``).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from typing import Mapping, Optional
+
+log = logging.getLogger(__name__)
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+
+def cache_dir() -> str:
+    return os.path.expanduser(os.environ.get("BITCIPHER_CACHE", "~/.cache/bitcipher"))
+
+
+def delta_artifact() -> str:
+    """Maven coordinates of the Delta JAR matching the installed delta-spark and pyspark."""
+    from importlib.metadata import version
+
+    import pyspark
+
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    return f"io.delta:delta-spark_{spark_minor}_2.13:{version('delta-spark')}"
+
+
+def _ivy_dir() -> str:
+    artifact = delta_artifact().replace(":", "_")
+    return os.path.join(cache_dir(), "ivy", artifact)
+
+
+def _cached_jars() -> list[str]:
+    jars_dir = os.path.join(_ivy_dir(), "jars")
+    if not os.path.exists(os.path.join(_ivy_dir(), "COMPLETE")):
+        return []
+    return sorted(glob.glob(os.path.join(jars_dir, "*.jar")))
+
+
+def delta_jar_conf() -> dict[str, str]:
+    """Spark settings that put Delta Lake's JARs on the classpath."""
+    jars_env = os.environ.get("BITCIPHER_JARS")
+    if jars_env:
+        jars = sorted(glob.glob(os.path.join(os.path.expanduser(jars_env), "*.jar")))
+        if not jars:
+            raise FileNotFoundError(f"BITCIPHER_JARS={jars_env} holds no .jar files")
+        return {"spark.jars": ",".join(jars)}
+    cached = _cached_jars()
+    if cached:
+        return {"spark.jars": ",".join(cached)}
+    return {"spark.jars.packages": delta_artifact(), "spark.jars.ivy": _ivy_dir()}
+
+
+def local_conf(cores: Optional[int] = None) -> dict[str, str]:
+    """Defaults that suit one machine: few shuffle partitions, no UI, Arrow on."""
+    cores = cores or os.cpu_count() or 2
+    return {
+        "spark.sql.shuffle.partitions": str(max(2, 2 * cores)),
+        "spark.default.parallelism": str(max(2, 2 * cores)),
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "65536",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.driver.memory": os.environ.get("BITCIPHER_DRIVER_MEMORY", "4g"),
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.sql.sources.parallelPartitionDiscovery.threshold": "1024",
+    }
+
+
+def spark_session(
+    master: Optional[str] = None,
+    app_name: str = "bitcipher",
+    conf: Optional[Mapping[str, str]] = None,
+):
+    """Build (or reuse) a SparkSession with Delta Lake's extension and catalog.
+
+    Parameters
+    ----------
+    master : str, optional
+        Spark master URL; default ``$BITCIPHER_MASTER`` or ``local[*]``.
+    app_name : str
+        Application name shown by the cluster.
+    conf : mapping, optional
+        Extra Spark settings; they win over the defaults.
+    """
+    from pyspark.sql import SparkSession
+
+    master = master or os.environ.get("BITCIPHER_MASTER", "local[*]")
+    settings: dict[str, str] = {}
+    if master.startswith("local"):
+        settings.update(local_conf())
+    settings.update(
+        {
+            "spark.sql.extensions": DELTA_EXTENSION,
+            "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+            "spark.sql.session.timeZone": "UTC",
+        }
+    )
+    settings.update(delta_jar_conf())
+    settings.update(dict(conf or {}))
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("BITCIPHER_SPARK_LOG_LEVEL", "ERROR"))
+    if "spark.jars.packages" in settings:
+        _mark_cached()
+    return spark
+
+
+def _mark_cached() -> None:
+    """After a successful resolve, remember that the ivy folder holds every JAR."""
+    jars = glob.glob(os.path.join(_ivy_dir(), "jars", "*.jar"))
+    if jars:
+        with open(os.path.join(_ivy_dir(), "COMPLETE"), "w") as fh:
+            fh.write("\n".join(sorted(jars)) + "\n")

@@ -1,0 +1,84 @@
+"""Stage 2, unigrams: token counts and the ranked vocabulary (ALGORITHM.md §1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+UNK = "<unk>"
+
+
+def count_tokens(tokens_df):
+    """Transformation (tokens array<string>) -> (word string, count long), every token type."""
+    from pyspark.sql import functions as F
+
+    return tokens_df.select(F.explode("tokens").alias("word")).groupBy("word").agg(
+        F.count(F.lit(1)).alias("count")
+    )
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Words in rank order (index = id), with their counts; `<unk>` always included."""
+
+    words: list[str]
+    counts: np.ndarray  # int64, rank order
+    total: int  # M: all tokens of the corpus
+
+    @property
+    def unk_id(self) -> int:
+        return self.words.index(UNK)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+def rank_vocabulary(kept: list[tuple[str, int]], total: int, max_vocab: Optional[int] = None
+                    ) -> Vocabulary:
+    """Rank the words kept by min_count; everything else becomes `<unk>`.
+
+    Ranks sort by count descending, ties by the word's code points ascending, so they do
+    not depend on partitioning. `<unk>` is ranked like any word.
+    """
+    ranked = sorted(kept, key=lambda wc: (-wc[1], wc[0]))
+    if max_vocab is not None:
+        ranked = ranked[:max_vocab]
+    unk_count = total - sum(c for _, c in ranked)
+    ranked = sorted(ranked + [(UNK, unk_count)], key=lambda wc: (-wc[1], wc[0]))
+    return Vocabulary(
+        words=[w for w, _ in ranked],
+        counts=np.array([c for _, c in ranked], dtype=np.int64),
+        total=int(total),
+    )
+
+
+def collect_vocabulary(word_counts_df, min_count: int, max_vocab: Optional[int] = None
+                       ) -> Vocabulary:
+    """Bring the words with count >= min_count to the driver and rank them."""
+    from pyspark.sql import functions as F
+
+    total = word_counts_df.agg(F.sum("count")).first()[0] or 0
+    kept_df = word_counts_df.where(F.col("count") >= min_count)
+    if max_vocab is not None:
+        kept_df = kept_df.orderBy(F.col("count").desc(), F.col("word")).limit(max_vocab)
+    table = kept_df.toArrow()
+    kept = list(zip(table.column("word").to_pylist(), table.column("count").to_pylist()))
+    return rank_vocabulary(kept, int(total), max_vocab)
+
+
+def unigram_frame(spark, vocab: Vocabulary):
+    """DataFrame (word, count, id) of the vocabulary, in id order."""
+    import pyarrow as pa
+
+    from .schemas import schema_of
+
+    table = pa.table(
+        {
+            "word": pa.array(vocab.words, pa.string()),
+            "count": pa.array(vocab.counts, pa.int64()),
+            "id": pa.array(np.arange(len(vocab), dtype=np.int32)),
+        }
+    )
+    return spark.createDataFrame(table, schema=schema_of("unigrams"))
