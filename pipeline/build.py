@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 
 from .cipher import build_cipher
-from .cooccurrences import count_cooccurrences
+from .cooccurrences import partial_counts
 from .corpus import check_shards, list_shards, read_documents
 from .errors import InputError, LakeError
 from .lake import (
@@ -23,6 +23,7 @@ from .lake import (
     PROP_SNAPSHOT,
     Lake,
     check_lake,
+    parquet_rows,
     new_run_id,
     published,
     publish_vectors,
@@ -33,7 +34,7 @@ from .options import BuildOptions
 from .schemas import FORMAT_VERSION, conform, schema_of
 from .tokenize import tokenize_documents
 from .unigrams import UNK, collect_vocabulary, count_tokens, unigram_frame
-from .vectors import contextual_vectors, empty_vector
+from .vectors import cooccurrences_and_vectors, empty_vector
 
 ROWS_PER_PARTITION = 1_500_000
 
@@ -197,19 +198,21 @@ def build(
     started = time.perf_counter()
     partitions = max(int(spark.conf.get("spark.sql.shuffle.partitions")),
                      math.ceil(total_tokens * (options.window + 1) / ROWS_PER_PARTITION / 4))
-    cooc = tokens.transform(
-        count_cooccurrences(spark, vocab.words, vocab.unk_id, options.window,
-                            options.include_self, partitions)
+    cooc_dir = lake.table(run, "cooccurrences")
+    vec = tokens.transform(
+        partial_counts(spark, vocab.words, vocab.unk_id, options.window, options.include_self,
+                       partitions)
+    ).transform(
+        cooccurrences_and_vectors(spark, cooc_dir, len(vocab), cipher.context_matrix(),
+                                  vocab.counts, vocab.total, options)
     ).persist(StorageLevel.MEMORY_AND_DISK)
-    cooc.write.parquet(lake.table(run, "cooccurrences"))
-    n_cooc = cooc.count()
+    n_vec = vec.count()
     tokens.unpersist()
-    stages.record("cooccurrences", n_cooc, started, f"{partitions} partitions")
+    n_cooc = parquet_rows(cooc_dir)
+    stages.record("cooccurrences", n_cooc, started,
+                  f"{partitions} partitions; {n_vec:,} vectors aggregated on the way")
 
     started = time.perf_counter()
-    vec = cooc.transform(
-        contextual_vectors(spark, cipher.context_matrix(), vocab.counts, vocab.total, options)
-    )
     vocab_df = unigram_frame(spark, vocab).select("word", "id", "count")
     vectors = vec.join(F.broadcast(vocab_df), "id")
     if vocab.counts[vocab.unk_id] == 0:
@@ -218,7 +221,8 @@ def build(
             schema=schema_of("vectors"),
         )
         vectors = vectors.unionByName(conform(unk, "vectors"))
-    vectors = conform(vectors, "vectors").coalesce(max(1, len(vocab) // 500_000)).sortWithinPartitions("id")
+    vectors = conform(vectors, "vectors").coalesce(max(1, len(vocab) // 500_000))
+    vectors = vectors.sortWithinPartitions("id")
     snapshot = {
         "shards": [
             {"path": s.path, "size": s.size, "mtime": s.mtime, "format": s.format,
@@ -249,7 +253,7 @@ def build(
                                    "documents": n_docs, "shards_sha256": digest}),
     }
     publish_vectors(spark, lake, vectors, properties)
-    cooc.unpersist()
+    vec.unpersist()
     stages.record("vectors", len(vocab), started, f"dim {manifest['dim']}")
     remove_stale_runs(lake, keep=[run, *previous_runs[-keep_runs:]] if keep_runs else [run])
     return BuildResult(run=run, lake=lake.root, bits=cipher.bits, dim=manifest["dim"],

@@ -20,6 +20,7 @@ import numpy as np
 EDGE = -1
 PARTIAL_SCHEMA = "center int, key long, count long"
 OUTPUT_BATCH_ROWS = 1 << 20
+FLUSH_TOKENS = 3_000_000  # tokens pre-aggregated together in one Python worker
 
 
 class KeyCodec:
@@ -99,49 +100,85 @@ def _partial_counter(words_bc, unk_id: int, window: int, include_self: bool) -> 
 
         words = pa.array(words_bc.value, pa.string())
         codec = KeyCodec(len(words), window)
+        buffered: list = []
+        n_buffered = 0
+
+        def flush():
+            ids = np.concatenate([b[0] for b in buffered])
+            lengths = np.concatenate([b[1] for b in buffered])
+            keys, counts = window_keys(ids, lengths, codec, include_self)
+            center = (keys // codec.C // codec.K).astype(np.int32)
+            for lo in range(0, len(keys), OUTPUT_BATCH_ROWS):
+                hi = lo + OUTPUT_BATCH_ROWS
+                yield pa.RecordBatch.from_arrays(
+                    [pa.array(center[lo:hi]), pa.array(keys[lo:hi]), pa.array(counts[lo:hi])],
+                    names=["center", "key", "count"],
+                )
+
         for batch in batches:
             tokens = batch.column(0)
             lengths = pc.list_value_length(tokens).fill_null(0).to_numpy().astype(np.int64)
             flat = pc.list_flatten(tokens)
             ids = pc.index_in(flat, value_set=words).fill_null(unk_id)
-            ids = ids.to_numpy().astype(np.int64)
-            keys, counts = window_keys(ids, lengths, codec, include_self)
-            center = (keys // codec.C // codec.K).astype(np.int32)
-            yield pa.RecordBatch.from_arrays(
-                [pa.array(center), pa.array(keys), pa.array(counts)],
-                names=["center", "key", "count"],
-            )
+            buffered.append((ids.to_numpy().astype(np.int64), lengths))
+            n_buffered += len(flat)
+            if n_buffered >= FLUSH_TOKENS:
+                yield from flush()
+                buffered, n_buffered = [], 0
+        if buffered:
+            yield from flush()
 
     return count_batches
 
 
+def merged_counts(batches: Iterator, codec: KeyCodec):
+    """Sum the partial counts of one partition: (center, context, offset, count) arrays,
+    sorted by (center, offset, context)."""
+    keys, counts = [], []
+    for batch in batches:
+        keys.append(batch.column(1).to_numpy())
+        counts.append(batch.column(2).to_numpy())
+    if not keys:
+        keys, counts = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    keys, counts = _aggregate(np.concatenate(keys), np.concatenate(counts))
+    center, offset, context = codec.decode(keys)
+    context = np.where(context == codec.V, EDGE, context)
+    return (center.astype(np.int32), context.astype(np.int32), offset.astype(np.int8),
+            counts.astype(np.int64))
+
+
+def cooccurrence_batches(center, context, offset, count):
+    import pyarrow as pa
+
+    for lo in range(0, max(len(center), 1), OUTPUT_BATCH_ROWS):
+        hi = lo + OUTPUT_BATCH_ROWS
+        yield pa.RecordBatch.from_arrays(
+            [pa.array(center[lo:hi]), pa.array(context[lo:hi]), pa.array(offset[lo:hi]),
+             pa.array(count[lo:hi])],
+            names=["center", "context", "offset", "count"],
+        )
+
+
 def _merger(vocab_size: int, window: int) -> Callable:
     def merge_partition(batches: Iterator):
-        import pyarrow as pa
-
-        codec = KeyCodec(vocab_size, window)
-        keys, counts = [], []
-        for batch in batches:
-            keys.append(batch.column(1).to_numpy())
-            counts.append(batch.column(2).to_numpy())
-        if not keys:
-            return
-        keys, counts = _aggregate(np.concatenate(keys), np.concatenate(counts))
-        center, offset, context = codec.decode(keys)
-        context = np.where(context == codec.V, EDGE, context)
-        for lo in range(0, len(keys), OUTPUT_BATCH_ROWS):
-            hi = lo + OUTPUT_BATCH_ROWS
-            yield pa.RecordBatch.from_arrays(
-                [
-                    pa.array(center[lo:hi].astype(np.int32)),
-                    pa.array(context[lo:hi].astype(np.int32)),
-                    pa.array(offset[lo:hi].astype(np.int8)),
-                    pa.array(counts[lo:hi]),
-                ],
-                names=["center", "context", "offset", "count"],
-            )
+        columns = merged_counts(batches, KeyCodec(vocab_size, window))
+        if len(columns[0]):
+            yield from cooccurrence_batches(*columns)
 
     return merge_partition
+
+
+def partial_counts(spark, words: list[str], unk_id: int, window: int, include_self: bool,
+                   partitions: int) -> Callable:
+    """Transformation (tokens) -> partial counts (center, key, count), partitioned by center."""
+    words_bc = spark.sparkContext.broadcast(list(words))
+    counter = _partial_counter(words_bc, unk_id, window, include_self)
+
+    def transform(tokens_df):
+        partial = tokens_df.select("tokens").mapInArrow(counter, PARTIAL_SCHEMA)
+        return partial.repartition(partitions, "center")
+
+    return transform
 
 
 def count_cooccurrences(spark, words: list[str], unk_id: int, window: int, include_self: bool,
@@ -153,14 +190,10 @@ def count_cooccurrences(spark, words: list[str], unk_id: int, window: int, inclu
     """
     from .schemas import schema_of
 
-    words_bc = spark.sparkContext.broadcast(list(words))
-    counter = _partial_counter(words_bc, unk_id, window, include_self)
+    partial = partial_counts(spark, words, unk_id, window, include_self, partitions)
     merger = _merger(len(words), window)
 
     def transform(tokens_df):
-        partial = tokens_df.select("tokens").mapInArrow(counter, PARTIAL_SCHEMA)
-        return partial.repartition(partitions, "center").mapInArrow(
-            merger, schema_of("cooccurrences")
-        )
+        return tokens_df.transform(partial).mapInArrow(merger, schema_of("cooccurrences"))
 
     return transform

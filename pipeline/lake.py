@@ -141,6 +141,21 @@ def _delta_properties(lake: Lake) -> dict:
     return {}
 
 
+def parquet_rows(uri: str) -> int:
+    """Rows of a Parquet table, from its file footers."""
+    import pyarrow.parquet as pq
+
+    fs, path = url_to_fs(uri.replace("s3a://", "s3://", 1))
+    if not fs.exists(path):
+        return 0
+    total = 0
+    for name in fs.find(path):
+        if name.endswith(".parquet"):
+            with fs.open(name, "rb") as fh:
+                total += pq.read_metadata(fh).num_rows
+    return total
+
+
 def write_manifest(lake: Lake, run: str, manifest: dict) -> None:
     lake.write_text(f"{lake.run_dir(run)}/{MANIFEST}", json.dumps(manifest, indent=2,
                                                                   sort_keys=True))

@@ -65,3 +65,20 @@ def check_schema(df, name: str, where: str) -> None:
             f"{where} does not hold a bit-cipher '{name}' table of format version "
             f"{FORMAT_VERSION}: expected columns {expected}, found {actual}"
         )
+
+
+def arrow_schema(name: str):
+    """The pyarrow schema of a table (for files written by Python workers)."""
+    import pyarrow as pa
+
+    simple = {"string": pa.string(), "integer": pa.int32(), "long": pa.int64(),
+              "byte": pa.int8(), "boolean": pa.bool_(), "float": pa.float32(),
+              "double": pa.float64()}
+
+    def arrow_type(t):
+        if isinstance(t, dict):
+            return pa.list_(arrow_type(t["elementType"]))
+        return simple[t]
+
+    return pa.schema([pa.field(f["name"], arrow_type(f["type"]), nullable=f["nullable"])
+                      for f in table_spec(name)["schema"]["fields"]])

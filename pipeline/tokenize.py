@@ -1,40 +1,68 @@
-"""Stage 1, tokenize: documents -> token arrays (ALGORITHM.md §0), in Spark SQL expressions."""
+"""Stage 1, tokenize: documents -> token arrays (ALGORITHM.md §0).
+
+Tokens are the maximal runs of letters and digits with internal apostrophes, after Unicode
+lowercasing: Java ``[\\p{L}\\p{N}]+(?:['’][\\p{L}\\p{N}]+)*``, Python
+``[^\\W_]+(?:['’][^\\W_]+)*``. Each Python worker tokenizes a whole Arrow batch of documents
+(one compiled-regex call per document, no per-token Python code).
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+import re
+from typing import Callable, Iterator
 
 TOKEN_PATTERN = r"[\p{L}\p{N}]+(?:['’][\p{L}\p{N}]+)*"
-"""Java regex of a token: maximal runs of letters and digits with internal apostrophes."""
+"""The token pattern as a Java regex (Spark SQL's ``regexp_extract_all``)."""
+PY_TOKEN_PATTERN = r"[^\W_]+(?:['’][^\W_]+)*"
+"""The same pattern for Python's ``re``."""
+TOKENS_SCHEMA = "shard string, tokens array<string>, invalid_utf8 boolean"
+
+
+def split_tokens(text: str, lowercase: bool = True) -> list[str]:
+    """Tokens of one text."""
+    return re.findall(PY_TOKEN_PATTERN, text.lower() if lowercase else text)
+
+
+def _tokenizer(lowercase: bool, max_document_tokens: int) -> Callable:
+    n = max_document_tokens
+
+    def tokenize_batches(batches: Iterator):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        findall = re.compile(PY_TOKEN_PATTERN).findall
+        for batch in batches:
+            text = batch.column(1)
+            if lowercase:
+                text = pc.utf8_lower(text)
+            shards = batch.column(0).to_pylist()
+            invalid = batch.column(2).to_pylist()
+            out_shard, out_tokens, out_invalid = [], [], []
+            for shard, line, bad in zip(shards, text.to_pylist(), invalid):
+                tokens = findall(line) if line else []
+                for start in range(0, len(tokens), n):
+                    out_shard.append(shard)
+                    out_tokens.append(tokens[start:start + n])
+                    # a line split into chunks is still one invalid line
+                    out_invalid.append(bool(bad) and start == 0)
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(out_shard, pa.string()), pa.array(out_tokens, pa.list_(pa.string())),
+                 pa.array(out_invalid, pa.bool_())],
+                names=["shard", "tokens", "invalid_utf8"],
+            )
+
+    return tokenize_batches
 
 
 def tokenize_documents(lowercase: bool = True, max_document_tokens: int = 10_000) -> Callable:
-    """Transformation (shard, text, ...) -> (shard, tokens array<string>, invalid_utf8).
+    """Transformation (shard, text, invalid_utf8, ...) -> (shard, tokens, invalid_utf8).
 
     Documents longer than `max_document_tokens` become consecutive chunks, each its own
     document; documents without tokens are dropped.
     """
-    from pyspark.sql import functions as F
-
-    n = max_document_tokens
+    tokenize = _tokenizer(lowercase, max_document_tokens)
 
     def transform(docs):
-        text = F.lower("text") if lowercase else F.col("text")
-        tokens = F.regexp_extract_all(F.coalesce(text, F.lit("")), F.lit(TOKEN_PATTERN), 0)
-        with_tokens = docs.select("shard", tokens.alias("tokens"), "invalid_utf8")
-        size = F.size("tokens")
-        chunks = F.when(size <= n, F.array("tokens")).otherwise(
-            F.transform(
-                F.sequence(F.lit(0), F.floor((size - 1) / n).cast("int")),
-                lambda i: F.slice("tokens", i * n + 1, n),
-            )
-        )
-        chunked = with_tokens.where(size > 0).select(
-            "shard", F.posexplode(chunks).alias("chunk", "tokens"), "invalid_utf8"
-        )
-        # a line split into chunks is still one invalid line
-        return chunked.select(
-            "shard", "tokens", (F.col("invalid_utf8") & (F.col("chunk") == 0)).alias("invalid_utf8")
-        )
+        return docs.select("shard", "text", "invalid_utf8").mapInArrow(tokenize, TOKENS_SCHEMA)
 
     return transform

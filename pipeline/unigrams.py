@@ -10,13 +10,26 @@ import numpy as np
 UNK = "<unk>"
 
 
+def _count_batches(batches):
+    """Per task: counts of every token type, from whole Arrow batches at once."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    flat = [pc.list_flatten(batch.column(0)) for batch in batches]
+    if not flat:
+        return
+    counted = pc.value_counts(pa.chunked_array(flat, pa.string()))
+    yield pa.RecordBatch.from_arrays(
+        [counted.field("values"), counted.field("counts")], names=["word", "count"]
+    )
+
+
 def count_tokens(tokens_df):
     """Transformation (tokens array<string>) -> (word string, count long), every token type."""
     from pyspark.sql import functions as F
 
-    return tokens_df.select(F.explode("tokens").alias("word")).groupBy("word").agg(
-        F.count(F.lit(1)).alias("count")
-    )
+    partial = tokens_df.select("tokens").mapInArrow(_count_batches, "word string, count long")
+    return partial.groupBy("word").agg(F.sum("count").alias("count"))
 
 
 @dataclass(frozen=True)

@@ -71,8 +71,6 @@ def aggregate_rows(center, context, offset, count, x, counts_ext, total, options
 
 def _aggregator(x_bc, counts_bc, total: int, options: BuildOptions) -> Callable:
     def aggregate_partition(batches: Iterator):
-        import pyarrow as pa
-
         cols = [[], [], [], []]
         for batch in batches:
             for i in range(4):
@@ -83,11 +81,7 @@ def _aggregator(x_bc, counts_bc, total: int, options: BuildOptions) -> Callable:
         counts_ext = np.append(counts_bc.value, 0)
         ids, vecs = aggregate_rows(center, context, offset, count, x_bc.value, counts_ext,
                                    total, options)
-        values = pa.array(vecs.ravel(), pa.float32())
-        offsets = pa.array(np.arange(0, vecs.size + 1, vecs.shape[1], dtype=np.int32))
-        yield pa.RecordBatch.from_arrays(
-            [pa.array(ids), pa.ListArray.from_arrays(offsets, values)], names=["id", "vector"]
-        )
+        yield _vector_batch(ids, vecs)
 
     return aggregate_partition
 
@@ -110,3 +104,63 @@ def empty_vector(bits: int, options: BuildOptions) -> list[float]:
     n_blocks = len(options.offsets) if options.mode == "concat" else 1
     block = post(np.zeros((n_blocks, bits + 1)), options.transform, options.epsilon)
     return block.ravel().astype(np.float32).tolist()
+
+
+def _fused(vocab_size: int, out_dir: str, x_bc, counts_bc, total: int,
+           options: BuildOptions) -> Callable:
+    def merge_write_aggregate(batches: Iterator):
+        import fsspec
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from pyspark import TaskContext
+
+        from .cooccurrences import KeyCodec, merged_counts
+        from .schemas import arrow_schema
+
+        center, context, offset, count = merged_counts(
+            batches, KeyCodec(vocab_size, options.window)
+        )
+        if not len(center):
+            return
+        part = TaskContext.get().partitionId()
+        table = pa.Table.from_arrays(
+            [pa.array(center), pa.array(context), pa.array(offset), pa.array(count)],
+            schema=arrow_schema("cooccurrences"),
+        )
+        uri = f"{out_dir}/part-{part:05d}.parquet".replace("s3a://", "s3://", 1)
+        with fsspec.open(uri, "wb", auto_mkdir=True) as fh:
+            pq.write_table(table, fh, compression="snappy")
+        counts_ext = np.append(counts_bc.value, 0)
+        ids, vecs = aggregate_rows(center, context, offset, count, x_bc.value, counts_ext,
+                                   total, options)
+        yield _vector_batch(ids, vecs)
+
+    return merge_write_aggregate
+
+
+def _vector_batch(ids, vecs):
+    import pyarrow as pa
+
+    values = pa.array(vecs.ravel(), pa.float32())
+    offsets = pa.array(np.arange(0, vecs.size + 1, vecs.shape[1], dtype=np.int32))
+    return pa.RecordBatch.from_arrays(
+        [pa.array(ids), pa.ListArray.from_arrays(offsets, values)], names=["id", "vector"]
+    )
+
+
+def cooccurrences_and_vectors(spark, out_dir: str, vocab_size: int, x: np.ndarray,
+                              counts: np.ndarray, total: int, options: BuildOptions) -> Callable:
+    """Transformation partial counts (partitioned by center) -> (id, vector).
+
+    Each task sums its partial counts, writes them as one Parquet file of the
+    cooccurrences table under `out_dir` (named by partition, so a retried task overwrites
+    its own file) and aggregates the vectors of its centre words from the same arrays.
+    """
+    x_bc = spark.sparkContext.broadcast(x)
+    counts_bc = spark.sparkContext.broadcast(np.asarray(counts, dtype=np.int64))
+    fused = _fused(vocab_size, out_dir, x_bc, counts_bc, total, options)
+
+    def transform(partial_df):
+        return partial_df.mapInArrow(fused, "id int, vector array<float>")
+
+    return transform
