@@ -32,8 +32,7 @@ from .lake import (
 )
 from .options import BuildOptions
 from .schemas import FORMAT_VERSION, conform, schema_of
-from .tokenize import tokenize_documents
-from .unigrams import UNK, collect_vocabulary, count_tokens, unigram_frame
+from .unigrams import UNK, collect_vocabulary, count_documents, unigram_frame
 from .vectors import cooccurrences_and_vectors, empty_vector
 
 ROWS_PER_PARTITION = 1_500_000
@@ -77,6 +76,13 @@ class _Stages:
         stage = StageReport(name, rows, time.perf_counter() - started, detail)
         self.done.append(stage)
         self.report(stage.line())
+
+
+def _local_path(uri: str) -> str:
+    """One spelling of a shard's path, whatever Spark or fsspec made of it."""
+    if uri.startswith("file:"):
+        return "/" + uri[len("file:"):].lstrip("/")
+    return uri
 
 
 def cipher_frame(spark, words: list[str], cipher):
@@ -150,19 +156,17 @@ def build(
         bad = docs.where(F.col("bad_record").isNotNull()).select("shard", "bad_record").first()
         if bad is not None:
             raise InputError(f"shard {bad['shard']}: {bad['bad_record']}")
-    tokens = docs.transform(
-        tokenize_documents(options.lowercase, options.max_document_tokens)
+    partial = docs.transform(
+        count_documents(options.lowercase, options.max_document_tokens)
     ).persist(StorageLevel.MEMORY_AND_DISK)
     per_shard = (
-        tokens.groupBy("shard")
-        .agg(
-            F.count(F.lit(1)).alias("documents"),
-            F.sum(F.size("tokens")).alias("tokens"),
-            F.sum(F.col("invalid_utf8").cast("long")).alias("invalid_utf8"),
-        )
+        partial.where(F.col("shard").isNotNull())
+        .groupBy("shard")
+        .agg(F.sum("documents").alias("documents"), F.sum("count").alias("tokens"),
+             F.sum("invalid_utf8").alias("invalid_utf8"))
         .collect()
     )
-    shard_stats = {r["shard"]: r.asDict() for r in per_shard}
+    shard_stats = {_local_path(r["shard"]): r.asDict() for r in per_shard}
     total_tokens = sum(int(r["tokens"]) for r in per_shard)
     n_docs = sum(int(r["documents"]) for r in per_shard)
     for r in per_shard:
@@ -172,19 +176,23 @@ def build(
             warnings.append(w)
             report(f"warning: {w}")
     for shard in shards:
-        if shard.size > 0 and shard.path not in shard_stats and \
-                shard.path.replace("file://", "file:") not in shard_stats:
+        stats = shard_stats.get(_local_path(shard.path))
+        if shard.size > 0 and (stats is None or not stats["tokens"]):
             w = f"shard {shard.path} holds no tokens"
             warnings.append(w)
             report(f"warning: {w}")
     if total_tokens == 0:
+        partial.unpersist()
         raise InputError(f"corpus {corpus!r} holds no tokens: nothing to build")
     stages.record("tokenize", n_docs, started,
                   f"{len(shards)} shards, {total_tokens:,} tokens")
 
     started = time.perf_counter()
-    word_counts = count_tokens(tokens)
+    word_counts = partial.where(F.col("word").isNotNull()).groupBy("word").agg(
+        F.sum("count").alias("count")
+    )
     vocab = collect_vocabulary(word_counts, options.min_count, options.max_vocab)
+    partial.unpersist()
     run = new_run_id()
     unigram_frame(spark, vocab).coalesce(1).write.parquet(lake.table(run, "unigrams"))
     stages.record("unigrams", len(vocab), started,
@@ -199,15 +207,14 @@ def build(
     partitions = max(int(spark.conf.get("spark.sql.shuffle.partitions")),
                      math.ceil(total_tokens * (options.window + 1) / ROWS_PER_PARTITION / 4))
     cooc_dir = lake.table(run, "cooccurrences")
-    vec = tokens.transform(
+    vec = docs.transform(
         partial_counts(spark, vocab.words, vocab.unk_id, options.window, options.include_self,
-                       partitions)
+                       partitions, tokenizer=(options.lowercase, options.max_document_tokens))
     ).transform(
         cooccurrences_and_vectors(spark, cooc_dir, len(vocab), cipher.context_matrix(),
                                   vocab.counts, vocab.total, options)
     ).persist(StorageLevel.MEMORY_AND_DISK)
     n_vec = vec.count()
-    tokens.unpersist()
     n_cooc = parquet_rows(cooc_dir)
     stages.record("cooccurrences", n_cooc, started,
                   f"{partitions} partitions; {n_vec:,} vectors aggregated on the way")
@@ -226,7 +233,7 @@ def build(
     snapshot = {
         "shards": [
             {"path": s.path, "size": s.size, "mtime": s.mtime, "format": s.format,
-             "tokens": int((shard_stats.get(s.path) or {}).get("tokens") or 0)}
+             "tokens": int((shard_stats.get(_local_path(s.path)) or {}).get("tokens") or 0)}
             for s in shards
         ],
         "tokens": total_tokens,

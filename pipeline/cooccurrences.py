@@ -13,7 +13,7 @@ K = 2m + 1 and C = V + 1 (context V stands for EDGE), so sorting keys sorts rows
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -93,7 +93,8 @@ def window_keys(ids: np.ndarray, lengths: np.ndarray, codec: KeyCodec, include_s
     return keys, counts
 
 
-def _partial_counter(words_bc, unk_id: int, window: int, include_self: bool) -> Callable:
+def _partial_counter(words_bc, unk_id: int, window: int, include_self: bool,
+                     tokenizer: Optional[tuple] = None) -> Callable:
     def count_batches(batches: Iterator):
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -116,9 +117,16 @@ def _partial_counter(words_bc, unk_id: int, window: int, include_self: bool) -> 
                 )
 
         for batch in batches:
-            tokens = batch.column(0)
-            lengths = pc.list_value_length(tokens).fill_null(0).to_numpy().astype(np.int64)
-            flat = pc.list_flatten(tokens)
+            if tokenizer is None:
+                tokens = batch.column(0)
+                lengths = pc.list_value_length(tokens).fill_null(0).to_numpy().astype(np.int64)
+                flat = pc.list_flatten(tokens)
+            else:
+                from .tokenize import tokenize_batch
+
+                flat, lengths, _ = tokenize_batch(batch.column(0), *tokenizer)
+                flat = pa.array(flat, pa.string())
+                lengths = np.asarray(lengths, dtype=np.int64)
             ids = pc.index_in(flat, value_set=words).fill_null(unk_id)
             buffered.append((ids.to_numpy().astype(np.int64), lengths))
             n_buffered += len(flat)
@@ -169,13 +177,18 @@ def _merger(vocab_size: int, window: int) -> Callable:
 
 
 def partial_counts(spark, words: list[str], unk_id: int, window: int, include_self: bool,
-                   partitions: int) -> Callable:
-    """Transformation (tokens) -> partial counts (center, key, count), partitioned by center."""
-    words_bc = spark.sparkContext.broadcast(list(words))
-    counter = _partial_counter(words_bc, unk_id, window, include_self)
+                   partitions: int, tokenizer: Optional[tuple] = None) -> Callable:
+    """Transformation -> partial counts (center, key, count), partitioned by center.
 
-    def transform(tokens_df):
-        partial = tokens_df.select("tokens").mapInArrow(counter, PARTIAL_SCHEMA)
+    The input is the tokens table (column `tokens`), or, with `tokenizer` =
+    (lowercase, max_document_tokens), documents (column `text`) tokenized on the way.
+    """
+    words_bc = spark.sparkContext.broadcast(list(words))
+    counter = _partial_counter(words_bc, unk_id, window, include_self, tokenizer)
+    column = "tokens" if tokenizer is None else "text"
+
+    def transform(df):
+        partial = df.select(column).mapInArrow(counter, PARTIAL_SCHEMA)
         return partial.repartition(partitions, "center")
 
     return transform

@@ -23,6 +23,35 @@ def split_tokens(text: str, lowercase: bool = True) -> list[str]:
     return re.findall(PY_TOKEN_PATTERN, text.lower() if lowercase else text)
 
 
+def tokenize_batch(texts, lowercase: bool, max_document_tokens: int):
+    """Tokens of a batch of documents (an Arrow string array).
+
+    Returns (flat tokens as a list, tokens per document chunk as a list, index of the
+    source line of each chunk). Empty documents give no chunk.
+    """
+    findall = re.compile(PY_TOKEN_PATTERN).findall
+    n = max_document_tokens
+    flat: list[str] = []
+    lengths: list[int] = []
+    lines: list[int] = []
+    for i, line in enumerate(texts.to_pylist()):
+        if not line:
+            continue
+        tokens = findall(line.lower() if lowercase else line)
+        if len(tokens) <= n:
+            if tokens:
+                flat.extend(tokens)
+                lengths.append(len(tokens))
+                lines.append(i)
+            continue
+        for start in range(0, len(tokens), n):
+            chunk = tokens[start:start + n]
+            flat.extend(chunk)
+            lengths.append(len(chunk))
+            lines.append(i)
+    return flat, lengths, lines
+
+
 def _tokenizer(lowercase: bool, max_document_tokens: int) -> Callable:
     n = max_document_tokens
 

@@ -3,11 +3,79 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 UNK = "<unk>"
+
+
+def _unigram_counter(lowercase: bool, max_document_tokens: int) -> Callable:
+    def count_batches(batches):
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from .tokenize import tokenize_batch
+
+        chunks = []
+        stats: dict = {}
+        for batch in batches:
+            shard, text, invalid = batch.column(0), batch.column(1), batch.column(2)
+            flat, lengths, lines = tokenize_batch(text, lowercase, max_document_tokens)
+            chunks.append(pa.array(flat, pa.string()))
+            # per-shard statistics: document chunks, tokens, invalid UTF-8 lines
+            lines = np.asarray(lines, dtype=np.int64)
+            shard_of_line = pc.dictionary_encode(shard)
+            codes = shard_of_line.indices.to_numpy(zero_copy_only=False)
+            names = shard_of_line.dictionary.to_pylist()
+            bad = invalid.to_numpy(zero_copy_only=False).astype(bool)
+            for code, name in enumerate(names):
+                docs_here = codes[lines] == code if len(lines) else np.zeros(0, bool)
+                entry = stats.setdefault(name, [0, 0, 0])
+                entry[0] += int(docs_here.sum())
+                entry[1] += int(np.asarray(lengths, dtype=np.int64)[docs_here].sum())
+                entry[2] += int(bad[codes == code].sum())
+        if chunks:
+            counted = pc.value_counts(pa.chunked_array(chunks, pa.string()))
+            n = len(counted)
+            yield pa.RecordBatch.from_arrays(
+                [counted.field("values"), counted.field("counts"),
+                 pa.nulls(n, pa.string()), pa.nulls(n, pa.int64()), pa.nulls(n, pa.int64())],
+                names=["word", "count", "shard", "documents", "invalid_utf8"],
+            )
+        if stats:
+            names = list(stats)
+            yield pa.RecordBatch.from_arrays(
+                [pa.nulls(len(names), pa.string()),
+                 pa.array([stats[k][1] for k in names], pa.int64()),
+                 pa.array(names, pa.string()),
+                 pa.array([stats[k][0] for k in names], pa.int64()),
+                 pa.array([stats[k][2] for k in names], pa.int64())],
+                names=["word", "count", "shard", "documents", "invalid_utf8"],
+            )
+
+    return count_batches
+
+
+UNIGRAM_PARTIAL_SCHEMA = "word string, count long, shard string, documents long, invalid_utf8 long"
+
+
+def count_documents(lowercase: bool = True, max_document_tokens: int = 10_000) -> Callable:
+    """Transformation documents (shard, text, invalid_utf8) -> partial counts.
+
+    Rows with a word carry that word's count in one task; rows with a shard carry that
+    shard's documents, tokens (in `count`) and invalid UTF-8 lines. Tokenizes in Python
+    workers, whole Arrow batches at a time.
+    """
+    counter = _unigram_counter(lowercase, max_document_tokens)
+
+    def transform(docs):
+        return docs.select("shard", "text", "invalid_utf8").mapInArrow(
+            counter, UNIGRAM_PARTIAL_SCHEMA
+        )
+
+    return transform
 
 
 def _count_batches(batches):

@@ -1,0 +1,60 @@
+"""One Spark session for the whole test run (small shuffle partitions, no UI)."""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))  # `import reference` (the NumPy reference)
+
+CORPUS_A = [
+    "The cat sat on the mat.",
+    "The dog sat on the log, and the cat watched the dog.",
+    "A cat is a cat; a dog is a dog.",
+    "",
+    "Don't the cats and dogs know the mat's owner?",
+    "the end",
+]
+CORPUS_B = [
+    "one two three four five six seven eight nine ten",
+    "two three five seven eleven thirteen",
+    "one one two three five eight thirteen",
+    "ten nine eight seven six five four three two one",
+    "three",
+]
+CORPUS_C = [
+    "Über straße café naïve résumé über café",
+    "L'été est là; l'été revient. Ça va? ça va!",
+    "über café 2024 2025 2024",
+]
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pipeline.session import spark_session
+
+    session = spark_session(
+        master="local[2]",
+        app_name="bitcipher-tests",
+        conf={"spark.sql.shuffle.partitions": "3", "spark.default.parallelism": "2",
+              "spark.driver.memory": "2g"},
+    )
+    yield session
+    session.stop()
+
+
+def write_shards(directory, lines, shards=2, prefix="part"):
+    """Write `lines` round-robin into `shards` text files; return the directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    buckets = [[] for _ in range(shards)]
+    for i, line in enumerate(lines):
+        buckets[i % shards].append(line)
+    for i, bucket in enumerate(buckets):
+        (directory / f"{prefix}-{i:03d}.txt").write_text("\n".join(bucket) + "\n", encoding="utf-8")
+    return directory
+
+
+@pytest.fixture
+def quiet():
+    messages = []
+    return messages.append

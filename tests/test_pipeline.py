@@ -1,0 +1,105 @@
+"""The Spark build against an independent NumPy computation (tests/reference.py)."""
+
+import itertools
+
+import numpy as np
+import pytest
+import reference
+from conftest import CORPUS_A, CORPUS_B, CORPUS_C, write_shards
+
+from pipeline import BuildOptions, build
+from pipeline.lake import Lake, published, read_table
+from pipeline.vectors import aggregate_rows
+
+CORPORA = {"a": CORPUS_A, "b": CORPUS_B, "c": CORPUS_C}
+
+
+def reference_opts(options: BuildOptions) -> dict:
+    return dict(bits=options.bits, window=options.window, mode=options.mode,
+                weighting=options.weighting, smoothing=options.smoothing,
+                transform=options.transform, epsilon=options.epsilon,
+                min_count=options.min_count, max_vocab=options.max_vocab,
+                include_self=options.include_self, lowercase=options.lowercase,
+                max_document_tokens=options.max_document_tokens)
+
+
+def build_tables(spark, tmp_path, lines, options, shards=2):
+    corpus = write_shards(tmp_path / "corpus", lines, shards)
+    lake = Lake(str(tmp_path / "lake"))
+    build(spark, str(corpus), lake, options, report=lambda _: None)
+    run = published(lake).run
+    tables = {name: read_table(spark, lake, name, run=run).toPandas()
+              for name in ("unigrams", "cooccurrences", "cipher")}
+    tables["vectors"] = read_table(spark, lake, "vectors").toPandas()
+    return tables
+
+
+def check_against_reference(tables, expected, options):
+    uni = tables["unigrams"].sort_values("id")
+    assert list(zip(uni.word, uni["count"])) == expected["vocab"]
+    assert list(uni.id) == list(range(len(expected["vocab"])))
+
+    cooc = tables["cooccurrences"]
+    got = {(int(t), int(c), int(d)): int(n)
+           for t, c, d, n in zip(cooc.center, cooc.context, cooc.offset, cooc["count"])}
+    assert got == expected["cooc"]
+
+    vec = tables["vectors"].sort_values("id")
+    assert list(vec.word) == [w for w, _ in expected["vocab"]]
+    assert list(vec["count"]) == [c for _, c in expected["vocab"]]
+    matrix = np.stack(vec.vector.to_numpy()).astype(np.float64)
+    np.testing.assert_allclose(matrix, expected["vectors"], rtol=2e-6, atol=2e-6)
+
+
+# Full Spark builds: every value of every option appears at least once.
+BUILDS = [
+    ("a", BuildOptions(bits=6, window=2, min_count=2)),
+    ("a", BuildOptions(bits=5, window=3, mode="concat", weighting="flat", smoothing="f",
+                       transform="log1p", min_count=1)),
+    ("b", BuildOptions(bits=4, window=2, weighting="cosine", smoothing="none",
+                       transform="none", min_count=2, include_self=False)),
+    ("b", BuildOptions(bits="auto", window=1, mode="concat", weighting="harmonic",
+                       min_count=1, max_vocab=6, epsilon=0.01)),
+    ("c", BuildOptions(bits=8, window=4, weighting="cosine", min_count=1, lowercase=False,
+                       max_document_tokens=3)),
+    ("c", BuildOptions(bits=5, window=2, mode="concat", weighting="cosine", smoothing="nf",
+                       transform="neglog", min_count=2, include_self=False)),
+]
+
+
+@pytest.mark.parametrize("corpus,options", BUILDS, ids=[f"{c}-{i}" for i, (c, _) in
+                                                         enumerate(BUILDS)])
+def test_build_matches_numpy_reference(spark, tmp_path, corpus, options):
+    tables = build_tables(spark, tmp_path, CORPORA[corpus], options)
+    expected = reference.vectors(CORPORA[corpus], **reference_opts(options))
+    check_against_reference(tables, expected, options)
+    cipher = tables["cipher"].sort_values("id")
+    np.testing.assert_allclose(np.stack(cipher.rep.to_numpy()), expected["cipher"]["rep"],
+                               atol=1e-12)
+    assert np.array_equal(np.stack(cipher.code.to_numpy()), expected["cipher"]["code"])
+
+
+# Every combination of mode, weighting, smoothing and transform on the vector step,
+# fed with the reference's own co-occurrence counts (the Spark counts are checked above).
+@pytest.mark.parametrize(
+    "mode,weighting,smoothing,transform",
+    list(itertools.product(["sum", "concat"], ["flat", "harmonic", "cosine"],
+                           ["nf", "f", "none"], ["neglog", "log1p", "none"])),
+)
+@pytest.mark.parametrize("include_self", [True, False])
+def test_vector_step_matches_reference(mode, weighting, smoothing, transform, include_self):
+    options = BuildOptions(bits=5, window=2, mode=mode, weighting=weighting,
+                           smoothing=smoothing, transform=transform, min_count=2,
+                           include_self=include_self)
+    expected = reference.vectors(CORPUS_A, **reference_opts(options))
+    from pipeline.cipher import build_cipher
+
+    counts = np.array([c for _, c in expected["vocab"]])
+    cipher = build_cipher(counts, options.bits, smoothing)
+    rows = sorted(expected["cooc"].items())
+    center, context, offset = (np.array(col) for col in zip(*(k for k, _ in rows)))
+    n = np.array([v for _, v in rows])
+    ids, vecs = aggregate_rows(center, context, offset, n, cipher.context_matrix(),
+                               np.append(counts, 0), int(counts.sum()), options)
+    np.testing.assert_array_equal(ids, np.arange(len(counts)))
+    np.testing.assert_allclose(vecs, expected["vectors"], rtol=2e-6, atol=2e-6)
