@@ -194,6 +194,21 @@ def build(
     vocab = collect_vocabulary(word_counts, options.min_count, options.max_vocab)
     partial.unpersist()
     run = new_run_id()
+    try:
+        return _build_run(spark, lake, run, options, vocab, docs, shards, shard_stats,
+                          total_tokens, n_docs, warnings, stages, previous_runs, keep_runs,
+                          started)
+    except BaseException:
+        # the run was never published: take its half-written tables away
+        lake.remove(lake.run_dir(run))
+        raise
+
+
+def _build_run(spark, lake, run, options, vocab, docs, shards, shard_stats, total_tokens,
+               n_docs, warnings, stages, previous_runs, keep_runs, started) -> BuildResult:
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
     unigram_frame(spark, vocab).coalesce(1).write.parquet(lake.table(run, "unigrams"))
     stages.record("unigrams", len(vocab), started,
                   f"vocabulary {len(vocab):,} (<unk> {int(vocab.counts[vocab.unk_id]):,})")
