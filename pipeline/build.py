@@ -24,6 +24,7 @@ from .lake import (
     Lake,
     check_lake,
     parquet_rows,
+    write_parquet,
     new_run_id,
     published,
     publish_vectors,
@@ -31,8 +32,8 @@ from .lake import (
     write_manifest,
 )
 from .options import BuildOptions
-from .schemas import FORMAT_VERSION, conform, schema_of
-from .unigrams import UNK, collect_vocabulary, count_documents, unigram_frame
+from .schemas import FORMAT_VERSION, arrow_schema, conform, schema_of
+from .unigrams import UNK, collect_vocabulary, count_documents, unigram_arrow, unigram_frame
 from .vectors import cooccurrences_and_vectors, empty_vector
 
 ROWS_PER_PARTITION = 1_500_000
@@ -86,6 +87,12 @@ def _local_path(uri: str) -> str:
 
 
 def cipher_frame(spark, words: list[str], cipher):
+    """DataFrame of the cipher table."""
+    return spark.createDataFrame(cipher_arrow(words, cipher), schema=schema_of("cipher"))
+
+
+def cipher_arrow(words: list[str], cipher):
+    """The cipher table as a pyarrow Table (built on the driver)."""
     import pyarrow as pa
 
     v, b = cipher.codes.shape
@@ -104,7 +111,7 @@ def cipher_frame(spark, words: list[str], cipher):
             ),
         }
     )
-    return spark.createDataFrame(table, schema=schema_of("cipher"))
+    return table.cast(arrow_schema("cipher"))
 
 
 def build(
@@ -209,13 +216,13 @@ def _build_run(spark, lake, run, options, vocab, docs, shards, shard_stats, tota
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    unigram_frame(spark, vocab).coalesce(1).write.parquet(lake.table(run, "unigrams"))
+    write_parquet(unigram_arrow(vocab), lake.table(run, "unigrams"))
     stages.record("unigrams", len(vocab), started,
                   f"vocabulary {len(vocab):,} (<unk> {int(vocab.counts[vocab.unk_id]):,})")
 
     started = time.perf_counter()
     cipher = build_cipher(vocab.counts, options.bits, options.smoothing)
-    cipher_frame(spark, vocab.words, cipher).coalesce(1).write.parquet(lake.table(run, "cipher"))
+    write_parquet(cipher_arrow(vocab.words, cipher), lake.table(run, "cipher"))
     stages.record("cipher", len(vocab), started, f"bits {cipher.bits}")
 
     started = time.perf_counter()

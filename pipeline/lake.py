@@ -156,6 +156,15 @@ def parquet_rows(uri: str) -> int:
     return total
 
 
+def write_parquet(table, uri: str) -> None:
+    """Write a small driver-side table as a one-file Parquet table at `uri`."""
+    import pyarrow.parquet as pq
+
+    with fsspec.open(f"{uri}/part-00000.parquet".replace("s3a://", "s3://", 1), "wb",
+                     auto_mkdir=True) as fh:
+        pq.write_table(table, fh, compression="snappy")
+
+
 def write_manifest(lake: Lake, run: str, manifest: dict) -> None:
     lake.write_text(f"{lake.run_dir(run)}/{MANIFEST}", json.dumps(manifest, indent=2,
                                                                   sort_keys=True))

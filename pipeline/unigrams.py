@@ -151,9 +151,16 @@ def collect_vocabulary(word_counts_df, min_count: int, max_vocab: Optional[int] 
 
 def unigram_frame(spark, vocab: Vocabulary):
     """DataFrame (word, count, id) of the vocabulary, in id order."""
+    from .schemas import schema_of
+
+    return spark.createDataFrame(unigram_arrow(vocab), schema=schema_of("unigrams"))
+
+
+def unigram_arrow(vocab: Vocabulary):
+    """The unigrams table as a pyarrow Table, in id order."""
     import pyarrow as pa
 
-    from .schemas import schema_of
+    from .schemas import arrow_schema
 
     table = pa.table(
         {
@@ -162,4 +169,4 @@ def unigram_frame(spark, vocab: Vocabulary):
             "id": pa.array(np.arange(len(vocab), dtype=np.int32)),
         }
     )
-    return spark.createDataFrame(table, schema=schema_of("unigrams"))
+    return table.cast(arrow_schema("unigrams"))
