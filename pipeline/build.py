@@ -36,7 +36,7 @@ from .schemas import FORMAT_VERSION, arrow_schema, conform, schema_of
 from .unigrams import UNK, collect_vocabulary, count_documents, unigram_arrow, unigram_frame
 from .vectors import cooccurrences_and_vectors, empty_vector
 
-ROWS_PER_PARTITION = 1_500_000
+TOKENS_PER_PARTITION = 2_000_000  # corpus tokens per co-occurrence merge task
 
 
 @dataclass
@@ -77,6 +77,13 @@ class _Stages:
         stage = StageReport(name, rows, time.perf_counter() - started, detail)
         self.done.append(stage)
         self.report(stage.line())
+
+
+def cooccurrence_partitions(spark, total_tokens: int) -> int:
+    """Merge tasks of the co-occurrence stage: spark.sql.shuffle.partitions, or one per
+    TOKENS_PER_PARTITION corpus tokens if that is more."""
+    return max(int(spark.conf.get("spark.sql.shuffle.partitions")),
+               math.ceil(total_tokens / TOKENS_PER_PARTITION))
 
 
 def _local_path(uri: str) -> str:
@@ -198,7 +205,8 @@ def build(
     word_counts = partial.where(F.col("word").isNotNull()).groupBy("word").agg(
         F.sum("count").alias("count")
     )
-    vocab = collect_vocabulary(word_counts, options.min_count, options.max_vocab)
+    vocab = collect_vocabulary(word_counts, options.min_count, options.max_vocab,
+                               total=total_tokens)
     partial.unpersist()
     run = new_run_id()
     try:
@@ -226,8 +234,7 @@ def _build_run(spark, lake, run, options, vocab, docs, shards, shard_stats, tota
     stages.record("cipher", len(vocab), started, f"bits {cipher.bits}")
 
     started = time.perf_counter()
-    partitions = max(int(spark.conf.get("spark.sql.shuffle.partitions")),
-                     math.ceil(total_tokens * (options.window + 1) / ROWS_PER_PARTITION / 4))
+    partitions = cooccurrence_partitions(spark, total_tokens)
     cooc_dir = lake.table(run, "cooccurrences")
     vec = docs.transform(
         partial_counts(spark, vocab.words, vocab.unk_id, options.window, options.include_self,

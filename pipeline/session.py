@@ -95,6 +95,11 @@ def spark_session(
     """
     from pyspark.sql import SparkSession
 
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        for key, value in dict(conf or {}).items():
+            active.conf.set(key, value)
+        return active
     master = master or os.environ.get("BITCIPHER_MASTER", "local[*]")
     settings: dict[str, str] = {}
     if master.startswith("local"):

@@ -57,18 +57,17 @@ def _tokenizer(lowercase: bool, max_document_tokens: int) -> Callable:
 
     def tokenize_batches(batches: Iterator):
         import pyarrow as pa
-        import pyarrow.compute as pc
-
         findall = re.compile(PY_TOKEN_PATTERN).findall
         for batch in batches:
             text = batch.column(1)
-            if lowercase:
-                text = pc.utf8_lower(text)
             shards = batch.column(0).to_pylist()
             invalid = batch.column(2).to_pylist()
             out_shard, out_tokens, out_invalid = [], [], []
             for shard, line, bad in zip(shards, text.to_pylist(), invalid):
-                tokens = findall(line) if line else []
+                if not line:
+                    tokens = []
+                else:
+                    tokens = findall(line.lower() if lowercase else line)
                 for start in range(0, len(tokens), n):
                     out_shard.append(shard)
                     out_tokens.append(tokens[start:start + n])

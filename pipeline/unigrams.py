@@ -135,12 +135,16 @@ def rank_vocabulary(kept: list[tuple[str, int]], total: int, max_vocab: Optional
     )
 
 
-def collect_vocabulary(word_counts_df, min_count: int, max_vocab: Optional[int] = None
-                       ) -> Vocabulary:
-    """Bring the words with count >= min_count to the driver and rank them."""
+def collect_vocabulary(word_counts_df, min_count: int, max_vocab: Optional[int] = None,
+                       total: Optional[int] = None) -> Vocabulary:
+    """Bring the words with count >= min_count to the driver and rank them.
+
+    `total` (M, all tokens) is computed from the counts when not given.
+    """
     from pyspark.sql import functions as F
 
-    total = word_counts_df.agg(F.sum("count")).first()[0] or 0
+    if total is None:
+        total = word_counts_df.agg(F.sum("count")).first()[0] or 0
     kept_df = word_counts_df.where(F.col("count") >= min_count)
     if max_vocab is not None:
         kept_df = kept_df.orderBy(F.col("count").desc(), F.col("word")).limit(max_vocab)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import CORPUS_A, write_shards
 
-from pipeline.cli import main, parser
+from pipeline.cli import main
 
 COMMANDS = ["build", "sql", "neighbors", "export"]
 

@@ -1,0 +1,88 @@
+"""Job cipher: the `unigrams` table -> a code and smoothed base vector per word, the
+`cipher` table (Parquet).
+
+    spark-submit jobs/cipher.py --unigrams /tmp/stages/unigrams --out /tmp/stages/cipher
+"""
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+try:
+    import pipeline  # noqa: F401
+except ImportError:  # a checkout without `pip install -e .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np
+
+from pipeline.build import cipher_frame
+from pipeline.cipher import build_cipher
+from pipeline.errors import BitCipherError, LakeError
+from pipeline.options import DEFAULTS, SMOOTHINGS, BuildOptions
+from pipeline.schemas import check_schema
+from pipeline.session import spark_session
+
+EXAMPLE = ("example:\n  spark-submit --packages io.delta:delta-spark_4.1_2.13:4.4.0 "
+           "jobs/cipher.py --unigrams /tmp/stages/unigrams --out /tmp/stages/cipher --bits 32")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown for every optional flag; the example kept as written."""
+
+    def _get_help_string(self, action):
+        if action.required or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _bits(value: str):
+    return value if value == "auto" else int(value)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="jobs/cipher.py", formatter_class=_Formatter, epilog=EXAMPLE,
+        description="Stage cipher: give the word of rank r code r and its smoothed base\n"
+                    "vector; write the cipher table (word, id, count, code, rep) as Parquet.")
+    p.add_argument("--unigrams", required=True, help="unigrams table (jobs/unigrams.py)")
+    p.add_argument("--out", required=True, help="output folder or URI (overwritten)")
+    p.add_argument("--bits", type=_bits, default=DEFAULTS.bits, help="cipher bits, or 'auto'")
+    p.add_argument("--smoothing", choices=SMOOTHINGS, default=DEFAULTS.smoothing,
+                   help="beta_t: 1/n(f_t), f_t/(f_t+1), or 1")
+    p.add_argument("--master", default=None,
+                   help="Spark master URL (default: $BITCIPHER_MASTER or local[*])")
+    return p
+
+
+def read_vocabulary(spark, path: str) -> tuple[list[str], np.ndarray]:
+    """Words and counts of a unigrams table, in id order."""
+    unigrams = spark.read.parquet(path)
+    check_schema(unigrams, "unigrams", path)
+    table = unigrams.orderBy("id").toArrow()
+    ids = table.column("id").to_numpy()
+    if not np.array_equal(ids, np.arange(len(ids))):
+        raise LakeError(f"unigrams table {path} does not hold ids 0..{len(ids) - 1}")
+    return table.column("word").to_pylist(), table.column("count").to_numpy().astype(np.int64)
+
+
+def run(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    options = BuildOptions(bits=args.bits, smoothing=args.smoothing)
+    spark = spark_session(master=args.master)
+    words, counts = read_vocabulary(spark, args.unigrams)
+    cipher = build_cipher(counts, options.bits, options.smoothing)
+    cipher_frame(spark, words, cipher).coalesce(1).write.mode("overwrite").parquet(args.out)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        return run(argv)
+    except BitCipherError as exc:
+        print(f"cipher: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

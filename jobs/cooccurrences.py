@@ -1,0 +1,99 @@
+"""Job cooccurrences: the `tokens` and `unigrams` tables -> n(t, c, d), the `cooccurrences`
+table (Parquet).
+
+    spark-submit jobs/cooccurrences.py --tokens /tmp/stages/tokens \\
+        --unigrams /tmp/stages/unigrams --out /tmp/stages/cooccurrences
+"""
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+try:
+    import pipeline  # noqa: F401
+except ImportError:  # a checkout without `pip install -e .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pipeline.build import TOKENS_PER_PARTITION, cooccurrence_partitions
+from pipeline.cooccurrences import count_cooccurrences
+from pipeline.errors import BitCipherError, LakeError, OptionError
+from pipeline.options import DEFAULTS, BuildOptions
+from pipeline.schemas import check_schema, conform
+from pipeline.session import spark_session
+from pipeline.unigrams import UNK
+
+EXAMPLE = ("example:\n  spark-submit --packages io.delta:delta-spark_4.1_2.13:4.4.0 "
+           "jobs/cooccurrences.py --tokens /tmp/stages/tokens --unigrams /tmp/stages/unigrams "
+           "--out /tmp/stages/cooccurrences --window 5")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown for every optional flag; the example kept as written."""
+
+    def _get_help_string(self, action):
+        if action.required or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="jobs/cooccurrences.py", formatter_class=_Formatter, epilog=EXAMPLE,
+        description="Stage cooccurrences: count how often each context (a word, or EDGE = -1\n"
+                    "beyond either end of a document) stands at each offset from each word;\n"
+                    "write the cooccurrences table (center, context, offset, count) as Parquet.")
+    p.add_argument("--tokens", required=True, help="tokens table (jobs/tokenize.py)")
+    p.add_argument("--unigrams", required=True, help="unigrams table (jobs/unigrams.py)")
+    p.add_argument("--out", required=True, help="output folder or URI (overwritten)")
+    p.add_argument("--window", type=int, default=DEFAULTS.window, help="context window m")
+    p.add_argument("--no-self", action="store_true", help="leave out offset 0 (the word itself)")
+    p.add_argument("--partitions", type=int, default=None,
+                   help="output partitions, one file each (default: spark.sql.shuffle.partitions, "
+                        f"or one per {TOKENS_PER_PARTITION:,} corpus tokens if that is more)")
+    p.add_argument("--master", default=None,
+                   help="Spark master URL (default: $BITCIPHER_MASTER or local[*])")
+    return p
+
+
+def read_words(spark, path: str) -> tuple[list[str], int]:
+    """Words of a unigrams table in id order, and the number of tokens they cover."""
+    unigrams = spark.read.parquet(path)
+    check_schema(unigrams, "unigrams", path)
+    table = unigrams.orderBy("id").toArrow()
+    ids = table.column("id").to_pylist()
+    words = table.column("word").to_pylist()
+    if ids != list(range(len(ids))) or UNK not in words:
+        raise LakeError(f"unigrams table {path} does not hold ids 0..{len(ids) - 1} "
+                        f"with {UNK} among the words")
+    return words, sum(table.column("count").to_pylist())
+
+
+def run(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    options = BuildOptions(window=args.window, include_self=not args.no_self)
+    if args.partitions is not None and args.partitions < 1:
+        raise OptionError(f"partitions must be >= 1; got {args.partitions}")
+    spark = spark_session(master=args.master)
+    words, total = read_words(spark, args.unigrams)
+    tokens = spark.read.parquet(args.tokens)
+    check_schema(tokens, "tokens", args.tokens)
+    partitions = args.partitions or cooccurrence_partitions(spark, total)
+    cooccurrences = tokens.transform(
+        count_cooccurrences(spark, words, words.index(UNK), options.window,
+                            options.include_self, partitions)
+    )
+    conform(cooccurrences, "cooccurrences").write.mode("overwrite").parquet(args.out)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        return run(argv)
+    except BitCipherError as exc:
+        print(f"cooccurrences: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Job unigrams: the `tokens` table -> the ranked vocabulary, the `unigrams` table (Parquet).
+
+    spark-submit jobs/unigrams.py --tokens /tmp/stages/tokens --out /tmp/stages/unigrams
+"""
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+try:
+    import pipeline  # noqa: F401
+except ImportError:  # a checkout without `pip install -e .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pipeline.errors import BitCipherError, InputError
+from pipeline.options import DEFAULTS, BuildOptions
+from pipeline.schemas import check_schema
+from pipeline.session import spark_session
+from pipeline.unigrams import collect_vocabulary, count_tokens, unigram_frame
+
+EXAMPLE = ("example:\n  spark-submit --packages io.delta:delta-spark_4.1_2.13:4.4.0 "
+           "jobs/unigrams.py --tokens /tmp/stages/tokens --out /tmp/stages/unigrams")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown for every optional flag; the example kept as written."""
+
+    def _get_help_string(self, action):
+        if action.required or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="jobs/unigrams.py", formatter_class=_Formatter, epilog=EXAMPLE,
+        description="Stage unigrams: count the tokens, keep those seen at least --min-count\n"
+                    "times (the rest become <unk>), rank them, and write the unigrams table\n"
+                    "(word, count, id) as Parquet.")
+    p.add_argument("--tokens", required=True, help="tokens table (jobs/tokenize.py)")
+    p.add_argument("--out", required=True, help="output folder or URI (overwritten)")
+    p.add_argument("--min-count", type=int, default=DEFAULTS.min_count,
+                   help="rarer tokens become <unk>")
+    p.add_argument("--max-vocab", type=int, default=DEFAULTS.max_vocab,
+                   help="keep only this many most frequent words (default: all)")
+    p.add_argument("--master", default=None,
+                   help="Spark master URL (default: $BITCIPHER_MASTER or local[*])")
+    return p
+
+
+def run(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    options = BuildOptions(min_count=args.min_count, max_vocab=args.max_vocab)
+    spark = spark_session(master=args.master)
+    tokens = spark.read.parquet(args.tokens)
+    check_schema(tokens, "tokens", args.tokens)
+    word_counts = tokens.transform(count_tokens).persist()  # one row per token type
+    vocab = collect_vocabulary(word_counts, options.min_count, options.max_vocab)
+    word_counts.unpersist()
+    if vocab.total == 0:
+        raise InputError(f"tokens table {args.tokens} holds no tokens: nothing to count")
+    unigram_frame(spark, vocab).coalesce(1).write.mode("overwrite").parquet(args.out)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        return run(argv)
+    except BitCipherError as exc:
+        print(f"unigrams: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
