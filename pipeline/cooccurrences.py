@@ -3,7 +3,9 @@
 The hot path is vectorised: each Python worker turns a whole Arrow batch of documents into
 word ids with one hash lookup (``pyarrow.compute.index_in``), builds the window keys with
 NumPy, and pre-aggregates them; Spark then shuffles the partial counts by centre word and a
-second vectorised pass sums them. Only pairs at positive offsets are counted and sorted;
+second vectorised pass sums them. The partial counts travel as a few rows of packed int64
+arrays (one row per task and destination partition), so the shuffle moves bytes, not
+millions of small rows. Only pairs at positive offsets are counted and sorted;
 n(c, t, -d) = n(t, c, d) gives the other half, EDGE contexts and d = 0 are counted directly.
 
 A count is keyed by one int64, ``key = (center * K + (d + m)) * C + context`` with
@@ -18,7 +20,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 EDGE = -1
-PARTIAL_SCHEMA = "center int, key long, count long"
+PARTIAL_SCHEMA = "route long, keys binary, counts binary"
 OUTPUT_BATCH_ROWS = 1 << 20
 FLUSH_TOKENS = 3_000_000  # tokens pre-aggregated together in one Python worker
 
@@ -94,7 +96,7 @@ def window_keys(ids: np.ndarray, lengths: np.ndarray, codec: KeyCodec, include_s
 
 
 def _partial_counter(words_bc, unk_id: int, window: int, include_self: bool,
-                     tokenizer: Optional[tuple] = None) -> Callable:
+                     routes: list[int], tokenizer: Optional[tuple] = None) -> Callable:
     def count_batches(batches: Iterator):
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -108,13 +110,18 @@ def _partial_counter(words_bc, unk_id: int, window: int, include_self: bool,
             ids = np.concatenate([b[0] for b in buffered])
             lengths = np.concatenate([b[1] for b in buffered])
             keys, counts = window_keys(ids, lengths, codec, include_self)
-            center = (keys // codec.C // codec.K).astype(np.int32)
-            for lo in range(0, len(keys), OUTPUT_BATCH_ROWS):
-                hi = lo + OUTPUT_BATCH_ROWS
-                yield pa.RecordBatch.from_arrays(
-                    [pa.array(center[lo:hi]), pa.array(keys[lo:hi]), pa.array(counts[lo:hi])],
-                    names=["center", "key", "count"],
-                )
+            part = (keys // (codec.C * codec.K)) % len(routes)
+            order = np.argsort(part, kind="stable")
+            bounds = np.searchsorted(part[order], np.arange(len(routes) + 1))
+            for p in range(len(routes)):
+                chosen = order[bounds[p]:bounds[p + 1]]
+                if len(chosen):
+                    yield pa.RecordBatch.from_arrays(
+                        [pa.array([routes[p]], pa.int64()),
+                         pa.array([keys[chosen].tobytes()], pa.large_binary()),
+                         pa.array([counts[chosen].tobytes()], pa.large_binary())],
+                        names=["route", "keys", "counts"],
+                    )
 
         for batch in batches:
             if tokenizer is None:
@@ -144,8 +151,10 @@ def merged_counts(batches: Iterator, codec: KeyCodec):
     sorted by (center, offset, context)."""
     keys, counts = [], []
     for batch in batches:
-        keys.append(batch.column(1).to_numpy())
-        counts.append(batch.column(2).to_numpy())
+        for blob in batch.column(1).to_pylist():
+            keys.append(np.frombuffer(blob, dtype=np.int64))
+        for blob in batch.column(2).to_pylist():
+            counts.append(np.frombuffer(blob, dtype=np.int64))
     if not keys:
         keys, counts = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     keys, counts = _aggregate(np.concatenate(keys), np.concatenate(counts))
@@ -176,6 +185,24 @@ def _merger(vocab_size: int, window: int) -> Callable:
     return merge_partition
 
 
+def partition_routes(spark, partitions: int) -> list[int]:
+    """For each partition p, a long value that Spark's hash partitioning sends to p.
+
+    Centre word t goes to partition t % partitions; its partial counts carry the route
+    value of that partition, so the shuffle places them exactly there.
+    """
+    from pyspark.sql import functions as F
+
+    rows = (
+        spark.range(0, 64 * partitions)
+        .select("id", F.expr(f"pmod(hash(id), {partitions})").alias("p"))
+        .groupBy("p").agg(F.min("id").alias("id"))
+        .collect()
+    )
+    found = {int(r["p"]): int(r["id"]) for r in rows}
+    return [found.get(p, p) for p in range(partitions)]
+
+
 def partial_counts(spark, words: list[str], unk_id: int, window: int, include_self: bool,
                    partitions: int, tokenizer: Optional[tuple] = None) -> Callable:
     """Transformation -> partial counts (center, key, count), partitioned by center.
@@ -184,12 +211,13 @@ def partial_counts(spark, words: list[str], unk_id: int, window: int, include_se
     (lowercase, max_document_tokens), documents (column `text`) tokenized on the way.
     """
     words_bc = spark.sparkContext.broadcast(list(words))
-    counter = _partial_counter(words_bc, unk_id, window, include_self, tokenizer)
+    routes = partition_routes(spark, partitions)
+    counter = _partial_counter(words_bc, unk_id, window, include_self, routes, tokenizer)
     column = "tokens" if tokenizer is None else "text"
 
     def transform(df):
         partial = df.select(column).mapInArrow(counter, PARTIAL_SCHEMA)
-        return partial.repartition(partitions, "center")
+        return partial.repartition(partitions, "route")
 
     return transform
 
