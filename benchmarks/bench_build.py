@@ -306,6 +306,11 @@ def run_build(args, corpus: str, label: str) -> dict:
         print("\n".join(tail), file=sys.stderr)
         print(f"error: build exited with {res['rc']} (log {log_path}; lake {lake})", file=sys.stderr)
         raise SystemExit(1)
+    stages = [line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+              if line.startswith(("spark session", "tokenize", "unigrams", "cipher",
+                                  "cooccurrences", "vectors"))]
+    res["stages"] = stages
+    print("\n".join(f"[{label}]   {line}" for line in stages), file=sys.stderr, flush=True)
     if args.keep_lake:
         res["lake"] = str(lake)
         res["log"] = str(log_path)
