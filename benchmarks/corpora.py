@@ -54,9 +54,8 @@ import re
 import shutil
 import subprocess
 import sys
-import unicodedata
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 TOKEN_PATTERN = r"[^\W_]+(?:['’][^\W_]+)*"
 TOKEN_RE = re.compile(TOKEN_PATTERN)
