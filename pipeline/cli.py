@@ -22,6 +22,10 @@ EXAMPLES = {
            "  cooccurrences(center, context, offset, count), cipher(word, id, count, code, rep)\n"
            "function: cosine(vector_a, vector_b)",
     "neighbors": "example:\n  bitcipher neighbors king -k 10 --lake ./lake",
+    "evaluate": "examples:\n  bitcipher evaluate --lake ./lake\n"
+                "  bitcipher evaluate --word2vec vectors.txt --restrict 30000\n"
+                "data sets: WS353, SimLex-999, Google analogies (gensim's test data); MEN, RW and\n"
+                "more when hyperhyper is installed",
     "export": "examples:\n  bitcipher export --format word2vec vectors.txt --lake ./lake\n"
               "  bitcipher export --format npy vectors.npy --lake ./lake",
 }
@@ -96,6 +100,14 @@ def parser() -> argparse.ArgumentParser:
     n.add_argument("-k", type=int, default=10, help="how many")
     _add_lake(n)
 
+    v = sub.add_parser("evaluate", help="word similarity (Spearman) and analogy accuracy",
+                       formatter_class=_Formatter, epilog=EXAMPLES["evaluate"])
+    v.add_argument("--word2vec", default=None,
+                   help="score a word2vec text file instead of the lake's vectors")
+    v.add_argument("--restrict", type=int, default=30000,
+                   help="analogy candidates: this many most frequent words")
+    _add_lake(v)
+
     e = sub.add_parser("export", help="export vectors (word2vec text or NumPy)",
                        formatter_class=_Formatter, epilog=EXAMPLES["export"])
     e.add_argument("out")
@@ -165,6 +177,15 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         df = spark.sql(args.query)
         rows = [tuple(r) for r in df.limit(args.limit).collect()]
         _print_table(df.columns, rows)
+        return 0
+    if args.command == "evaluate":
+        from .evaluate import evaluate_all, format_report, load_word2vec
+
+        if args.word2vec:
+            kv = load_word2vec(args.word2vec, counts="ranks")
+        else:
+            kv = KeyedVectors.from_frame(read_table(_session(args), lake, "vectors"))
+        print(format_report(evaluate_all(kv, restrict=args.restrict)))
         return 0
     spark = _session(args)
     kv = KeyedVectors.from_frame(read_table(spark, lake, "vectors"))

@@ -13,6 +13,7 @@ import glob
 import logging
 import os
 import re
+import sys
 from typing import Mapping, Optional
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,9 @@ def spark_session(
             active.conf.set(key, value)
         return active
     master = master or os.environ.get("BITCIPHER_MASTER", "local[*]")
+    # Python workers must run the interpreter that has this package's dependencies, not
+    # whatever `python3` is first on PATH; a cluster can point PYSPARK_PYTHON elsewhere.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings: dict[str, str] = {}
     if master.startswith("local"):
         settings.update(local_conf())

@@ -9,7 +9,7 @@ from conftest import CORPUS_A, write_shards
 
 from pipeline.cli import main
 
-COMMANDS = ["build", "sql", "neighbors", "export"]
+COMMANDS = ["build", "sql", "neighbors", "export", "evaluate"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -120,3 +120,15 @@ def test_export_npy(lake, spark, tmp_path):
 def test_sql_on_a_lake_without_vectors(tmp_path, capsys):
     assert main(["sql", "--lake", str(tmp_path / "none"), "SELECT 1"]) == 4
     assert "run `bitcipher build` first" in capsys.readouterr().err
+
+
+def test_evaluate_lake_and_word2vec_agree(lake, tmp_path, capsys):
+    out = tmp_path / "vectors.txt"
+    assert main(["export", "--format", "word2vec", str(out), "--lake", str(lake)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--lake", str(lake)]) == 0
+    from_lake = capsys.readouterr().out
+    assert main(["evaluate", "--word2vec", str(out)]) == 0
+    from_file = capsys.readouterr().out
+    assert "ws353" in from_lake and "google" in from_lake
+    assert from_lake == from_file
