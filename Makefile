@@ -9,14 +9,16 @@ LAKE ?= ./lake
 
 .PHONY: setup demo test bench clean
 
-$(BIN)/bitcipher: pyproject.toml
+# venv + package, then Delta's JARs from Maven Central and the JVM class archive (cached
+# under ~/.cache/bitcipher; a session without them resolves the JARs itself, just slower)
+$(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[test,bench]"
+	$(BIN)/python -m pipeline.setup_jars
 	touch $@
 
-setup: $(BIN)/bitcipher
-	$(BIN)/python -m pipeline.setup_jars
+setup: $(VENV)/.ready
 
 $(CORPUS): | setup
 	$(BIN)/python benchmarks/corpora.py kjv --out $(CORPUS) --shards 8
