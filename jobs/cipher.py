@@ -18,22 +18,15 @@ import numpy as np
 
 from pipeline.build import cipher_frame
 from pipeline.cipher import build_cipher
-from pipeline.errors import BitCipherError, LakeError
+from pipeline.errors import LakeError
 from pipeline.options import DEFAULTS, SMOOTHINGS, BuildOptions
 from pipeline.schemas import check_schema
+from pipeline.cli import HelpFormatter as _Formatter
+from pipeline.cli import add_master, guarded
 from pipeline.session import spark_session
 
 EXAMPLE = ("example:\n  spark-submit --packages io.delta:delta-spark_4.1_2.13:4.4.0 "
            "jobs/cipher.py --unigrams /tmp/stages/unigrams --out /tmp/stages/cipher --bits 32")
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown for every optional flag; the example kept as written."""
-
-    def _get_help_string(self, action):
-        if action.required or action.default is None:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def _bits(value: str):
@@ -50,8 +43,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bits", type=_bits, default=DEFAULTS.bits, help="cipher bits, or 'auto'")
     p.add_argument("--smoothing", choices=SMOOTHINGS, default=DEFAULTS.smoothing,
                    help="beta_t: 1/n(f_t), f_t/(f_t+1), or 1")
-    p.add_argument("--master", default=None,
-                   help="Spark master URL (default: $BITCIPHER_MASTER or local[*])")
+    add_master(p)
     return p
 
 
@@ -77,11 +69,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        return run(argv)
-    except BitCipherError as exc:
-        print(f"cipher: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return guarded(run, "cipher", argv)
 
 
 if __name__ == "__main__":

@@ -17,24 +17,17 @@ except ImportError:  # a checkout without `pip install -e .`
 
 from pipeline.build import TOKENS_PER_PARTITION, cooccurrence_partitions
 from pipeline.cooccurrences import count_cooccurrences
-from pipeline.errors import BitCipherError, LakeError, OptionError
+from pipeline.errors import LakeError, OptionError
 from pipeline.options import DEFAULTS, BuildOptions
 from pipeline.schemas import check_schema, conform
+from pipeline.cli import HelpFormatter as _Formatter
+from pipeline.cli import add_master, guarded
 from pipeline.session import spark_session
 from pipeline.unigrams import UNK
 
 EXAMPLE = ("example:\n  spark-submit --packages io.delta:delta-spark_4.1_2.13:4.4.0 "
            "jobs/cooccurrences.py --tokens /tmp/stages/tokens --unigrams /tmp/stages/unigrams "
            "--out /tmp/stages/cooccurrences --window 5")
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown for every optional flag; the example kept as written."""
-
-    def _get_help_string(self, action):
-        if action.required or action.default is None:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,8 +44,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--partitions", type=int, default=None,
                    help="output partitions, one file each (default: spark.sql.shuffle.partitions, "
                         f"or one per {TOKENS_PER_PARTITION:,} corpus tokens if that is more)")
-    p.add_argument("--master", default=None,
-                   help="Spark master URL (default: $BITCIPHER_MASTER or local[*])")
+    add_master(p)
     return p
 
 
@@ -88,11 +80,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        return run(argv)
-    except BitCipherError as exc:
-        print(f"cooccurrences: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return guarded(run, "cooccurrences", argv)
 
 
 if __name__ == "__main__":

@@ -35,17 +35,10 @@ def _import_pipeline() -> None:
         sys.path.insert(0, os.path.dirname(_JOBS))
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown for every optional flag; the example kept as written."""
-
-    def _get_help_string(self, action):
-        if action.required or action.default is None:
-            return action.help
-        return super()._get_help_string(action)
-
-
 def parser() -> argparse.ArgumentParser:
     _import_pipeline()
+    from pipeline.cli import HelpFormatter as _Formatter
+    from pipeline.cli import add_master
     from pipeline.options import DEFAULTS, FORMATS
 
     p = argparse.ArgumentParser(
@@ -62,8 +55,7 @@ def parser() -> argparse.ArgumentParser:
                    choices=FORMATS, help="shard format; auto decides by file extension")
     p.add_argument("--text-field", default=DEFAULTS.text_field,
                    help="JSON field / Parquet column holding the text")
-    p.add_argument("--master", default=None,
-                   help="Spark master URL (default: $BITCIPHER_MASTER or local[*])")
+    add_master(p)
     return p
 
 
@@ -97,13 +89,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     _import_pipeline()
-    from pipeline.errors import BitCipherError
+    from pipeline.cli import guarded
 
-    try:
-        return run(argv)
-    except BitCipherError as exc:
-        print(f"tokenize: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return guarded(run, "tokenize", argv)
 
 
 if __name__ == "__main__":

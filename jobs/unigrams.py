@@ -13,23 +13,16 @@ try:
 except ImportError:  # a checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipeline.errors import BitCipherError, InputError
+from pipeline.errors import InputError
 from pipeline.options import DEFAULTS, BuildOptions
 from pipeline.schemas import check_schema
+from pipeline.cli import HelpFormatter as _Formatter
+from pipeline.cli import add_master, guarded
 from pipeline.session import spark_session
 from pipeline.unigrams import collect_vocabulary, count_tokens, unigram_frame
 
 EXAMPLE = ("example:\n  spark-submit --packages io.delta:delta-spark_4.1_2.13:4.4.0 "
            "jobs/unigrams.py --tokens /tmp/stages/tokens --out /tmp/stages/unigrams")
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown for every optional flag; the example kept as written."""
-
-    def _get_help_string(self, action):
-        if action.required or action.default is None:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,8 +37,7 @@ def parser() -> argparse.ArgumentParser:
                    help="rarer tokens become <unk>")
     p.add_argument("--max-vocab", type=int, default=DEFAULTS.max_vocab,
                    help="keep only this many most frequent words (default: all)")
-    p.add_argument("--master", default=None,
-                   help="Spark master URL (default: $BITCIPHER_MASTER or local[*])")
+    add_master(p)
     return p
 
 
@@ -65,11 +57,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        return run(argv)
-    except BitCipherError as exc:
-        print(f"unigrams: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return guarded(run, "unigrams", argv)
 
 
 if __name__ == "__main__":

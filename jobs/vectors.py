@@ -21,9 +21,11 @@ import numpy as np
 
 from pipeline.build import TOKENS_PER_PARTITION, cooccurrence_partitions
 from pipeline.cipher import Cipher
-from pipeline.errors import BitCipherError, InputError, LakeError, OptionError
+from pipeline.errors import InputError, LakeError, OptionError
 from pipeline.options import DEFAULTS, MODES, TRANSFORMS, WEIGHTINGS, BuildOptions
 from pipeline.schemas import check_schema, conform, schema_of
+from pipeline.cli import HelpFormatter as _Formatter
+from pipeline.cli import add_master, guarded
 from pipeline.session import spark_session
 from pipeline.vectors import contextual_vectors, empty_vector
 
@@ -32,15 +34,6 @@ EXAMPLE = ("example:\n  spark-submit --packages io.delta:delta-spark_4.1_2.13:4.
            "--cipher /tmp/stages/cipher --out /tmp/stages/vectors --mode sum")
 VECTOR_OPTIONS = ("bits", "window", "mode", "weighting", "transform", "epsilon", "include_self")
 """The options that shape the vectors from given cooccurrences and cipher tables."""
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown for every optional flag; the example kept as written."""
-
-    def _get_help_string(self, action):
-        if action.required or action.default is None:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -68,8 +61,7 @@ def parser() -> argparse.ArgumentParser:
                    help="partitions the cooccurrences are regrouped into by center (default: "
                         "spark.sql.shuffle.partitions, or one per "
                         f"{TOKENS_PER_PARTITION:,} corpus tokens if that is more)")
-    p.add_argument("--master", default=None,
-                   help="Spark master URL (default: $BITCIPHER_MASTER or local[*])")
+    add_master(p)
     return p
 
 
@@ -163,11 +155,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        return run(argv)
-    except BitCipherError as exc:
-        print(f"vectors: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return guarded(run, "vectors", argv)
 
 
 if __name__ == "__main__":

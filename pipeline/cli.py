@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from .errors import BitCipherError
 from .options import DEFAULTS, MODES, SMOOTHINGS, TRANSFORMS, WEIGHTINGS, BuildOptions
@@ -31,8 +31,32 @@ EXAMPLES = {
 }
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
+                    argparse.RawDescriptionHelpFormatter):
+    """Defaults shown for every optional flag that has one; examples kept as written."""
+
+    def _get_help_string(self, action):
+        if action.required or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+_Formatter = HelpFormatter
+
+
+def add_master(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--master", default=None,
+                   help="Spark master URL (default: $BITCIPHER_MASTER or local[*])")
+
+
+def guarded(run: Callable[[Optional[Sequence[str]]], int], prog: str,
+            argv: Optional[Sequence[str]] = None) -> int:
+    """Run a command; a BitCipherError becomes one line on stderr and its exit code."""
+    try:
+        return run(argv)
+    except BitCipherError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 def _bits(value: str):
@@ -41,8 +65,7 @@ def _bits(value: str):
 
 def _add_lake(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lake", default=DEFAULT_LAKE, help="lake directory or URI ($BITCIPHER_LAKE)")
-    p.add_argument("--master", default=None,
-                   help="Spark master URL (default $BITCIPHER_MASTER or local[*])")
+    add_master(p)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -200,11 +223,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        return run(argv)
-    except BitCipherError as exc:
-        print(f"bitcipher: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return guarded(run, "bitcipher", argv)
 
 
 if __name__ == "__main__":
