@@ -42,8 +42,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=DEFAULTS.window, help="context window m")
     p.add_argument("--no-self", action="store_true", help="leave out offset 0 (the word itself)")
     p.add_argument("--partitions", type=int, default=None,
-                   help="output partitions, one file each (default: spark.sql.shuffle.partitions, "
-                        f"or one per {TOKENS_PER_PARTITION:,} corpus tokens if that is more)")
+                   help="output partitions, one file each (default: spark.bitcipher.partitions, "
+                        "or the default parallelism, or one per "
+                        f"{TOKENS_PER_PARTITION:,} corpus tokens if that is more)")
     add_master(p)
     return p
 

@@ -59,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-self", action="store_true", help="leave out offset 0 (the word itself)")
     p.add_argument("--partitions", type=int, default=None,
                    help="partitions the cooccurrences are regrouped into by center (default: "
-                        "spark.sql.shuffle.partitions, or one per "
+                        "spark.bitcipher.partitions, or the default parallelism, or one per "
                         f"{TOKENS_PER_PARTITION:,} corpus tokens if that is more)")
     add_master(p)
     return p

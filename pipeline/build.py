@@ -80,9 +80,16 @@ class _Stages:
 
 
 def cooccurrence_partitions(spark, total_tokens: int) -> int:
-    """Merge tasks of the co-occurrence stage: spark.sql.shuffle.partitions, or one per
-    TOKENS_PER_PARTITION corpus tokens if that is more."""
-    return max(int(spark.conf.get("spark.sql.shuffle.partitions")),
+    """Merge tasks of the co-occurrence stage.
+
+    ``spark.bitcipher.partitions`` when set; otherwise the cluster's default parallelism,
+    or one per TOKENS_PER_PARTITION corpus tokens if that is more. The result does not
+    depend on it (the tables are the same bit for bit), only the memory per task does.
+    """
+    chosen = spark.conf.get("spark.bitcipher.partitions", None)
+    if chosen:
+        return int(chosen)
+    return max(spark.sparkContext.defaultParallelism,
                math.ceil(total_tokens / TOKENS_PER_PARTITION))
 
 

@@ -166,6 +166,7 @@ def spark_session(
         settings.update(local_conf())
     settings.update(
         {
+            "spark.ui.showConsoleProgress": "false",  # stages report their own lines
             "spark.sql.extensions": DELTA_EXTENSION,
             "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
             "spark.sql.session.timeZone": "UTC",

@@ -50,14 +50,13 @@ def baseline(spark, tmp_path_factory):
 @pytest.mark.parametrize("partitions", [1, 3, 8])
 def test_same_tables_for_any_partition_count(spark, tmp_path, baseline, partitions):
     corpus, expected = baseline
-    previous = spark.conf.get("spark.sql.shuffle.partitions")
-    spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+    spark.conf.set("spark.bitcipher.partitions", str(partitions))
     spark.conf.set("spark.sql.files.maxPartitionBytes", str(64 * partitions))
     try:
         lake = Lake(str(tmp_path / "lake"))
         build(spark, str(corpus), lake, OPTIONS, report=lambda _: None)
     finally:
-        spark.conf.set("spark.sql.shuffle.partitions", previous)
+        spark.conf.unset("spark.bitcipher.partitions")
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
     assert_identical(tables_of(spark, lake), expected)
 
