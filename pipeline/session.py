@@ -109,6 +109,10 @@ def driver_java_options() -> str:
     """JVM options of a local driver: C1 only (a short batch job gains nothing from C2's
     warm-up), plus the class-data-sharing archive when one was made."""
     options = os.environ.get("BITCIPHER_DRIVER_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1")
+    if "log4j2.configurationFile" not in options:
+        config = os.environ.get("BITCIPHER_LOG4J") or os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "log4j2.properties")
+        options += f" -Dlog4j2.configurationFile=file:{config}"
     if "SharedArchiveFile" not in options and "ArchiveClassesAtExit" not in options:
         archive = class_archive()
         if os.path.exists(archive):
