@@ -19,10 +19,10 @@ import numpy as np
 from pipeline.build import cipher_frame
 from pipeline.cipher import build_cipher
 from pipeline.errors import LakeError
-from pipeline.options import DEFAULTS, SMOOTHINGS, BuildOptions
+from pipeline.options import BuildOptions
 from pipeline.schemas import check_schema
 from pipeline.cli import HelpFormatter as _Formatter
-from pipeline.cli import add_master, guarded
+from pipeline.cli import add_master, add_options, guarded
 from pipeline.session import spark_session
 
 EXAMPLE = ("example:\n  spark-submit --packages io.delta:delta-spark_4.1_2.13:4.4.0 "
@@ -40,9 +40,7 @@ def parser() -> argparse.ArgumentParser:
                     "vector; write the cipher table (word, id, count, code, rep) as Parquet.")
     p.add_argument("--unigrams", required=True, help="unigrams table (jobs/unigrams.py)")
     p.add_argument("--out", required=True, help="output folder or URI (overwritten)")
-    p.add_argument("--bits", type=_bits, default=DEFAULTS.bits, help="cipher bits, or 'auto'")
-    p.add_argument("--smoothing", choices=SMOOTHINGS, default=DEFAULTS.smoothing,
-                   help="beta_t: 1/n(f_t), f_t/(f_t+1), or 1")
+    add_options(p, "bits", "smoothing")
     add_master(p)
     return p
 

@@ -18,10 +18,10 @@ except ImportError:  # a checkout without `pip install -e .`
 from pipeline.build import TOKENS_PER_PARTITION, cooccurrence_partitions
 from pipeline.cooccurrences import count_cooccurrences
 from pipeline.errors import LakeError, OptionError
-from pipeline.options import DEFAULTS, BuildOptions
+from pipeline.options import BuildOptions
 from pipeline.schemas import check_schema, conform
 from pipeline.cli import HelpFormatter as _Formatter
-from pipeline.cli import add_master, guarded
+from pipeline.cli import add_master, add_options, guarded
 from pipeline.session import spark_session
 from pipeline.unigrams import UNK
 
@@ -39,12 +39,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", required=True, help="tokens table (jobs/tokenize.py)")
     p.add_argument("--unigrams", required=True, help="unigrams table (jobs/unigrams.py)")
     p.add_argument("--out", required=True, help="output folder or URI (overwritten)")
-    p.add_argument("--window", type=int, default=DEFAULTS.window, help="context window m")
-    p.add_argument("--no-self", action="store_true", help="leave out offset 0 (the word itself)")
     p.add_argument("--partitions", type=int, default=None,
                    help="output partitions, one file each (default: spark.bitcipher.partitions, "
                         "or the default parallelism, or one per "
                         f"{TOKENS_PER_PARTITION:,} corpus tokens if that is more)")
+    add_options(p, "window", "no_self")
     add_master(p)
     return p
 

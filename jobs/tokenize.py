@@ -38,8 +38,7 @@ def _import_pipeline() -> None:
 def parser() -> argparse.ArgumentParser:
     _import_pipeline()
     from pipeline.cli import HelpFormatter as _Formatter
-    from pipeline.cli import add_master
-    from pipeline.options import DEFAULTS, FORMATS
+    from pipeline.cli import add_master, add_options
 
     p = argparse.ArgumentParser(
         prog="jobs/tokenize.py", formatter_class=_Formatter, epilog=EXAMPLE,
@@ -48,13 +47,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", nargs="+", required=True,
                    help="shard directory, glob or file (several allowed)")
     p.add_argument("--out", required=True, help="output folder or URI (overwritten)")
-    p.add_argument("--keep-case", action="store_true", help="do not lowercase")
-    p.add_argument("--max-document-tokens", type=int, default=DEFAULTS.max_document_tokens,
-                   help="longer lines are split into documents of this many tokens")
-    p.add_argument("--format", dest="input_format", default=DEFAULTS.input_format,
-                   choices=FORMATS, help="shard format; auto decides by file extension")
-    p.add_argument("--text-field", default=DEFAULTS.text_field,
-                   help="JSON field / Parquet column holding the text")
+    add_options(p, "keep_case", "max_document_tokens", "format", "text_field")
     add_master(p)
     return p
 

@@ -14,10 +14,10 @@ except ImportError:  # a checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pipeline.errors import InputError
-from pipeline.options import DEFAULTS, BuildOptions
+from pipeline.options import BuildOptions
 from pipeline.schemas import check_schema
 from pipeline.cli import HelpFormatter as _Formatter
-from pipeline.cli import add_master, guarded
+from pipeline.cli import add_master, add_options, guarded
 from pipeline.session import spark_session
 from pipeline.unigrams import collect_vocabulary, count_tokens, unigram_frame
 
@@ -33,10 +33,7 @@ def parser() -> argparse.ArgumentParser:
                     "(word, count, id) as Parquet.")
     p.add_argument("--tokens", required=True, help="tokens table (jobs/tokenize.py)")
     p.add_argument("--out", required=True, help="output folder or URI (overwritten)")
-    p.add_argument("--min-count", type=int, default=DEFAULTS.min_count,
-                   help="rarer tokens become <unk>")
-    p.add_argument("--max-vocab", type=int, default=DEFAULTS.max_vocab,
-                   help="keep only this many most frequent words (default: all)")
+    add_options(p, "min_count", "max_vocab")
     add_master(p)
     return p
 

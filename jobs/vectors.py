@@ -22,10 +22,10 @@ import numpy as np
 from pipeline.build import TOKENS_PER_PARTITION, cooccurrence_partitions
 from pipeline.cipher import Cipher
 from pipeline.errors import InputError, LakeError, OptionError
-from pipeline.options import DEFAULTS, MODES, TRANSFORMS, WEIGHTINGS, BuildOptions
+from pipeline.options import DEFAULTS, BuildOptions
 from pipeline.schemas import check_schema, conform, schema_of
 from pipeline.cli import HelpFormatter as _Formatter
-from pipeline.cli import add_master, guarded
+from pipeline.cli import add_master, add_options, guarded
 from pipeline.session import spark_session
 from pipeline.vectors import contextual_vectors, empty_vector
 
@@ -48,19 +48,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=None,
                    help="context window m (default: the one the cooccurrences were counted "
                         "with; a smaller one uses only the offsets within it)")
-    p.add_argument("--mode", choices=MODES, default=DEFAULTS.mode,
-                   help="sum the offset blocks (dim b+1) or concatenate them")
-    p.add_argument("--weighting", choices=WEIGHTINGS, default=DEFAULTS.weighting,
-                   help="context weight: 1, 1/|d|, or (cos(2pi|d|f_c/M)+1)/2")
-    p.add_argument("--transform", choices=TRANSFORMS, default=DEFAULTS.transform,
-                   help="per block: -log10 of normalised block, log(1+F), or raw F")
-    p.add_argument("--epsilon", type=float, default=DEFAULTS.epsilon,
-                   help="replaces zeros before neglog")
-    p.add_argument("--no-self", action="store_true", help="leave out offset 0 (the word itself)")
     p.add_argument("--partitions", type=int, default=None,
                    help="partitions the cooccurrences are regrouped into by center (default: "
                         "spark.bitcipher.partitions, or the default parallelism, or one per "
                         f"{TOKENS_PER_PARTITION:,} corpus tokens if that is more)")
+    add_options(p, "mode", "weighting", "transform", "epsilon", "no_self")
     add_master(p)
     return p
 

@@ -63,6 +63,47 @@ def _bits(value: str):
     return value if value == "auto" else int(value)
 
 
+OPTION_FLAGS = {
+    "bits": (("--bits",), dict(type=_bits, default=DEFAULTS.bits, help="cipher bits, or 'auto'")),
+    "window": (("--window",), dict(type=int, default=DEFAULTS.window, help="context window m")),
+    "mode": (("--mode",), dict(choices=MODES, default=DEFAULTS.mode,
+                               help="sum the offset blocks (dim b+1) or concatenate them")),
+    "weighting": (("--weighting",), dict(
+        choices=WEIGHTINGS, default=DEFAULTS.weighting,
+        help="context weight: 1, 1/|d|, or (cos(2pi|d|f_c/M)+1)/2")),
+    "smoothing": (("--smoothing",), dict(choices=SMOOTHINGS, default=DEFAULTS.smoothing,
+                                         help="beta_t: 1/n(f_t), f_t/(f_t+1), or 1")),
+    "transform": (("--transform",), dict(
+        choices=TRANSFORMS, default=DEFAULTS.transform,
+        help="per block: -log10 of normalised block, log(1+F), or raw F")),
+    "epsilon": (("--epsilon",), dict(type=float, default=DEFAULTS.epsilon,
+                                     help="replaces zeros before neglog")),
+    "min_count": (("--min-count",), dict(type=int, default=DEFAULTS.min_count,
+                                         help="rarer tokens become <unk>")),
+    "max_vocab": (("--max-vocab",), dict(type=int, default=DEFAULTS.max_vocab,
+                                         help="keep only this many most frequent words")),
+    "no_self": (("--no-self",), dict(action="store_true",
+                                     help="leave out offset 0 (the word itself)")),
+    "keep_case": (("--keep-case",), dict(action="store_true", help="do not lowercase")),
+    "max_document_tokens": (("--max-document-tokens",), dict(
+        type=int, default=DEFAULTS.max_document_tokens,
+        help="longer lines are split into documents of this many tokens")),
+    "format": (("--format",), dict(dest="input_format", default=DEFAULTS.input_format,
+                                   choices=("auto", "text", "jsonl", "parquet"),
+                                   help="shard format; auto decides by file extension")),
+    "text_field": (("--text-field",), dict(default=DEFAULTS.text_field,
+                                           help="JSON field / Parquet column holding the text")),
+}
+"""The build options as command-line flags, shared by `bitcipher` and the jobs."""
+
+
+def add_options(p: argparse.ArgumentParser, *names: str) -> None:
+    """Add the named build options (keys of OPTION_FLAGS) to a parser."""
+    for name in names:
+        flags, kwargs = OPTION_FLAGS[name]
+        p.add_argument(*flags, **kwargs)
+
+
 def _add_lake(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lake", default=DEFAULT_LAKE, help="lake directory or URI ($BITCIPHER_LAKE)")
     add_master(p)
@@ -84,30 +125,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--corpus", nargs="+", required=True,
                    help="shard directory, glob or file (several allowed)")
     _add_lake(b)
-    b.add_argument("--bits", type=_bits, default=DEFAULTS.bits, help="cipher bits, or 'auto'")
-    b.add_argument("--window", type=int, default=DEFAULTS.window, help="context window m")
-    b.add_argument("--mode", choices=MODES, default=DEFAULTS.mode,
-                   help="sum the offset blocks (dim b+1) or concatenate them")
-    b.add_argument("--weighting", choices=WEIGHTINGS, default=DEFAULTS.weighting,
-                   help="context weight: 1, 1/|d|, or (cos(2pi|d|f_c/M)+1)/2")
-    b.add_argument("--smoothing", choices=SMOOTHINGS, default=DEFAULTS.smoothing,
-                   help="beta_t: 1/n(f_t), f_t/(f_t+1), or 1")
-    b.add_argument("--transform", choices=TRANSFORMS, default=DEFAULTS.transform,
-                   help="per block: -log10 of normalised block, log(1+F), or raw F")
-    b.add_argument("--epsilon", type=float, default=DEFAULTS.epsilon,
-                   help="replaces zeros before neglog")
-    b.add_argument("--min-count", type=int, default=DEFAULTS.min_count,
-                   help="rarer tokens become <unk>")
-    b.add_argument("--max-vocab", type=int, default=DEFAULTS.max_vocab,
-                   help="keep only this many most frequent words")
-    b.add_argument("--no-self", action="store_true", help="leave out offset 0 (the word itself)")
-    b.add_argument("--keep-case", action="store_true", help="do not lowercase")
-    b.add_argument("--max-document-tokens", type=int, default=DEFAULTS.max_document_tokens,
-                   help="longer lines are split into documents of this many tokens")
-    b.add_argument("--format", dest="input_format", default=DEFAULTS.input_format,
-                   choices=("auto", "text", "jsonl", "parquet"), help="shard format")
-    b.add_argument("--text-field", default=DEFAULTS.text_field,
-                   help="JSON field / Parquet column holding the text")
+    add_options(b, "bits", "window", "mode", "weighting", "smoothing", "transform", "epsilon",
+                "min_count", "max_vocab", "no_self", "keep_case", "max_document_tokens",
+                "format", "text_field")
     b.add_argument("--keep-runs", type=int, default=1,
                    help="earlier builds whose Parquet tables are kept")
 
