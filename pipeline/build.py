@@ -34,7 +34,7 @@ from .lake import (
 from .options import BuildOptions
 from .schemas import FORMAT_VERSION, arrow_schema, conform, schema_of
 from .unigrams import UNK, collect_vocabulary, count_documents, unigram_arrow, unigram_frame
-from .vectors import cooccurrences_and_vectors, empty_vector
+from .vectors import cooccurrences_and_vectors, empty_vector, vector_dim
 
 TOKENS_PER_PARTITION = 2_000_000  # corpus tokens per co-occurrence merge task
 
@@ -281,7 +281,7 @@ def _build_run(spark, lake, run, options, vocab, docs, shards, shard_stats, tota
         "run": run,
         "options": options.recorded(),
         "bits": cipher.bits,
-        "dim": (cipher.bits + 1) * (len(options.offsets) if options.mode == "concat" else 1),
+        "dim": vector_dim(options, cipher.bits),
         "vocab_size": len(vocab),
         "snapshot": snapshot,
         "shards_sha256": digest,

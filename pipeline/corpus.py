@@ -95,8 +95,13 @@ def list_shards(corpus: Union[str, Sequence[str]], input_format: str = "auto") -
     return [found[k] for k in sorted(found)]
 
 
+def fsspec_uri(uri: str) -> str:
+    """The fsspec spelling of a URI Spark reads (``s3a://`` is fsspec's ``s3://``)."""
+    return uri.replace("s3a://", "s3://", 1)
+
+
 def _open_uri(uri: str):
-    return fsspec.open(uri.replace("s3a://", "s3://", 1), "rb", compression="infer")
+    return fsspec.open(fsspec_uri(uri), "rb", compression="infer")
 
 
 def check_shards(shards: Iterable[Shard]) -> list[str]:

@@ -25,6 +25,7 @@ from typing import Optional
 import fsspec
 from fsspec.core import url_to_fs
 
+from .corpus import fsspec_uri
 from .errors import LakeError
 from .schemas import FORMAT_VERSION, check_schema
 
@@ -71,22 +72,22 @@ class Lake:
         return f"{self.run_dir(run)}/{name}"
 
     def fs(self):
-        return url_to_fs(self.uri.replace("s3a://", "s3://", 1))
+        return url_to_fs(fsspec_uri(self.uri))
 
     def exists(self, uri: str) -> bool:
-        fs, path = url_to_fs(uri.replace("s3a://", "s3://", 1))
+        fs, path = url_to_fs(fsspec_uri(uri))
         return fs.exists(path)
 
     def write_text(self, uri: str, text: str) -> None:
-        with fsspec.open(uri.replace("s3a://", "s3://", 1), "w") as fh:
+        with fsspec.open(fsspec_uri(uri), "w") as fh:
             fh.write(text)
 
     def read_text(self, uri: str) -> str:
-        with fsspec.open(uri.replace("s3a://", "s3://", 1), "r") as fh:
+        with fsspec.open(fsspec_uri(uri), "r") as fh:
             return fh.read()
 
     def remove(self, uri: str) -> None:
-        fs, path = url_to_fs(uri.replace("s3a://", "s3://", 1))
+        fs, path = url_to_fs(fsspec_uri(uri))
         if fs.exists(path):
             fs.rm(path, recursive=True)
 
@@ -121,7 +122,7 @@ def check_lake(lake: Lake) -> None:
 
 def _delta_properties(lake: Lake) -> dict:
     """Table properties of the vectors table, read from the Delta log without Spark."""
-    fs, root = url_to_fs(f"{lake.vectors}/_delta_log".replace("s3a://", "s3://", 1))
+    fs, root = url_to_fs(fsspec_uri(f"{lake.vectors}/_delta_log"))
     names = fs.ls(root, detail=False)
     for commit in sorted((p for p in names if p.endswith(".json")), reverse=True):
         with fs.open(commit, "r") as fh:
@@ -145,7 +146,7 @@ def parquet_rows(uri: str) -> int:
     """Rows of a Parquet table, from its file footers."""
     import pyarrow.parquet as pq
 
-    fs, path = url_to_fs(uri.replace("s3a://", "s3://", 1))
+    fs, path = url_to_fs(fsspec_uri(uri))
     if not fs.exists(path):
         return 0
     total = 0
@@ -156,11 +157,12 @@ def parquet_rows(uri: str) -> int:
     return total
 
 
-def write_parquet(table, uri: str) -> None:
-    """Write a small driver-side table as a one-file Parquet table at `uri`."""
+def write_parquet(table, uri: str, part: int = 0) -> None:
+    """Write a pyarrow table as file `part` of the Parquet table at `uri` (a task that is
+    retried rewrites its own file)."""
     import pyarrow.parquet as pq
 
-    with fsspec.open(f"{uri}/part-00000.parquet".replace("s3a://", "s3://", 1), "wb",
+    with fsspec.open(fsspec_uri(f"{uri}/part-{part:05d}.parquet"), "wb",
                      auto_mkdir=True) as fh:
         pq.write_table(table, fh, compression="snappy")
 

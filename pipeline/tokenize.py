@@ -38,12 +38,6 @@ def tokenize_batch(texts, lowercase: bool, max_document_tokens: int):
         if not line:
             continue
         tokens = findall(line.lower() if lowercase else line)
-        if len(tokens) <= n:
-            if tokens:
-                flat.extend(tokens)
-                lengths.append(len(tokens))
-                lines.append(i)
-            continue
         for start in range(0, len(tokens), n):
             chunk = tokens[start:start + n]
             flat.extend(chunk)
@@ -53,29 +47,24 @@ def tokenize_batch(texts, lowercase: bool, max_document_tokens: int):
 
 
 def _tokenizer(lowercase: bool, max_document_tokens: int) -> Callable:
-    n = max_document_tokens
-
     def tokenize_batches(batches: Iterator):
+        import numpy as np
         import pyarrow as pa
-        findall = re.compile(PY_TOKEN_PATTERN).findall
+
         for batch in batches:
-            text = batch.column(1)
-            shards = batch.column(0).to_pylist()
-            invalid = batch.column(2).to_pylist()
-            out_shard, out_tokens, out_invalid = [], [], []
-            for shard, line, bad in zip(shards, text.to_pylist(), invalid):
-                if not line:
-                    tokens = []
-                else:
-                    tokens = findall(line.lower() if lowercase else line)
-                for start in range(0, len(tokens), n):
-                    out_shard.append(shard)
-                    out_tokens.append(tokens[start:start + n])
-                    # a line split into chunks is still one invalid line
-                    out_invalid.append(bool(bad) and start == 0)
+            flat, lengths, lines = tokenize_batch(batch.column(1), lowercase,
+                                                  max_document_tokens)
+            lines = np.asarray(lines, dtype=np.int64)
+            offsets = np.concatenate(([0], np.cumsum(lengths, dtype=np.int64)))
+            # a line split into chunks is still one invalid line: flag its first chunk only
+            first = np.ones(len(lines), dtype=bool)
+            first[1:] = lines[1:] != lines[:-1]
+            invalid = batch.column(2).to_numpy(zero_copy_only=False).astype(bool)
             yield pa.RecordBatch.from_arrays(
-                [pa.array(out_shard, pa.string()), pa.array(out_tokens, pa.list_(pa.string())),
-                 pa.array(out_invalid, pa.bool_())],
+                [batch.column(0).take(pa.array(lines)),
+                 pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.string()))
+                 .cast(pa.list_(pa.string())),
+                 pa.array(invalid[lines] & first)],
                 names=["shard", "tokens", "invalid_utf8"],
             )
 

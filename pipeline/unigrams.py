@@ -12,7 +12,6 @@ UNK = "<unk>"
 
 def _unigram_counter(lowercase: bool, max_document_tokens: int) -> Callable:
     def count_batches(batches):
-        import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -25,17 +24,20 @@ def _unigram_counter(lowercase: bool, max_document_tokens: int) -> Callable:
             flat, lengths, lines = tokenize_batch(text, lowercase, max_document_tokens)
             chunks.append(pa.array(flat, pa.string()))
             # per-shard statistics: document chunks, tokens, invalid UTF-8 lines
-            lines = np.asarray(lines, dtype=np.int64)
             shard_of_line = pc.dictionary_encode(shard)
             codes = shard_of_line.indices.to_numpy(zero_copy_only=False)
             names = shard_of_line.dictionary.to_pylist()
-            bad = invalid.to_numpy(zero_copy_only=False).astype(bool)
+            chunk_codes = codes[np.asarray(lines, dtype=np.int64)]
+            size = len(names)
+            docs = np.bincount(chunk_codes, minlength=size)
+            tokens = np.bincount(chunk_codes, weights=lengths, minlength=size)
+            bad = np.bincount(codes, weights=invalid.to_numpy(zero_copy_only=False)
+                              .astype(np.int64), minlength=size)
             for code, name in enumerate(names):
-                docs_here = codes[lines] == code if len(lines) else np.zeros(0, bool)
                 entry = stats.setdefault(name, [0, 0, 0])
-                entry[0] += int(docs_here.sum())
-                entry[1] += int(np.asarray(lengths, dtype=np.int64)[docs_here].sum())
-                entry[2] += int(bad[codes == code].sum())
+                entry[0] += int(docs[code])
+                entry[1] += int(tokens[code])
+                entry[2] += int(bad[code])
         if chunks:
             counted = pc.value_counts(pa.chunked_array(chunks, pa.string()))
             n = len(counted)

@@ -37,9 +37,14 @@ def offset_weights(offsets: np.ndarray, contexts: np.ndarray, counts_ext: np.nda
     return (np.cos(2 * np.pi * dist * f_c / max(total, 1)) + 1.0) / 2.0
 
 
+def vector_blocks(options: BuildOptions) -> int:
+    """D-blocks per vector: one per offset in concat mode, else one."""
+    return len(options.offsets) if options.mode == "concat" else 1
+
+
 def vector_dim(options: BuildOptions, bits: int) -> int:
-    blocks = len(options.offsets) if options.mode == "concat" else 1
-    return (bits + 1) * blocks
+    """Dimension of the vectors: D = bits + 1 per block."""
+    return (bits + 1) * vector_blocks(options)
 
 
 def aggregate_rows(center, context, offset, count, x, counts_ext, total, options: BuildOptions):
@@ -101,20 +106,18 @@ def contextual_vectors(spark, x: np.ndarray, counts: np.ndarray, total: int,
 
 def empty_vector(bits: int, options: BuildOptions) -> list[float]:
     """The vector of a word with no co-occurrences (only `<unk>` with count 0)."""
-    n_blocks = len(options.offsets) if options.mode == "concat" else 1
-    block = post(np.zeros((n_blocks, bits + 1)), options.transform, options.epsilon)
+    block = post(np.zeros((vector_blocks(options), bits + 1)), options.transform, options.epsilon)
     return block.ravel().astype(np.float32).tolist()
 
 
 def _fused(vocab_size: int, out_dir: str, x_bc, counts_bc, total: int,
            options: BuildOptions) -> Callable:
     def merge_write_aggregate(batches: Iterator):
-        import fsspec
         import pyarrow as pa
-        import pyarrow.parquet as pq
         from pyspark import TaskContext
 
         from .cooccurrences import KeyCodec, merged_counts
+        from .lake import write_parquet
         from .schemas import arrow_schema
 
         center, context, offset, count = merged_counts(
@@ -122,14 +125,11 @@ def _fused(vocab_size: int, out_dir: str, x_bc, counts_bc, total: int,
         )
         if not len(center):
             return
-        part = TaskContext.get().partitionId()
         table = pa.Table.from_arrays(
             [pa.array(center), pa.array(context), pa.array(offset), pa.array(count)],
             schema=arrow_schema("cooccurrences"),
         )
-        uri = f"{out_dir}/part-{part:05d}.parquet".replace("s3a://", "s3://", 1)
-        with fsspec.open(uri, "wb", auto_mkdir=True) as fh:
-            pq.write_table(table, fh, compression="snappy")
+        write_parquet(table, out_dir, TaskContext.get().partitionId())
         counts_ext = np.append(counts_bc.value, 0)
         ids, vecs = aggregate_rows(center, context, offset, count, x_bc.value, counts_ext,
                                    total, options)
