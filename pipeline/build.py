@@ -227,7 +227,11 @@ def build(
 
 
 def _build_run(spark, lake, run, options, vocab, docs, shards, shard_stats, total_tokens,
-               n_docs, warnings, stages, previous_runs, keep_runs, started) -> BuildResult:
+               n_docs, warnings, stages, previous_runs, keep_runs, started, partial=None,
+               extra_properties=None) -> BuildResult:
+    """Write a run's tables and publish it. `partial`: partial counts in the packed format
+    of :func:`pipeline.cooccurrences.partial_counts` (a refresh makes them from stored
+    counts) instead of counting `docs`; `extra_properties` go with the publishing commit."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -243,10 +247,12 @@ def _build_run(spark, lake, run, options, vocab, docs, shards, shard_stats, tota
     started = time.perf_counter()
     partitions = cooccurrence_partitions(spark, total_tokens)
     cooc_dir = lake.table(run, "cooccurrences")
-    vec = docs.transform(
-        partial_counts(spark, vocab.words, vocab.unk_id, options.window, options.include_self,
-                       partitions, tokenizer=(options.lowercase, options.max_document_tokens))
-    ).transform(
+    if partial is None:
+        partial = docs.transform(
+            partial_counts(spark, vocab.words, vocab.unk_id, options.window,
+                           options.include_self, partitions,
+                           tokenizer=(options.lowercase, options.max_document_tokens)))
+    vec = partial.transform(
         cooccurrences_and_vectors(spark, cooc_dir, len(vocab), cipher.context_matrix(),
                                   vocab.counts, vocab.total, options)
     ).persist(StorageLevel.MEMORY_AND_DISK)
@@ -295,6 +301,7 @@ def _build_run(spark, lake, run, options, vocab, docs, shards, shard_stats, tota
         PROP_SNAPSHOT: json.dumps({"shards": len(shards), "tokens": total_tokens,
                                    "documents": n_docs, "shards_sha256": digest}),
     }
+    properties.update(extra_properties or {})
     publish_vectors(spark, lake, vectors, properties)
     vec.unpersist()
     stages.record("vectors", len(vocab), started, f"dim {manifest['dim']}")
