@@ -27,7 +27,10 @@ EXAMPLES = {
                 "data sets: WS353, SimLex-999, Google analogies (gensim's test data); MEN, RW and\n"
                 "more when hyperhyper is installed",
     "export": "examples:\n  bitcipher export --format word2vec vectors.txt --lake ./lake\n"
-              "  bitcipher export --format npy vectors.npy --lake ./lake",
+              "  bitcipher export --format npy vectors.npy --lake ./lake\n"
+              "  bitcipher export --format torch emb.pt --vocab vocab.txt --lake ./lake\n"
+              "torch: row i = token i of --vocab (a missing word gets the <unk> row, see\n"
+              "  pipeline/lm.py); needs PyTorch: pip install '.[lm]'",
 }
 
 
@@ -151,10 +154,17 @@ def parser() -> argparse.ArgumentParser:
                    help="analogy candidates: this many most frequent words")
     _add_lake(v)
 
-    e = sub.add_parser("export", help="export vectors (word2vec text or NumPy)",
+    e = sub.add_parser("export", help="export vectors (word2vec text, NumPy or PyTorch)",
                        formatter_class=_Formatter, epilog=EXAMPLES["export"])
     e.add_argument("out")
-    e.add_argument("--format", choices=("word2vec", "npy"), default="word2vec")
+    e.add_argument("--format", choices=("word2vec", "npy", "torch"), default="word2vec")
+    e.add_argument("--vocab", default=None,
+                   help="torch: tokenizer vocabulary file (one token per line, or JSON list / "
+                        "token->index dict); rows follow it (default: the lake's words)")
+    e.add_argument("--fallback", choices=("unk", "zeros", "mean"), default="unk",
+                   help="torch: row of a token the lake lacks")
+    e.add_argument("--standardize", action="store_true",
+                   help="torch: standardise each dimension with the lake's mean and std")
     _add_lake(e)
     return top
 
@@ -234,6 +244,13 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     kv = KeyedVectors.from_frame(read_table(spark, lake, "vectors"))
     if args.command == "neighbors":
         _print_table(["word", "cosine"], kv.most_similar(args.word, args.k))
+        return 0
+    if args.command == "export" and args.format == "torch":
+        from .lm import export_torch, lake_lowercase
+
+        for path in export_torch(kv, args.out, args.vocab, lowercase=lake_lowercase(lake),
+                                 fallback=args.fallback, standardize=args.standardize):
+            print(f"wrote {path}")
         return 0
     if args.command == "export":
         for path in export(kv, args.format, args.out):
