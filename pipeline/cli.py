@@ -26,6 +26,16 @@ EXAMPLES = {
                 "  bitcipher evaluate --word2vec vectors.txt --restrict 30000\n"
                 "data sets: WS353, SimLex-999, Google analogies (gensim's test data); MEN, RW and\n"
                 "more when hyperhyper is installed",
+    "probe": "examples:\n"
+             "  python benchmarks/brown_conll.py --out data/brown-pos\n"
+             "  bitcipher probe --train data/brown-pos/train.conll --test data/brown-pos/test.conll"
+             " --lake ./lake\n"
+             "  bitcipher probe --train train.conll --test test.conll --vectors vectors.txt\n"
+             "files: one 'token tag' per line (more columns: first = token, last = tag), a blank\n"
+             "  line between sentences, -DOCSTART- lines skipped. Features: vectors of the\n"
+             "  previous, current and next word, standardised (zeros at edges and for unknown\n"
+             "  words); model: softmax regression with L2, L-BFGS from zero weights.\n"
+             "  Baseline: each word's most frequent train tag (unknown: the most frequent tag).",
     "export": "examples:\n  bitcipher export --format word2vec vectors.txt --lake ./lake\n"
               "  bitcipher export --format npy vectors.npy --lake ./lake\n"
               "  bitcipher export --format torch emb.pt --vocab vocab.txt --lake ./lake\n"
@@ -154,6 +164,26 @@ def parser() -> argparse.ArgumentParser:
                    help="analogy candidates: this many most frequent words")
     _add_lake(v)
 
+    pr = sub.add_parser("probe", help="token-tagging probe (POS, NER) on CoNLL files",
+                        formatter_class=_Formatter, epilog=EXAMPLES["probe"],
+                        description="Train a tagger on the vectors of the previous, current "
+                                    "and next word; print accuracy and macro-F1 beside the "
+                                    "most-frequent-tag-per-word baseline on the same test file.")
+    pr.add_argument("--train", required=True, help="CoNLL file to train on")
+    pr.add_argument("--test", required=True, help="CoNLL file to score")
+    pr.add_argument("--vectors", default=None,
+                    help="probe a word2vec text file instead of the lake's vectors")
+    pr.add_argument("--case", choices=("auto", "lower", "keep"), default="auto",
+                    help="word lookup: lowercased, as written, or auto (the lake's build "
+                         "option; for a file, lower when no word has an upper-case letter)")
+    pr.add_argument("--l2", type=float, default=1e-5, help="L2 penalty on the weights")
+    pr.add_argument("--max-iter", type=int, default=300, help="L-BFGS iterations at most")
+    pr.add_argument("--max-train-tokens", type=int, default=None,
+                    help="train on a random subset of this many train tokens")
+    pr.add_argument("--seed", type=int, default=0, help="seed of that subset")
+    pr.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _add_lake(pr)
+
     e = sub.add_parser("export", help="export vectors (word2vec text, NumPy or PyTorch)",
                        formatter_class=_Formatter, epilog=EXAMPLES["export"])
     e.add_argument("out")
@@ -240,6 +270,11 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             kv = KeyedVectors.from_frame(read_table(_session(args), lake, "vectors"))
         print(format_report(evaluate_all(kv, restrict=args.restrict)))
         return 0
+    if args.command == "probe":
+        from .probe import run_probe_cli
+
+        return run_probe_cli(args, lambda: KeyedVectors.from_frame(
+            read_table(_session(args), lake, "vectors")), lake)
     spark = _session(args)
     kv = KeyedVectors.from_frame(read_table(spark, lake, "vectors"))
     if args.command == "neighbors":
