@@ -21,7 +21,18 @@ EXAMPLES = {
            "tables: vectors(word, id, count, vector), unigrams(word, count, id),\n"
            "  cooccurrences(center, context, offset, count), cipher(word, id, count, code, rep)\n"
            "function: cosine(vector_a, vector_b)",
-    "neighbors": "example:\n  bitcipher neighbors king -k 10 --lake ./lake",
+    "neighbors": "examples:\n  bitcipher neighbors king -k 10 --lake ./lake\n"
+                 "  bitcipher neighbors king --engine spark --master spark://HOST:7077\n"
+                 "engines: fast reads the Delta table with delta-rs and pyarrow, no JVM (needs\n"
+                 "  pip install '.[sql]'); spark reads it with Spark; auto = fast when deltalake\n"
+                 "  is installed and no --master is given, else spark. Both return the same\n"
+                 "  rows and float32 vectors.",
+    "serve": "examples:\n  bitcipher serve --lake ./lake --port 10000\n"
+             "  beeline -u jdbc:hive2://127.0.0.1:10000 -e \"SELECT word, count FROM vectors "
+             "LIMIT 5\"\n"
+             "serves vectors, unigrams, cooccurrences, cipher and cosine(a, b) over Spark's Thrift\n"
+             "  JDBC/ODBC server (HiveServer2 protocol, no authentication) until Ctrl-C;\n"
+             "  restart it after a new build to serve the new run",
     "evaluate": "examples:\n  bitcipher evaluate --lake ./lake\n"
                 "  bitcipher evaluate --word2vec vectors.txt --restrict 30000\n"
                 "data sets: WS353, SimLex-999, Google analogies (gensim's test data); MEN, RW and\n"
@@ -154,7 +165,17 @@ def parser() -> argparse.ArgumentParser:
                        formatter_class=_Formatter, epilog=EXAMPLES["neighbors"])
     n.add_argument("word")
     n.add_argument("-k", type=int, default=10, help="how many")
+    n.add_argument("--engine", choices=("auto", "fast", "spark"), default="auto",
+                   help="read the vectors with delta-rs (fast, no JVM) or Spark")
     _add_lake(n)
+
+    s = sub.add_parser("serve", help="serve the lake's tables over JDBC/ODBC (Spark Thrift "
+                                     "server)",
+                       formatter_class=_Formatter, epilog=EXAMPLES["serve"])
+    s.add_argument("--port", type=int, default=10000, help="TCP port")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (0.0.0.0: every interface)")
+    _add_lake(s)
 
     v = sub.add_parser("evaluate", help="word similarity (Spearman) and analogy accuracy",
                        formatter_class=_Formatter, epilog=EXAMPLES["evaluate"])
@@ -236,6 +257,15 @@ def _print_table(columns: list[str], rows: list[tuple]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
 
 
+def _fast_engine(args) -> bool:
+    """neighbors --engine: auto is fast (no JVM) when deltalake is installed and no master."""
+    if args.engine != "auto":
+        return args.engine == "fast"
+    from importlib.util import find_spec
+
+    return args.master is None and find_spec("deltalake") is not None
+
+
 def run(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "build":
@@ -260,6 +290,15 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         df = spark.sql(args.query)
         rows = [tuple(r) for r in df.limit(args.limit).collect()]
         _print_table(df.columns, rows)
+        return 0
+    if args.command == "serve":
+        from .sql_server import serve
+
+        return serve(lake, host=args.host, port=args.port, master=args.master)
+    if args.command == "neighbors" and _fast_engine(args):
+        from .fast_read import keyed_vectors
+
+        _print_table(["word", "cosine"], keyed_vectors(lake).most_similar(args.word, args.k))
         return 0
     if args.command == "evaluate":
         from .evaluate import evaluate_all, format_report, load_word2vec
