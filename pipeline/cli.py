@@ -198,9 +198,9 @@ def parser() -> argparse.ArgumentParser:
                     help="word lookup: lowercased, as written, or auto (the lake's build "
                          "option; for a file, lower when no word has an upper-case letter)")
     pr.add_argument("--l2", type=float, default=1e-5, help="L2 penalty on the weights")
-    pr.add_argument("--max-iter", type=int, default=300, help="L-BFGS iterations at most")
-    pr.add_argument("--max-train-tokens", type=int, default=None,
-                    help="train on a random subset of this many train tokens")
+    pr.add_argument("--max-iter", type=int, default=200, help="L-BFGS iterations at most")
+    pr.add_argument("--max-train-tokens", type=int, default=200_000,
+                    help="train on a random subset of this many train tokens (0: all)")
     pr.add_argument("--seed", type=int, default=0, help="seed of that subset")
     pr.add_argument("--json", action="store_true", help="print the result as one JSON object")
     _add_lake(pr)
