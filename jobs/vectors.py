@@ -27,7 +27,8 @@ from pipeline.schemas import check_schema, conform, schema_of
 from pipeline.cli import HelpFormatter as _Formatter
 from pipeline.cli import add_master, add_options, guarded
 from pipeline.session import spark_session
-from pipeline.vectors import contextual_vectors, empty_vector
+from pipeline.vectors import (contextual_vectors, cooccurrence_marginal, empty_vector,
+                              needs_marginal)
 
 EXAMPLE = ("example:\n  spark-submit --packages io.delta:delta-spark_4.1_2.13:4.4.0 "
            "jobs/vectors.py --cooccurrences /tmp/stages/cooccurrences "
@@ -123,8 +124,11 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     by_center = cooc.repartition(partitions, "center").sortWithinPartitions(
         "center", "offset", F.col("context") < 0, "context"
     )
+    marginal = (cooccurrence_marginal(cooc, cipher.context_matrix(), cipher.counts, total,
+                                      options) if needs_marginal(options) else None)
     vec = by_center.transform(
-        contextual_vectors(spark, cipher.context_matrix(), cipher.counts, total, options)
+        contextual_vectors(spark, cipher.context_matrix(), cipher.counts, total, options,
+                           marginal)
     )
     vocab = spark.createDataFrame(pa.table({
         "word": pa.array(words, pa.string()),
@@ -132,7 +136,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         "count": pa.array(cipher.counts, pa.int64()),
     }))
     vectors = vec.join(F.broadcast(vocab), "id")
-    unseen = [(words[i], int(i), 0, empty_vector(cipher.bits, options))
+    unseen = [(words[i], int(i), 0, empty_vector(cipher.bits, options, marginal))
               for i in np.flatnonzero(cipher.counts == 0)]
     if unseen:  # only <unk> can have count 0: no co-occurrences, a constant vector
         vectors = vectors.unionByName(

@@ -34,7 +34,8 @@ from .lake import (
 from .options import BuildOptions
 from .schemas import FORMAT_VERSION, arrow_schema, conform, schema_of
 from .unigrams import UNK, collect_vocabulary, count_documents, unigram_arrow, unigram_frame
-from .vectors import cooccurrences_and_vectors, empty_vector, vector_dim
+from .vectors import (cooccurrence_marginal, cooccurrences_and_vectors, empty_vector,
+                      marginal_post, needs_marginal, vector_dim)
 
 TOKENS_PER_PARTITION = 2_000_000  # corpus tokens per co-occurrence merge task
 
@@ -258,6 +259,11 @@ def _build_run(spark, lake, run, options, vocab, docs, shards, shard_stats, tota
     ).persist(StorageLevel.MEMORY_AND_DISK)
     n_vec = vec.count()
     n_cooc = parquet_rows(cooc_dir)
+    marginal = None
+    if needs_marginal(options):
+        marginal = cooccurrence_marginal(spark.read.parquet(cooc_dir), cipher.context_matrix(),
+                                         vocab.counts, vocab.total, options)
+        vec = vec.transform(marginal_post(spark, marginal, options))
     stages.record("cooccurrences", n_cooc, started,
                   f"{partitions} partitions; {n_vec:,} vectors aggregated on the way")
 
@@ -266,7 +272,7 @@ def _build_run(spark, lake, run, options, vocab, docs, shards, shard_stats, tota
     vectors = vec.join(F.broadcast(vocab_df), "id")
     if vocab.counts[vocab.unk_id] == 0:
         unk = spark.createDataFrame(
-            [(UNK, vocab.unk_id, 0, empty_vector(cipher.bits, options))],
+            [(UNK, vocab.unk_id, 0, empty_vector(cipher.bits, options, marginal))],
             schema=schema_of("vectors"),
         )
         vectors = vectors.unionByName(conform(unk, "vectors"))

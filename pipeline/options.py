@@ -12,7 +12,7 @@ from .errors import OptionError
 MODES = ("sum", "concat")
 WEIGHTINGS = ("flat", "harmonic", "cosine")
 SMOOTHINGS = ("nf", "f", "none")
-TRANSFORMS = ("neglog", "log1p", "none")
+TRANSFORMS = ("neglog", "log1p", "none", "pmi", "ppmi")
 FORMATS = ("text", "jsonl", "parquet", "auto")
 MAX_BITS = 256
 MAX_WINDOW = 50
@@ -36,11 +36,13 @@ class BuildOptions:
     smoothing : {"nf", "f", "none"}
         Mixing weight beta_t of a word's code against the unigram bit mass:
         1 / n(f_t); f_t / (f_t + 1); 1.
-    transform : {"neglog", "log1p", "none"}
+    transform : {"neglog", "log1p", "none", "pmi", "ppmi"}
         Post-processing of each block: -log10 of the normalised block (zeros -> epsilon);
-        natural log(1 + F); raw F.
+        natural log(1 + F); raw F; "pmi": log P(bit | word, offset) - log P(bit | offset),
+        the normalised block against the normalised sum of every word's block (zeros ->
+        epsilon); "ppmi": max(pmi, 0), zeros kept.
     epsilon : float
-        Value that replaces zeros before "neglog" normalisation.
+        Value that replaces zeros before "neglog" and "pmi" normalisation.
     min_count : int
         Tokens seen fewer times become "<unk>".
     max_vocab : int or None

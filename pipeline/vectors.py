@@ -8,20 +8,48 @@ in float64 in a fixed row order, so the result does not depend on partitioning.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
 from .options import BuildOptions
 
 
-def post(blocks: np.ndarray, transform: str, epsilon: float) -> np.ndarray:
-    """Post-process rows of D-blocks (last axis): neglog, log1p or none."""
+GLOBAL_TRANSFORMS = ("pmi", "ppmi")
+
+
+def needs_marginal(options: BuildOptions) -> bool:
+    """Whether the transform compares each block with the corpus-wide block (PMI)."""
+    return options.transform in GLOBAL_TRANSFORMS
+
+
+def post(blocks: np.ndarray, transform: str, epsilon: float,
+         marginal: Optional[np.ndarray] = None) -> np.ndarray:
+    """Post-process rows of D-blocks (last axis).
+
+    neglog: -log10 of the block normalised to sum 1 (zeros -> epsilon first); log1p;
+    none; pmi: log P(bit | word, offset) - log P(bit | offset), the word's normalised block
+    against the normalised `marginal` block (the sum of every word's block; zeros ->
+    epsilon first, as neglog); ppmi: max(pmi, 0) without the epsilon (a zero stays 0).
+    """
     if transform == "neglog":
         filled = np.where(blocks == 0, epsilon, blocks)
         return -np.log10(filled / filled.sum(axis=-1, keepdims=True))
     if transform == "log1p":
         return np.log1p(blocks)
+    if transform in GLOBAL_TRANSFORMS:
+        if marginal is None:
+            raise ValueError(f"transform {transform!r} needs the corpus-wide marginal")
+        total = marginal.sum(axis=-1, keepdims=True)
+        p_bit = np.divide(marginal, total, out=np.zeros_like(marginal), where=total > 0)
+        if transform == "pmi":
+            filled = np.where(blocks == 0, epsilon, blocks)
+            p_word = filled / filled.sum(axis=-1, keepdims=True)
+            return np.log(p_word) - np.log(np.where(p_bit > 0, p_bit, epsilon))
+        sums = blocks.sum(axis=-1, keepdims=True)
+        p_word = np.divide(blocks, sums, out=np.zeros_like(blocks), where=sums > 0)
+        ratio = np.divide(p_word, p_bit, out=np.zeros_like(p_word), where=p_bit > 0)
+        return np.log(np.maximum(ratio, 1.0))
     return blocks
 
 
@@ -47,8 +75,9 @@ def vector_dim(options: BuildOptions, bits: int) -> int:
     return (bits + 1) * vector_blocks(options)
 
 
-def aggregate_rows(center, context, offset, count, x, counts_ext, total, options: BuildOptions):
-    """Vectors of the centre words present in these rows: (ids, float32 matrix)."""
+def raw_blocks(center, context, offset, count, x, counts_ext, total, options: BuildOptions):
+    """F blocks of the centre words present in these rows, before `post`:
+    (ids, float64 array (n_words, n_blocks, D))."""
     from scipy import sparse
 
     edge = len(counts_ext) - 1
@@ -70,11 +99,30 @@ def aggregate_rows(center, context, offset, count, x, counts_ext, total, options
         n_blocks = 1
     s = sparse.csr_matrix((weights, (row, ctx)), shape=(len(ids) * n_blocks, len(counts_ext)))
     f = np.asarray(s @ x)
-    v = post(f, options.transform, options.epsilon)
-    return ids.astype(np.int32), v.reshape(len(ids), n_blocks * dim).astype(np.float32)
+    return ids.astype(np.int32), f.reshape(len(ids), n_blocks, dim)
 
 
-def _aggregator(x_bc, counts_bc, total: int, options: BuildOptions) -> Callable:
+def context_marginal(context, offset, count, x, counts_ext, total,
+                     options: BuildOptions) -> np.ndarray:
+    """Σ_t F_t per block, (n_blocks, D), from the totals n(·, c, d) = Σ_t n(t, c, d) given as
+    rows (context, offset, count) in a fixed order: what PMI compares each word with."""
+    center = np.zeros(len(context), dtype=np.int64)
+    _, f = raw_blocks(center, np.asarray(context), np.asarray(offset), np.asarray(count), x,
+                      counts_ext, total, options)
+    return f[0] if len(f) else np.zeros((vector_blocks(options), x.shape[1]))
+
+
+def aggregate_rows(center, context, offset, count, x, counts_ext, total, options: BuildOptions,
+                   marginal: Optional[np.ndarray] = None):
+    """Vectors of the centre words present in these rows: (ids, float32 matrix).
+    `marginal` (:func:`context_marginal`) is needed by the pmi/ppmi transforms."""
+    ids, f = raw_blocks(center, context, offset, count, x, counts_ext, total, options)
+    v = post(f, options.transform, options.epsilon, marginal)
+    return ids, v.reshape(len(ids), -1).astype(np.float32)
+
+
+def _aggregator(x_bc, counts_bc, total: int, options: BuildOptions,
+                marginal_bc=None) -> Callable:
     def aggregate_partition(batches: Iterator):
         cols = [[], [], [], []]
         for batch in batches:
@@ -85,18 +133,35 @@ def _aggregator(x_bc, counts_bc, total: int, options: BuildOptions) -> Callable:
         center, context, offset, count = (np.concatenate(c) for c in cols)
         counts_ext = np.append(counts_bc.value, 0)
         ids, vecs = aggregate_rows(center, context, offset, count, x_bc.value, counts_ext,
-                                   total, options)
+                                   total, options,
+                                   marginal_bc.value if marginal_bc is not None else None)
         yield _vector_batch(ids, vecs)
 
     return aggregate_partition
 
 
+def cooccurrence_marginal(cooc_df, x: np.ndarray, counts: np.ndarray, total: int,
+                          options: BuildOptions) -> np.ndarray:
+    """:func:`context_marginal` of a co-occurrence table: the totals n(·, c, d) are integer
+    sums (exact in any order), sorted before the float arithmetic, so the marginal does not
+    depend on partitioning."""
+    from pyspark.sql import functions as F
+
+    rows = (cooc_df.groupBy("context", "offset").agg(F.sum("count").alias("count"))
+            .orderBy("context", "offset").toArrow())
+    return context_marginal(rows.column("context").to_numpy(), rows.column("offset").to_numpy(),
+                            rows.column("count").to_numpy(), x,
+                            np.append(np.asarray(counts, dtype=np.int64), 0), total, options)
+
+
 def contextual_vectors(spark, x: np.ndarray, counts: np.ndarray, total: int,
-                       options: BuildOptions) -> Callable:
-    """Transformation cooccurrences (partitioned by center, sorted) -> (id, vector)."""
+                       options: BuildOptions, marginal: Optional[np.ndarray] = None) -> Callable:
+    """Transformation cooccurrences (partitioned by center, sorted) -> (id, vector).
+    For pmi/ppmi pass `marginal` (:func:`cooccurrence_marginal` of the same table)."""
     x_bc = spark.sparkContext.broadcast(x)
     counts_bc = spark.sparkContext.broadcast(np.asarray(counts, dtype=np.int64))
-    aggregate = _aggregator(x_bc, counts_bc, total, options)
+    marginal_bc = spark.sparkContext.broadcast(marginal) if marginal is not None else None
+    aggregate = _aggregator(x_bc, counts_bc, total, options, marginal_bc)
 
     def transform(cooc_df):
         return cooc_df.mapInArrow(aggregate, "id int, vector array<float>")
@@ -104,14 +169,18 @@ def contextual_vectors(spark, x: np.ndarray, counts: np.ndarray, total: int,
     return transform
 
 
-def empty_vector(bits: int, options: BuildOptions) -> list[float]:
+def empty_vector(bits: int, options: BuildOptions,
+                 marginal: Optional[np.ndarray] = None) -> list[float]:
     """The vector of a word with no co-occurrences (only `<unk>` with count 0)."""
-    block = post(np.zeros((vector_blocks(options), bits + 1)), options.transform, options.epsilon)
+    block = post(np.zeros((vector_blocks(options), bits + 1)), options.transform,
+                 options.epsilon, marginal)
     return block.ravel().astype(np.float32).tolist()
 
 
 def _fused(vocab_size: int, out_dir: str, x_bc, counts_bc, total: int,
            options: BuildOptions) -> Callable:
+    raw = needs_marginal(options)
+
     def merge_write_aggregate(batches: Iterator):
         import pyarrow as pa
         from pyspark import TaskContext
@@ -131,17 +200,22 @@ def _fused(vocab_size: int, out_dir: str, x_bc, counts_bc, total: int,
         )
         write_parquet(table, out_dir, TaskContext.get().partitionId())
         counts_ext = np.append(counts_bc.value, 0)
-        ids, vecs = aggregate_rows(center, context, offset, count, x_bc.value, counts_ext,
-                                   total, options)
-        yield _vector_batch(ids, vecs)
+        if raw:
+            ids, f = raw_blocks(center, context, offset, count, x_bc.value, counts_ext,
+                                total, options)
+            yield _vector_batch(ids, f.reshape(len(ids), -1), pa.float64())
+        else:
+            ids, vecs = aggregate_rows(center, context, offset, count, x_bc.value,
+                                       counts_ext, total, options)
+            yield _vector_batch(ids, vecs)
 
     return merge_write_aggregate
 
 
-def _vector_batch(ids, vecs):
+def _vector_batch(ids, vecs, value_type=None):
     import pyarrow as pa
 
-    values = pa.array(vecs.ravel(), pa.float32())
+    values = pa.array(vecs.ravel(), value_type or pa.float32())
     offsets = pa.array(np.arange(0, vecs.size + 1, vecs.shape[1], dtype=np.int32))
     return pa.RecordBatch.from_arrays(
         [pa.array(ids), pa.ListArray.from_arrays(offsets, values)], names=["id", "vector"]
@@ -155,12 +229,34 @@ def cooccurrences_and_vectors(spark, out_dir: str, vocab_size: int, x: np.ndarra
     Each task sums its partial counts, writes them as one Parquet file of the
     cooccurrences table under `out_dir` (named by partition, so a retried task overwrites
     its own file) and aggregates the vectors of its centre words from the same arrays.
+    For pmi/ppmi (:func:`needs_marginal`) the vectors are the raw blocks in float64, to be
+    finished by :func:`marginal_post` once the whole table is known.
     """
     x_bc = spark.sparkContext.broadcast(x)
     counts_bc = spark.sparkContext.broadcast(np.asarray(counts, dtype=np.int64))
     fused = _fused(vocab_size, out_dir, x_bc, counts_bc, total, options)
+    kind = "double" if needs_marginal(options) else "float"
 
     def transform(partial_df):
-        return partial_df.mapInArrow(fused, "id int, vector array<float>")
+        return partial_df.mapInArrow(fused, f"id int, vector array<{kind}>")
+
+    return transform
+
+
+def marginal_post(spark, marginal: np.ndarray, options: BuildOptions) -> Callable:
+    """Transformation raw (id, vector array<double>) -> (id, vector array<float>) for the
+    pmi/ppmi transforms."""
+    marginal_bc = spark.sparkContext.broadcast(marginal)
+    n_blocks, dim = marginal.shape
+
+    def finish(batches: Iterator):
+        for batch in batches:
+            ids = batch.column(0).to_numpy()
+            f = batch.column(1).flatten().to_numpy().reshape(len(ids), n_blocks, dim)
+            v = post(f, options.transform, options.epsilon, marginal_bc.value)
+            yield _vector_batch(ids, v.reshape(len(ids), -1).astype(np.float32))
+
+    def transform(raw_df):
+        return raw_df.mapInArrow(finish, "id int, vector array<float>")
 
     return transform

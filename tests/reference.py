@@ -32,7 +32,7 @@ TOKEN_RE = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 
 SMOOTHINGS = ("nf", "f", "none")
 WEIGHTINGS = ("flat", "harmonic", "cosine")
-TRANSFORMS = ("neglog", "log1p", "none")
+TRANSFORMS = ("neglog", "log1p", "none", "pmi", "ppmi")
 MODES = ("sum", "concat")
 
 
@@ -279,9 +279,28 @@ def weight(d: int, context_id: int, counts: list[int], M: int, weighting: str) -
     raise ValueError(f"unknown weighting {weighting!r}")
 
 
-def post(block: np.ndarray, transform: str = "neglog", epsilon: float = 1e-3) -> np.ndarray:
-    """Post-process one D-block."""
+def post(block: np.ndarray, transform: str = "neglog", epsilon: float = 1e-3,
+         marginal=None) -> np.ndarray:
+    """Post-process one D-block. pmi/ppmi compare it with `marginal`, the sum of every
+    word's block at the same position: log(block_j / Σ block) - log(marginal_j / Σ marginal),
+    element by element (pmi: zeros -> epsilon in both, as neglog; ppmi: max(., 0), 0 where the
+    block is 0)."""
     block = np.asarray(block, dtype=np.float64)
+    if transform in ("pmi", "ppmi"):
+        out = np.zeros(len(block))
+        msum = float(sum(marginal))
+        if transform == "pmi":
+            filled = [v if v != 0 else epsilon for v in block]
+            bsum = sum(filled)
+            for j, v in enumerate(filled):
+                p_bit = marginal[j] / msum if marginal[j] > 0 else epsilon
+                out[j] = math.log(v / bsum) - math.log(p_bit)
+            return out
+        bsum = float(sum(block))
+        for j, v in enumerate(block):
+            if v > 0 and marginal[j] > 0:
+                out[j] = max(math.log((v / bsum) / (marginal[j] / msum)), 0.0)
+        return out
     if transform == "neglog":
         b = block.copy()
         b[b == 0] = epsilon
@@ -333,16 +352,19 @@ def vectors(lines, bits=32, window=5, mode="sum", weighting="harmonic", smoothin
     offsets = [d for d in range(-window, window + 1) if include_self or d != 0]
 
     if mode == "sum":
+        summed = np.zeros((V, D), dtype=np.float64)
+        for t in range(V):
+            for d in offsets:
+                summed[t] += F[t, d + window]
+        marginal = summed.sum(axis=0)  # Σ over every word, <unk> included
         out = np.zeros((V, D), dtype=np.float64)
         for t in range(V):
-            total = np.zeros(D, dtype=np.float64)
-            for d in offsets:
-                total += F[t, d + window]
-            out[t] = post(total, transform, epsilon)
+            out[t] = post(summed[t], transform, epsilon, marginal)
     else:
+        marginals = {d: F[:, d + window].sum(axis=0) for d in offsets}
         out = np.zeros((V, D * len(offsets)), dtype=np.float64)
         for t in range(V):
-            parts = [post(F[t, d + window], transform, epsilon) for d in offsets]
+            parts = [post(F[t, d + window], transform, epsilon, marginals[d]) for d in offsets]
             out[t] = np.concatenate(parts)
 
     return {"vocab": vocab, "ids": ids, "unigram_total": M, "bits": b, "docs": docs,

@@ -9,7 +9,7 @@ from conftest import CORPUS_A, CORPUS_B, CORPUS_C, write_shards
 
 from pipeline import BuildOptions, build
 from pipeline.lake import Lake, published, read_table
-from pipeline.vectors import aggregate_rows
+from pipeline.vectors import aggregate_rows, context_marginal
 
 CORPORA = {"a": CORPUS_A, "b": CORPUS_B, "c": CORPUS_C}
 
@@ -64,6 +64,8 @@ BUILDS = [
                        max_document_tokens=3)),
     ("c", BuildOptions(bits=5, window=2, mode="concat", weighting="cosine", smoothing="nf",
                        transform="neglog", min_count=2, include_self=False)),
+    ("a", BuildOptions(bits=6, window=2, transform="pmi", min_count=1)),
+    ("b", BuildOptions(bits=5, window=3, mode="concat", transform="ppmi", min_count=2)),
 ]
 
 
@@ -84,7 +86,7 @@ def test_build_matches_numpy_reference(spark, tmp_path, corpus, options):
 @pytest.mark.parametrize(
     "mode,weighting,smoothing,transform",
     list(itertools.product(["sum", "concat"], ["flat", "harmonic", "cosine"],
-                           ["nf", "f", "none"], ["neglog", "log1p", "none"])),
+                           ["nf", "f", "none"], ["neglog", "log1p", "none", "pmi", "ppmi"])),
 )
 @pytest.mark.parametrize("include_self", [True, False])
 def test_vector_step_matches_reference(mode, weighting, smoothing, transform, include_self):
@@ -99,7 +101,15 @@ def test_vector_step_matches_reference(mode, weighting, smoothing, transform, in
     rows = sorted(expected["cooc"].items())
     center, context, offset = (np.array(col) for col in zip(*(k for k, _ in rows)))
     n = np.array([v for _, v in rows])
+    # the corpus-wide totals n(., c, d) that pmi/ppmi compare with
+    totals = {}
+    for (_, c, d), v in rows:
+        totals[(c, d)] = totals.get((c, d), 0) + v
+    keys = sorted(totals)
+    marginal = context_marginal(np.array([c for c, _ in keys]), np.array([d for _, d in keys]),
+                                np.array([totals[k] for k in keys]), cipher.context_matrix(),
+                                np.append(counts, 0), int(counts.sum()), options)
     ids, vecs = aggregate_rows(center, context, offset, n, cipher.context_matrix(),
-                               np.append(counts, 0), int(counts.sum()), options)
+                               np.append(counts, 0), int(counts.sum()), options, marginal)
     np.testing.assert_array_equal(ids, np.arange(len(counts)))
     np.testing.assert_allclose(vecs, expected["vectors"], rtol=2e-6, atol=2e-6)
