@@ -14,9 +14,8 @@ pyspark distribution's ``bin/``), PyHive (``hive.connect("127.0.0.1", 10000)``) 
 HiveServer2 JDBC/ODBC driver; there is no authentication (any user name, no password), so
 bind it to loopback unless the network around it is trusted.
 
-The views follow the run that was published when the server started; after a new build,
-restart the server (or ``REFRESH TABLE``-style reloading is not needed for ``vectors`` if
-queried as ``delta.`<lake>/vectors```, which always reads the latest commit).
+The views follow the run that was published when the server started: restart the server
+after a new build (a query on ``delta.`<lake>/vectors``` always reads the latest commit).
 """
 
 from __future__ import annotations
@@ -44,6 +43,8 @@ def thrift_conf(host: str, port: int, scratch: Optional[str] = None) -> dict[str
     if not 0 < port < 65536:
         raise OptionError(f"--port {port} is not a TCP port (1-65535)")
     scratch = scratch or os.path.join(tempfile.gettempdir(), f"bitcipher-thrift-{os.getuid()}")
+    for sub in ("scratch", "local", "resources", "operation_logs"):
+        os.makedirs(os.path.join(scratch, sub), exist_ok=True)
     return {
         # every JDBC connection uses the session that holds the lake's views and cosine()
         "spark.sql.hive.thriftServer.singleSession": "true",
