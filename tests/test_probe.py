@@ -324,3 +324,38 @@ def test_brown_split_is_by_document_80_10_10(tmp_path):
     assert test.sentences == 50 and len(test.tokens) == 150  # punctuation left out
     punct = write_brown_conll(tmp_path / "punct", keep_punctuation=True, root=root)
     assert punct["splits"]["train"]["tokens"] == 400 * 5
+
+
+# --------------------------------------------------------------------------- compare.py
+
+
+def test_compare_orders_rows_by_corpus_frequency(tmp_path):
+    from collections import Counter
+
+    from compare import load_trained
+
+    (tmp_path / "words.json").write_text(json.dumps(["b", "a", "zz", "c"]))
+    np.save(tmp_path / "vectors.npy", np.arange(8, dtype=np.float32).reshape(4, 2))
+    kv = load_trained(str(tmp_path), Counter({"a": 5, "b": 5, "c": 9}))
+    assert kv.words == ["c", "a", "b", "zz"]  # by count, ties by word, unseen last
+    assert kv.counts.tolist() == [9, 5, 5, 0]
+    assert kv.matrix.tolist() == [[6, 7], [2, 3], [0, 1], [4, 5]]
+
+
+def test_compare_markdown_row():
+    from compare import markdown
+
+    sims = {n: {"rho": r, "covered": 1, "pairs": 2, "coverage": c}
+            for n, r, c in (("ws353", 0.4412, 0.98), ("simlex999", float("nan"), 0.0),
+                            ("men", 0.5, 1.0), ("rw", -0.1234, 0.25))}
+    row = {"name": "sgns", "wall_s": 12.34, "peak_rss_mib": 512.4,
+           "scores": {"dim": 100, "similarity": sims,
+                      "analogy": {"accuracy": 0.25, "coverage": 0.5},
+                      "probe": {"accuracy": 0.9012, "baseline_accuracy": 0.88}}}
+    glove = {"name": "glove-6b-50d", "scores": {**row["scores"], "dim": 50}}
+    del glove["scores"]["probe"]
+    lines = markdown([row, glove]).splitlines()
+    assert lines[2] == ("| sgns | 100 | 12.3 | 512 | 0.441 (98%) | n/a (0%) | 0.500 (100%) | "
+                        "-0.123 (25%) | 0.250 (50%) | 0.901 | 0.880 |")
+    assert lines[3].startswith("| glove-6b-50d | 50 | — | — |")
+    assert lines[3].endswith("| — | — |")
