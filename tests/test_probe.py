@@ -359,3 +359,33 @@ def test_compare_markdown_row():
                         "-0.123 (25%) | 0.250 (50%) | 0.901 | 0.880 |")
     assert lines[3].startswith("| glove-6b-50d | 50 | — | — |")
     assert lines[3].endswith("| — | — |")
+
+
+def test_cli_probe_on_a_lake(spark, tmp_path, capsys):
+    from conftest import CORPUS_B, write_shards
+
+    corpus = write_shards(tmp_path / "corpus", CORPUS_B * 3)
+    lake = tmp_path / "lake"
+    assert main(["build", "--corpus", str(corpus), "--lake", str(lake), "--min-count", "1",
+                 "--bits", "8", "--mode", "sum"]) == 0
+    odd = {"one", "three", "five", "seven", "nine", "eleven", "thirteen"}
+
+    def tagged(line):
+        return [(w.capitalize(), "ODD" if w in odd else "EVEN") for w in line.split()]
+
+    train = _conll(tmp_path / "train.conll", [tagged(line) for line in CORPUS_B[:4]])
+    test = _conll(tmp_path / "test.conll", [tagged("two three twelve")])
+    capsys.readouterr()
+    assert main(["probe", "--train", str(train), "--test", str(test), "--lake", str(lake),
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # the lake was built lowercased, so "Two" finds "two"; "twelve" is not in the corpus
+    assert result["lowercase"] is True
+    assert result["coverage"] == pytest.approx(2 / 3)
+    assert result["dim"] == 9 and result["test_tokens"] == 3
+    # baseline: two -> EVEN, three -> ODD, twelve unseen -> the most frequent train tag
+    # (train: ODD 20, EVEN 13 -> ODD): 2 of 3 right
+    assert result["baseline_accuracy"] == pytest.approx(2 / 3)
+    empty = tmp_path / "empty-lake"
+    assert main(["probe", "--train", str(train), "--test", str(test), "--lake",
+                 str(empty)]) == 4
