@@ -52,6 +52,12 @@ EXAMPLES = {
               "  bitcipher export --format torch emb.pt --vocab vocab.txt --lake ./lake\n"
               "torch: row i = token i of --vocab (a missing word gets the <unk> row, see\n"
               "  pipeline/lm.py); needs PyTorch: pip install '.[lm]'",
+    "refresh": "example (nightly):\n  bitcipher refresh --corpus s3a://bucket/corpus --lake s3a://bucket/lake\n"
+               "exit codes: 0 refreshed, 5 nothing to do, 2 bad option, 3 bad input,\n"
+               "  4 unusable lake, 6 a concurrent refresh won (run again), 1 other failure",
+    "history": "example:\n  bitcipher history --lake ./lake",
+    "vacuum": "example:\n  bitcipher vacuum --retain-hours 720 --lake ./lake\n"
+              "--as-of reaches back only as far as the history VACUUM keeps",
 }
 
 
@@ -133,6 +139,12 @@ def _add_lake(p: argparse.ArgumentParser) -> None:
     add_master(p)
 
 
+def _add_as_of(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--as-of", default=None, metavar="VERSION|TIMESTAMP",
+                   help="read the lake as it was at this vectors version or ISO timestamp "
+                        "(Delta time travel; `bitcipher history` lists the versions)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="bitcipher",
@@ -159,12 +171,14 @@ def parser() -> argparse.ArgumentParser:
                        formatter_class=_Formatter, epilog=EXAMPLES["sql"])
     q.add_argument("query")
     q.add_argument("--limit", type=int, default=50, help="rows shown")
+    _add_as_of(q)
     _add_lake(q)
 
     n = sub.add_parser("neighbors", help="cosine nearest neighbours of a word",
                        formatter_class=_Formatter, epilog=EXAMPLES["neighbors"])
     n.add_argument("word")
     n.add_argument("-k", type=int, default=10, help="how many")
+    _add_as_of(n)
     n.add_argument("--engine", choices=("auto", "fast", "spark"), default="auto",
                    help="read the vectors with delta-rs (fast, no JVM) or Spark")
     _add_lake(n)
@@ -217,6 +231,32 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--standardize", action="store_true",
                    help="torch: standardise each dimension with the lake's mean and std")
     _add_lake(e)
+    _add_as_of(e)
+
+    r = sub.add_parser("refresh", help="bring a lake up to date with its corpus (incremental)",
+                       formatter_class=_Formatter, epilog=EXAMPLES["refresh"],
+                       description="Counts only new or changed shards, takes out removed ones, "
+                                   "then republishes the tables exactly as a full build of the "
+                                   "current shards would; one line per stage.")
+    r.add_argument("--corpus", nargs="+", required=True,
+                   help="shard directory, glob or file (several allowed)")
+    _add_lake(r)
+    add_options(r, "bits", "window", "mode", "weighting", "smoothing", "transform", "epsilon",
+                "min_count", "max_vocab", "no_self", "keep_case", "max_document_tokens",
+                "format", "text_field")
+    r.add_argument("--keep-runs", type=int, default=1,
+                   help="earlier runs whose Parquet tables are kept (for --as-of)")
+
+    h = sub.add_parser("history", help="list the builds and refreshes of a lake",
+                       formatter_class=_Formatter, epilog=EXAMPLES["history"])
+    h.add_argument("--json", action="store_true", help="one JSON object per line")
+    h.add_argument("--lake", default=DEFAULT_LAKE, help="lake directory or URI ($BITCIPHER_LAKE)")
+
+    w = sub.add_parser("vacuum", help="delete table files older than the retention period",
+                       formatter_class=_Formatter, epilog=EXAMPLES["vacuum"])
+    w.add_argument("--retain-hours", type=float, default=168.0,
+                   help="history kept for time travel")
+    _add_lake(w)
     return top
 
 
@@ -279,13 +319,53 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
               f"from {result.tokens:,} tokens in {result.shards} shards into {result.lake} "
               f"(run {result.run}) in {time.perf_counter() - started:.1f} s")
         return 0
+    if args.command == "refresh":
+        options = _options(args)
+        from .errors import EXIT_NOTHING_TO_DO
+        from .refresh import refresh
+
+        started = time.perf_counter()
+        result = refresh(_session(args), args.corpus, args.lake, options,
+                         keep_runs=args.keep_runs)
+        if result.nothing_to_do:
+            print(f"nothing to do: {args.lake} is up to date (refresh {result.seq})")
+            return EXIT_NOTHING_TO_DO
+        b = result.build
+        print(f"refreshed {args.lake}: +{len(result.added)} ~{len(result.replaced)} "
+              f"-{len(result.removed)} shards; {b.vocab_size:,} vectors of dimension {b.dim} from "
+              f"{b.tokens:,} tokens in {b.shards} shards (run {b.run}, refresh {result.seq}) in "
+              f"{time.perf_counter() - started:.1f} s")
+        return 0
+    if args.command == "history":
+        import json as _json
+
+        from .history import HISTORY_COLUMNS, format_history, lake_history
+        from .lake import Lake as _Lake
+
+        entries = lake_history(_Lake(args.lake))
+        if args.json:
+            for entry in entries:
+                print(_json.dumps(entry, sort_keys=True))
+        else:
+            _print_table(HISTORY_COLUMNS, format_history(entries, DEFAULTS.recorded()))
+        return 0
+    if args.command == "vacuum":
+        from .refresh import vacuum
+
+        vacuum(_session(args), args.lake, args.retain_hours)
+        return 0
     from .keyed_vectors import KeyedVectors, export, register_cosine
     from .lake import Lake, read_table, register_tables
 
     lake = Lake(args.lake)
     if args.command == "sql":
         spark = _session(args)
-        register_tables(spark, lake)
+        if args.as_of is not None:
+            from .history import register_tables_as_of
+
+            register_tables_as_of(spark, lake, args.as_of)
+        else:
+            register_tables(spark, lake)
         register_cosine(spark)
         df = spark.sql(args.query)
         rows = [tuple(r) for r in df.limit(args.limit).collect()]
@@ -295,7 +375,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         from .sql_server import serve
 
         return serve(lake, host=args.host, port=args.port, master=args.master)
-    if args.command == "neighbors" and _fast_engine(args):
+    if args.command == "neighbors" and args.as_of is None and _fast_engine(args):
         from .fast_read import keyed_vectors
 
         _print_table(["word", "cosine"], keyed_vectors(lake).most_similar(args.word, args.k))
@@ -315,7 +395,12 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return run_probe_cli(args, lambda: KeyedVectors.from_frame(
             read_table(_session(args), lake, "vectors")), lake)
     spark = _session(args)
-    kv = KeyedVectors.from_frame(read_table(spark, lake, "vectors"))
+    as_of = getattr(args, "as_of", None)
+    if as_of is not None:
+        from .history import resolve_version
+
+        as_of = resolve_version(lake, as_of)
+    kv = KeyedVectors.from_frame(read_table(spark, lake, "vectors", as_of=as_of))
     if args.command == "neighbors":
         _print_table(["word", "cosine"], kv.most_similar(args.word, args.k))
         return 0
