@@ -132,9 +132,12 @@ def register_tables_as_of(spark, lake: Lake, as_of) -> int:
         raise LakeError(f"version {version} of {lake.vectors} names no run")
     read_table(spark, lake, "vectors", as_of=version).createOrReplaceTempView("vectors")
     if not lake.exists(lake.run_dir(run)):
-        raise LakeError(f"the tables of run {run} (version {version}) were removed; only the "
-                        f"vectors table keeps its history: query `vectors` with --as-of, or "
-                        f"keep more runs with --keep-runs")
+        import sys
+
+        print(f"warning: the unigrams, cooccurrences and cipher tables of run {run} (version "
+              f"{version}) were removed; only `vectors` is registered (keep more runs with "
+              f"--keep-runs)", file=sys.stderr)
+        return version
     for name in ("unigrams", "cooccurrences", "cipher"):
         read_table(spark, lake, name, run=run).createOrReplaceTempView(name)
     return version
@@ -151,7 +154,7 @@ def lake_history(lake: Lake) -> list[dict]:
         refresh = json.loads(config[PROP_REFRESH]) if PROP_REFRESH in config else None
         entries.append({
             "version": c.version,
-            "time": c.timestamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "time": c.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
             "kind": "refresh" if refresh else "build",
             "run": config[PROP_RUN],
             "shards": snapshot.get("shards"),

@@ -1,0 +1,291 @@
+"""`bitcipher refresh`: equal to a full build after adds, replacements and removals; idempotent;
+one of two racing refreshes wins; history and time travel."""
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import reference
+from conftest import CORPUS_A, CORPUS_B, CORPUS_C
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_pipeline import check_against_reference, reference_opts
+
+from pipeline import BuildOptions, build
+from pipeline.cli import main
+from pipeline.errors import ConflictError, OptionError
+from pipeline.history import lake_history, latest_version
+from pipeline.lake import RUN_TABLES, Lake, published, read_table
+from pipeline.refresh import counts_uri, refresh, word_keys
+
+OPTIONS = BuildOptions(bits=6, window=2, min_count=2)
+TEXTS = {
+    "a": CORPUS_A,
+    "b": CORPUS_B,
+    "c": CORPUS_C,
+    "d": ["the cat and the dog", "one two three cat", "the mat the log the end"],
+    "e": ["über die straße", "the the the cat cat", "seven eight nine ten the cat"],
+}
+SORT = {"unigrams": ["id"], "cooccurrences": ["center", "offset", "context"],
+        "cipher": ["id"], "vectors": ["id"]}
+
+
+def quiet(_):
+    pass
+
+
+def put(corpus: Path, name: str, lines: list[str]) -> None:
+    corpus.mkdir(parents=True, exist_ok=True)
+    (corpus / f"{name}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def lake_tables(spark, lake: Lake) -> dict:
+    run = published(lake).run
+    tables = {name: read_table(spark, lake, name, run=run).toPandas() for name in RUN_TABLES}
+    tables["vectors"] = read_table(spark, lake, "vectors").toPandas()
+    return tables
+
+
+def table_rows(df, keys) -> list[tuple]:
+    df = df.sort_values(keys)
+    return [tuple(tuple(v.tolist()) if isinstance(v, np.ndarray) else v for v in row)
+            for row in df.itertuples(index=False)]
+
+
+def assert_same_tables(got: dict, want: dict) -> None:
+    """Every table, every row, every value (vectors bit for bit)."""
+    for name, keys in SORT.items():
+        assert list(got[name].columns) == list(want[name].columns), name
+        assert table_rows(got[name], keys) == table_rows(want[name], keys), name
+
+
+def assert_equals_build(spark, lake: Lake, corpus: Path, scratch: Path, options=OPTIONS):
+    rebuilt = Lake(str(scratch))
+    shutil.rmtree(scratch, ignore_errors=True)
+    build(spark, str(corpus), rebuilt, options, report=quiet)
+    assert_same_tables(lake_tables(spark, lake), lake_tables(spark, rebuilt))
+
+
+def corpus_lines(corpus: Path) -> list[str]:
+    lines = []
+    for path in sorted(corpus.glob("*.txt")):
+        lines.extend(path.read_text(encoding="utf-8").split("\n"))
+    return lines
+
+
+def assert_matches_reference(spark, lake: Lake, corpus: Path, options=OPTIONS) -> None:
+    """Against the independent NumPy implementation of the algorithm (tests/reference.py)."""
+    expected = reference.vectors(corpus_lines(corpus), **reference_opts(options))
+    check_against_reference(lake_tables(spark, lake), expected, options)
+
+
+def manifest_rows(spark, lake: Lake) -> list[str]:
+    from pyspark.sql import functions as F
+
+    df = spark.read.format("delta").load(counts_uri(lake))
+    return sorted(r["shard"] for r in df.where(F.col("kind") == "shard").collect())
+
+
+def test_refresh_equals_build_through_add_replace_remove_and_mix(spark, tmp_path):
+    corpus, lake = tmp_path / "corpus", Lake(str(tmp_path / "lake"))
+    put(corpus, "s0", TEXTS["a"])
+    put(corpus, "s1", TEXTS["b"])
+    put(corpus, "s2", TEXTS["d"])
+    steps = [
+        ("from empty", lambda: None, (3, 0, 0)),
+        ("add", lambda: put(corpus, "s3", TEXTS["c"]), (1, 0, 0)),
+        ("replace", lambda: put(corpus, "s1", TEXTS["e"] + TEXTS["d"]), (0, 1, 0)),
+        ("remove", lambda: (corpus / "s0.txt").unlink(), (0, 0, 1)),
+        ("mix", lambda: ((corpus / "s2.txt").unlink(), put(corpus, "s4", TEXTS["a"]),
+                         put(corpus, "s3", TEXTS["b"] + ["cat cat dog"])), (1, 1, 1)),
+    ]
+    versions = []
+    for label, change, (added, replaced, removed) in steps:
+        change()
+        result = refresh(spark, str(corpus), lake, OPTIONS, report=quiet)
+        assert (len(result.added), len(result.replaced), len(result.removed)) == \
+            (added, replaced, removed), label
+        assert not result.nothing_to_do
+        assert_equals_build(spark, lake, corpus, tmp_path / "rebuilt")
+        assert manifest_rows(spark, lake) == sorted(f"file://{p}" for p in
+                                                    map(str, corpus.glob("*.txt")))
+        versions.append(result.counts_version)
+    assert versions == sorted(set(versions))  # one count-store commit per refresh
+    assert_matches_reference(spark, lake, corpus)
+
+
+@st.composite
+def change_sequences(draw):
+    """Up to 3 refreshes, each after one to three changes of a small shard set."""
+    names = ["x0", "x1"]
+    initial = {n: draw(st.sampled_from(sorted(TEXTS))) for n in names}
+    rounds = []
+    state = dict(initial)
+    for _ in range(draw(st.integers(1, 2))):
+        ops = []
+        for _ in range(draw(st.integers(1, 3))):
+            kind = draw(st.sampled_from(["add", "replace", "remove"]))
+            if kind == "add" or len(state) == 1:
+                name = f"x{len(names)}"
+                names.append(name)
+                state[name] = draw(st.sampled_from(sorted(TEXTS)))
+                ops.append(("add", name, state[name]))
+            elif kind == "replace":
+                name = draw(st.sampled_from(sorted(state)))
+                text = draw(st.sampled_from(sorted(set(TEXTS) - {state[name]})))
+                state[name] = text
+                ops.append(("replace", name, text))
+            else:
+                name = draw(st.sampled_from(sorted(state)))
+                del state[name]
+                ops.append(("remove", name, None))
+        rounds.append(ops)
+    return initial, rounds
+
+
+@settings(max_examples=3, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(change_sequences())
+def test_refresh_sequences_match_the_numpy_reference(spark, plan):
+    initial, rounds = plan
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus, lake = Path(tmp) / "corpus", Lake(str(Path(tmp) / "lake"))
+        for name, text in initial.items():
+            put(corpus, name, TEXTS[text])
+        refresh(spark, str(corpus), lake, OPTIONS, report=quiet)
+        assert_matches_reference(spark, lake, corpus)
+        for ops in rounds:
+            for kind, name, text in ops:
+                if kind == "remove":
+                    (corpus / f"{name}.txt").unlink()
+                else:
+                    # a replacement always changes the size too (mtime may be coarse)
+                    put(corpus, name, TEXTS[text] + ([""] if kind == "replace" else []))
+            refresh(spark, str(corpus), lake, OPTIONS, report=quiet)
+            assert_matches_reference(spark, lake, corpus)
+
+
+@pytest.fixture
+def refreshed(spark, tmp_path):
+    corpus, lake = tmp_path / "corpus", Lake(str(tmp_path / "lake"))
+    put(corpus, "s0", TEXTS["a"])
+    put(corpus, "s1", TEXTS["d"])
+    refresh(spark, str(corpus), lake, OPTIONS, report=quiet)
+    return corpus, lake
+
+
+def test_same_refresh_twice_changes_nothing(spark, refreshed, capsys):
+    corpus, lake = refreshed
+    counts_before, vectors_before = latest_version(counts_uri(lake)), latest_version(lake.vectors)
+    lines = []
+    result = refresh(spark, str(corpus), lake, OPTIONS, report=lines.append)
+    assert result.nothing_to_do and "nothing to do" in lines[-1]
+    args = ["refresh", "--corpus", str(corpus), "--lake", lake.root, "--bits", "6",
+            "--window", "2", "--min-count", "2"]
+    assert main(args) == 5
+    assert latest_version(counts_uri(lake)) == counts_before
+    assert latest_version(lake.vectors) == vectors_before
+    put(corpus, "s2", TEXTS["c"])
+    assert main(args) == 0
+    assert "refreshed" in capsys.readouterr().out
+    assert latest_version(counts_uri(lake)) == counts_before + 1
+
+
+def test_vector_options_change_without_recounting(spark, refreshed, tmp_path):
+    corpus, lake = refreshed
+    counts_before = latest_version(counts_uri(lake))
+    other = BuildOptions(bits=5, window=1, min_count=1, include_self=False, mode="concat",
+                         weighting="cosine")
+    result = refresh(spark, str(corpus), lake, other, report=quiet)
+    assert not result.nothing_to_do and not (result.added or result.replaced or result.removed)
+    assert latest_version(counts_uri(lake)) == counts_before  # nothing was counted again
+    assert_equals_build(spark, lake, corpus, tmp_path / "rebuilt", other)
+    with pytest.raises(OptionError, match="same lowercase"):
+        refresh(spark, str(corpus), lake, BuildOptions(bits=6, window=2, lowercase=False),
+                report=quiet)
+    with pytest.raises(OptionError, match="window no larger"):
+        refresh(spark, str(corpus), lake, BuildOptions(bits=6, window=3), report=quiet)
+
+
+def test_racing_refreshes_one_wins_nothing_counted_twice(spark, refreshed):
+    corpus, lake = refreshed
+    put(corpus, "s2", TEXTS["b"])
+    (corpus / "s0.txt").unlink()
+    inner = []
+
+    def other_refresh_commits_first():
+        inner.append(refresh(spark, str(corpus), lake, OPTIONS, report=quiet))
+
+    with pytest.raises(ConflictError, match="first"):
+        refresh(spark, str(corpus), lake, OPTIONS, report=quiet,
+                before_commit=other_refresh_commits_first)
+    assert inner and inner[0].added == [f"file://{corpus / 's2.txt'}"]
+    assert manifest_rows(spark, lake) == sorted(f"file://{corpus / n}" for n in
+                                                ("s1.txt", "s2.txt"))
+    assert refresh(spark, str(corpus), lake, OPTIONS, report=quiet).nothing_to_do
+    assert_matches_reference(spark, lake, corpus)
+
+
+def test_word_keys_are_stable_blake2b():
+    import hashlib
+
+    expected = int.from_bytes(hashlib.blake2b("über".encode(), digest_size=8).digest(),
+                              "little", signed=True)
+    assert word_keys(["über", "cat"])[0] == expected
+    assert word_keys(["cat"])[0] != word_keys(["Cat"])[0]
+
+
+def test_history_and_time_travel(spark, refreshed, tmp_path, capsys):
+    corpus, lake = refreshed
+    first_words = sorted(read_table(spark, lake, "vectors").toPandas().word)
+    put(corpus, "s2", TEXTS["b"])
+    refresh(spark, str(corpus), lake, OPTIONS, report=quiet)
+    now_words = sorted(read_table(spark, lake, "vectors").toPandas().word)
+    assert now_words != first_words
+
+    entries = lake_history(lake)
+    assert [(e["kind"], e["added"], e["replaced"], e["removed"], e["shards"]) for e in entries] \
+        == [("refresh", 2, 0, 0, 2), ("refresh", 1, 0, 0, 3)]
+    tokens = sum(len(doc) for t in "adb" for doc in reference.documents(TEXTS[t]))
+    assert entries[-1]["tokens"] == tokens
+    assert entries[0]["options"]["bits"] == 6
+    assert main(["history", "--lake", lake.root]) == 0
+    out = capsys.readouterr().out
+    assert "+1 ~0 -0" in out and "bits=6" in out
+    assert main(["history", "--json", "--lake", lake.root]) == 0
+    assert [json.loads(x)["version"] for x in capsys.readouterr().out.splitlines()] == \
+        [e["version"] for e in entries]
+
+    first = entries[0]["version"]
+    query = "SELECT word FROM vectors ORDER BY word"
+    for as_of in (str(first), entries[0]["time"]):
+        assert main(["sql", "--as-of", as_of, "--limit", "1000", "--lake", lake.root,
+                     query]) == 0
+        shown = [line.strip() for line in capsys.readouterr().out.splitlines()[2:]]
+        assert shown == first_words
+    assert main(["sql", "--as-of", str(first), "--lake", lake.root,
+                 "SELECT count(*) AS n FROM unigrams"]) == 0
+    assert capsys.readouterr().out.splitlines()[2].strip() == str(len(first_words))
+    out = tmp_path / "old.txt"
+    assert main(["export", "--as-of", str(first), "--format", "word2vec", str(out), "--lake",
+                 lake.root]) == 0
+    assert out.read_text().splitlines()[0].split()[0] == str(len(first_words))
+    assert main(["neighbors", "cat", "-k", "2", "--as-of", str(first), "--lake",
+                 lake.root]) == 0
+    assert main(["sql", "--as-of", "1999-01-01T00:00:00Z", "--lake", lake.root, query]) == 4
+    assert "no version at or before" in capsys.readouterr().err
+
+    assert main(["vacuum", "--retain-hours", "0", "--lake", lake.root]) == 0
+    assert sorted(read_table(spark, lake, "vectors").toPandas().word) == now_words
+
+
+@pytest.mark.parametrize("command", ["refresh", "history", "vacuum"])
+def test_help_shows_defaults_and_an_example(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "example" in out and "bitcipher " + command in out and "(default:" in out

@@ -1,0 +1,111 @@
+"""A refresh really killed (SIGKILL to its whole process group) at several stages leaves every
+table readable at its last consistent version, and the next run completes it; two refresh
+processes at once never count a shard twice."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import reference
+from pyspark.sql import functions as F
+from test_refresh import (
+    OPTIONS,
+    TEXTS,
+    assert_matches_reference,
+    manifest_rows,
+    put,
+    quiet,
+)
+
+from pipeline.history import latest_version
+from pipeline.lake import Lake, read_table
+from pipeline.refresh import counts_uri, refresh
+
+
+def refresh_command(corpus, lake):
+    return [sys.executable, "-m", "pipeline.cli", "refresh", "--corpus", str(corpus), "--lake",
+            lake.root, "--bits", "6", "--window", "2", "--min-count", "2",
+            "--master", "local[2]"]
+
+
+def child_env():
+    return {**os.environ, "BITCIPHER_DRIVER_MEMORY": os.environ.get("BITCIPHER_DRIVER_MEMORY",
+                                                                      "1g")}
+
+
+@pytest.fixture
+def lake_with_change(spark, tmp_path):
+    corpus, lake = tmp_path / "corpus", Lake(str(tmp_path / "lake"))
+    put(corpus, "s0", TEXTS["a"])
+    put(corpus, "s1", TEXTS["d"])
+    refresh(spark, str(corpus), lake, OPTIONS, report=quiet)
+    put(corpus, "s2", TEXTS["b"] * 30)  # the change the killed refresh works on
+    put(corpus, "s1", TEXTS["e"])
+    (corpus / "s0.txt").unlink()
+    return corpus, lake
+
+
+@pytest.mark.parametrize("stage", ["plan", "count", "cooccurrences"])
+def test_killed_refresh_is_completed_by_the_next_run(spark, lake_with_change, stage):
+    corpus, lake = lake_with_change
+    words_before = sorted(read_table(spark, lake, "vectors").toPandas().word)
+    counts_before = latest_version(counts_uri(lake))
+    proc = subprocess.Popen(refresh_command(corpus, lake), stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=child_env())
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if line.startswith(stage):
+                break
+        else:
+            raise AssertionError(f"the refresh ended before stage {stage}: {''.join(seen)}")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the CLI, its JVM and Python workers
+        proc.wait(timeout=60)
+    time.sleep(1)
+
+    # readable, at the last consistent versions: the vectors still those published before
+    assert sorted(read_table(spark, lake, "vectors").toPandas().word) == words_before
+    assert read_table(spark, lake, "unigrams").count() == len(words_before)
+    counts_now = latest_version(counts_uri(lake))
+    if stage != "plan":
+        assert counts_now == counts_before + 1  # the counts were committed before the kill
+    old = sorted(f"file://{corpus / n}" for n in ("s0.txt", "s1.txt"))
+    new = sorted(f"file://{corpus / n}" for n in ("s1.txt", "s2.txt"))
+    assert manifest_rows(spark, lake) == (old if counts_now == counts_before else new)
+
+    result = refresh(spark, str(corpus), lake, OPTIONS, report=quiet)
+    assert not result.nothing_to_do
+    assert_matches_reference(spark, lake, corpus)
+    assert manifest_rows(spark, lake) == sorted(f"file://{corpus / n}" for n in
+                                                ("s1.txt", "s2.txt"))
+    assert refresh(spark, str(corpus), lake, OPTIONS, report=quiet).nothing_to_do
+
+
+def test_two_refresh_processes_at_once(spark, lake_with_change):
+    corpus, lake = lake_with_change
+    procs = [subprocess.Popen(refresh_command(corpus, lake), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=child_env())
+             for _ in range(2)]
+    outcomes = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in outcomes)
+    # one refreshes; the other conflicts (6), finds nothing left to do (5) or, when it
+    # planned after the winner's commit, only republishes (0)
+    assert codes in ([0, 0], [0, 5], [0, 6]), outcomes
+    for code, err in outcomes:
+        if code == 6:
+            assert "run it again" in err
+    # each shard is counted once, whoever won
+    assert manifest_rows(spark, lake) == sorted(f"file://{corpus / n}" for n in
+                                                ("s1.txt", "s2.txt"))
+    store = spark.read.format("delta").load(counts_uri(lake))
+    tokens = store.where(F.col("kind") == "stats").agg(F.sum("count")).first()[0]
+    words = store.where(F.col("kind") == "word").agg(F.sum("count")).first()[0]
+    expected = sum(len(doc) for doc in reference.documents(TEXTS["e"] + TEXTS["b"] * 30))
+    assert tokens == words == expected
+    refresh(spark, str(corpus), lake, OPTIONS, report=quiet)  # completes a lost publish
+    assert_matches_reference(spark, lake, corpus)
