@@ -93,7 +93,7 @@ def word_forms(n: int) -> List[str]:
     syllables = [c + v for c in CONSONANTS for v in VOWELS]
     base = len(syllables)
     words: List[str] = []
-    length, start = 1, 0
+    length = 1
     while len(words) < n:
         for i in range(min(base ** length, n - len(words))):
             digits = []
@@ -434,25 +434,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"[{mode}] {label(size)}: {r['wall_s']:.1f} s, tree {r['peak_tree_mib']:.0f} MiB,"
                   f" driver {r['peak_driver_mib']:.0f} MiB", file=sys.stderr, flush=True)
 
-    if "local" in modes:
-        run_all("local")
-    if "cluster" in modes:
-        sys.path.insert(0, str(HERE.parent))
-        from pipeline.standalone import standalone_cluster
+    try:
+        if "local" in modes:
+            run_all("local")
+        if "cluster" in modes:
+            sys.path.insert(0, str(HERE.parent))
+            from pipeline.standalone import standalone_cluster
 
-        with tempfile.TemporaryDirectory(prefix="bitcipher-cluster-", dir=args.tmp) as work:
-            with standalone_cluster(work, workers=args.workers, cores=args.worker_cores,
-                                    memory=args.worker_memory) as cluster:
-                label_ = f"cluster {args.workers}x{args.worker_cores}"
-                run_all(label_, cluster.url, cluster.env, cluster.pids)
-
-    print(markdown(results))
-    host = {"python": platform.python_version(), "cpus": os.cpu_count(),
-            "machine": platform.machine()}
-    line = json.dumps({"sizes": sizes, "results": results, "host": host})
-    if args.json_out:
-        Path(args.json_out).write_text(line + "\n")
-    print(line)
+            with tempfile.TemporaryDirectory(prefix="bitcipher-cluster-", dir=args.tmp) as work:
+                with standalone_cluster(work, workers=args.workers, cores=args.worker_cores,
+                                        memory=args.worker_memory) as cluster:
+                    label_ = f"cluster {args.workers}x{args.worker_cores}"
+                    run_all(label_, cluster.url, cluster.env, cluster.pids)
+    finally:  # what was measured is printed even when a later run fails
+        if results:
+            print(markdown(results))
+        host = {"python": platform.python_version(), "cpus": os.cpu_count(),
+                "machine": platform.machine(), "load_average": os.getloadavg()}
+        line = json.dumps({"sizes": sizes, "results": results, "host": host})
+        if args.json_out:
+            Path(args.json_out).write_text(line + "\n")
+        print(line)
     return 0
 
 
