@@ -274,7 +274,8 @@ def _session(args):
     from .session import spark_session
 
     started = time.perf_counter()
-    spark = spark_session(master=args.master)
+    spark = spark_session(master=args.master,  # s3a:// corpus or lake: hadoop-aws + settings
+                          storage=[getattr(args, "corpus", None), getattr(args, "lake", None)])
     print(f"{'spark session':<14}{'':>14}       {time.perf_counter() - started:>7.2f} s",
           file=sys.stderr, flush=True)
     return spark

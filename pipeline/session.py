@@ -85,13 +85,200 @@ def delta_jar_conf(local: bool = True) -> dict[str, str]:
     return {"spark.jars": ",".join(jars)}
 
 
-def class_archive() -> str:
+# -- object storage: S3 through Hadoop's s3a:// ---------------------------------------------
+
+S3A_FILESYSTEM = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+# Delta 4.4's S3 log store: atomic commits only while ONE Spark driver writes a table at a
+# time (its mutual exclusion is a lock inside that JVM). Multi-cluster writers need the
+# DynamoDB log store (io.delta:delta-storage-s3-dynamodb), which this package does not set up.
+DELTA_S3_LOG_STORE = "io.delta.storage.S3SingleDriverLogStore"
+# Hadoop's own keys (fs.s3a.access.key ... in core-site.xml or spark.hadoop.*) first, then
+# the AWS SDK's default chain: environment, system properties, web identity, AWS_PROFILE and
+# the shared files, container and instance roles.
+S3_CREDENTIAL_PROVIDERS = ",".join([
+    "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider",
+    "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+    "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider",
+])
+
+
+def uses_s3(uris) -> bool:
+    """Whether any of `uris` (strings, lists of strings, None) is on S3, or
+    ``BITCIPHER_S3=1`` asks for S3 support anyway (e.g. for a job or notebook session)."""
+    from .corpus import is_s3
+
+    if os.environ.get("BITCIPHER_S3", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    stack = [uris]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple, set)):
+            stack.extend(item)
+        elif is_s3(item):
+            return True
+    return False
+
+
+def hadoop_version() -> str:
+    """The Hadoop version inside pyspark, from its ``hadoop-client-api-<version>.jar``."""
+    import pyspark
+
+    jars = glob.glob(os.path.join(os.path.dirname(pyspark.__file__), "jars",
+                                  "hadoop-client-api-*.jar"))
+    if not jars:
+        raise RuntimeError("pyspark ships no hadoop-client-api JAR: cannot match hadoop-aws")
+    return os.path.basename(jars[0])[len("hadoop-client-api-"):-len(".jar")]
+
+
+def s3_artifact() -> str:
+    """hadoop-aws at pyspark's Hadoop version; its POM brings the AWS SDK v2 bundle it was
+    built against (Hadoop 3.4.2: software.amazon.awssdk:bundle:2.29.52)."""
+    return f"org.apache.hadoop:hadoop-aws:{hadoop_version()}"
+
+
+def _s3_ivy_dir() -> str:
+    return os.path.join(cache_dir(), "ivy", s3_artifact().replace(":", "_"))
+
+
+def _cached_s3_jars() -> list[str]:
+    if not os.path.exists(os.path.join(_s3_ivy_dir(), "COMPLETE")):
+        return []
+    return sorted(glob.glob(os.path.join(_s3_ivy_dir(), "jars", "*.jar")))
+
+
+_S3_RESOLVE = """
+import sys
+from pyspark.sql import SparkSession
+spark = (SparkSession.builder.master("local[1]").appName("bitcipher-fetch-s3")
+         .config("spark.jars.packages", sys.argv[1]).config("spark.jars.ivy", sys.argv[2])
+         .config("spark.ui.enabled", "false").config("spark.driver.memory", "512m")
+         .getOrCreate())
+spark.stop()
+"""
+
+
+def fetch_s3_jars(report=None) -> list[str]:
+    """hadoop-aws and the AWS SDK bundle from Maven Central, once, through Spark's resolver
+    (a short child JVM with ``spark.jars.packages``) into ``$BITCIPHER_CACHE/ivy``.
+
+    About 640 MB (the SDK bundle is most of it) and a minute or two on a fresh machine;
+    ivy's second copy of each JAR is deleted after the resolve. Concurrent callers wait on
+    a lock file. Returns the JARs.
+    """
+    import fcntl
+    import shutil
+    import subprocess
+    import time
+
+    jars = _cached_s3_jars()
+    if jars:
+        return jars
+    ivy = _s3_ivy_dir()
+    os.makedirs(ivy, exist_ok=True)
+    with open(os.path.join(ivy, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        jars = _cached_s3_jars()
+        if jars:
+            return jars
+        started = time.perf_counter()
+        if report:
+            report(f"fetching {s3_artifact()} and the AWS SDK bundle (about 640 MB) "
+                   f"into {ivy}")
+        env = dict(os.environ, PYSPARK_PYTHON=sys.executable)
+        env.pop("PYSPARK_SUBMIT_ARGS", None)
+        result = subprocess.run([sys.executable, "-c", _S3_RESOLVE, s3_artifact(), ivy],
+                                env=env, capture_output=True, text=True)
+        jars = sorted(glob.glob(os.path.join(ivy, "jars", "*.jar")))
+        if result.returncode != 0 or not any("hadoop-aws" in j for j in jars):
+            raise RuntimeError(
+                f"could not fetch {s3_artifact()} from Maven Central (set BITCIPHER_S3_JARS to "
+                f"a folder holding hadoop-aws and its AWS SDK bundle instead):\n"
+                + result.stderr[-2000:])
+        shutil.rmtree(os.path.join(ivy, "cache"), ignore_errors=True)
+        with open(os.path.join(ivy, "COMPLETE"), "w") as fh:
+            fh.write("\n".join(jars) + "\n")
+        if report:
+            size = sum(os.path.getsize(j) for j in jars) / 2**20
+            report(f"{len(jars)} JARs, {size:.0f} MB, in {time.perf_counter() - started:.0f} s")
+        return jars
+
+
+def s3_jars() -> list[str]:
+    """The JARs S3 needs: ``BITCIPHER_S3_JARS`` (a folder) or the cache, fetched if missing."""
+    folder = os.environ.get("BITCIPHER_S3_JARS")
+    if folder:
+        jars = sorted(glob.glob(os.path.join(os.path.expanduser(folder), "*.jar")))
+        if not any("hadoop-aws" in os.path.basename(j) for j in jars):
+            raise FileNotFoundError(f"BITCIPHER_S3_JARS={folder} holds no hadoop-aws JAR")
+        return jars
+    return fetch_s3_jars(report=lambda line: print(line, file=sys.stderr, flush=True))
+
+
+def s3_conf(local: bool = True) -> dict[str, str]:
+    """Spark settings for corpus and lake on S3 through ``s3a://``.
+
+    The JARs go on the driver's classpath in local mode (``spark.jars`` would copy the
+    640 MB SDK bundle into every session's work folder) and are shipped with ``spark.jars``
+    to a cluster. Endpoint, path-style and TLS come from the environment
+    (``BITCIPHER_S3_ENDPOINT`` or ``AWS_ENDPOINT_URL[_S3]``, ``BITCIPHER_S3_PATH_STYLE``,
+    ``AWS_REGION``); credentials never pass through here: S3A's providers read them from
+    the environment or the Hadoop/AWS configuration.
+    """
+    from .corpus import s3_endpoint, s3_path_style, s3_region
+
+    jars = _missing_from_pyspark(s3_jars())
+    conf = {
+        ("spark.driver.extraClassPath" if local else "spark.jars"):
+            (os.pathsep if local else ",").join(jars),
+        "spark.hadoop.fs.s3a.impl": S3A_FILESYSTEM,
+        "spark.hadoop.fs.s3.impl": S3A_FILESYSTEM,
+        "spark.hadoop.fs.s3a.aws.credentials.provider": S3_CREDENTIAL_PROVIDERS,
+        "spark.delta.logStore.s3a.impl": DELTA_S3_LOG_STORE,
+        "spark.delta.logStore.s3.impl": DELTA_S3_LOG_STORE,
+    }
+    endpoint = s3_endpoint()
+    if endpoint:
+        conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(
+            not endpoint.lower().startswith("http://")).lower()
+    conf["spark.hadoop.fs.s3a.path.style.access"] = str(s3_path_style()).lower()
+    region = s3_region()
+    if region:
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = region
+    if not local:  # the executors' Python workers open S3 with s3fs: same endpoint there
+        for name in ("BITCIPHER_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL",
+                     "BITCIPHER_S3_PATH_STYLE", "AWS_REGION", "AWS_DEFAULT_REGION"):
+            if os.environ.get(name):
+                conf[f"spark.executorEnv.{name}"] = os.environ[name]
+    return conf
+
+
+def _with_s3(settings: dict[str, str], local: bool) -> dict[str, str]:
+    """`settings` plus :func:`s3_conf`, the JAR lists joined rather than replaced."""
+    s3 = s3_conf(local=local)
+    for key, sep in (("spark.driver.extraClassPath", os.pathsep), ("spark.jars", ",")):
+        if key in s3 and settings.get(key):
+            s3[key] = settings[key] + sep + s3[key]
+    options = settings.get("spark.driver.extraJavaOptions", "")
+    if local and "-XX:SharedArchiveFile=" in options:
+        # the class archive was recorded with Delta's classpath alone: the JVM refuses it
+        # (with a warning) on a longer one, so use the S3 one if setup made it, or none
+        archive = class_archive(extra_classpath=s3["spark.driver.extraClassPath"])
+        replacement = f"-XX:SharedArchiveFile={archive}" if os.path.exists(archive) else ""
+        options = re.sub(r"-XX:SharedArchiveFile=\S+", replacement, options)
+        settings["spark.driver.extraJavaOptions"] = " ".join(options.split())
+    settings.update(s3)
+    return settings
+
+
+def class_archive(extra_classpath: str = "") -> str:
     """Where the JVM class-data-sharing archive of this installation lives.
 
     The archive (made by ``python -m pipeline.setup_jars``) lets the driver JVM map the
     classes of Spark and Delta instead of loading them one by one: a local session starts
     in about half the time. It is keyed by everything that must match: the java binary,
-    pyspark's version and the driver classpath.
+    pyspark's version and the driver classpath (``extra_classpath``: the full classpath of
+    a session that adds JARs to Delta's, such as hadoop-aws for S3).
     """
     import hashlib
     import shutil
@@ -99,8 +286,8 @@ def class_archive() -> str:
     import pyspark
 
     java = os.path.realpath(shutil.which("java") or "java")
-    key = "|".join([java, pyspark.__version__, delta_jar_conf(local=True).get(
-        "spark.driver.extraClassPath", "")])
+    key = "|".join([java, pyspark.__version__, extra_classpath or delta_jar_conf(
+        local=True).get("spark.driver.extraClassPath", "")])
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return os.path.join(cache_dir(), "cds", f"driver-{digest}.jsa")
 
@@ -142,6 +329,7 @@ def spark_session(
     master: Optional[str] = None,
     app_name: str = "bitcipher",
     conf: Optional[Mapping[str, str]] = None,
+    storage=(),
 ):
     """Build (or reuse) a SparkSession with Delta Lake's extension and catalog.
 
@@ -153,6 +341,9 @@ def spark_session(
         Application name shown by the cluster.
     conf : mapping, optional
         Extra Spark settings; they win over the defaults.
+    storage : str or list, optional
+        The corpus and lake URIs the session will touch: any ``s3a://`` among them adds
+        hadoop-aws and the S3 settings (:func:`s3_conf`); so does ``BITCIPHER_S3=1``.
     """
     from pyspark.sql import SparkSession
 
@@ -177,6 +368,8 @@ def spark_session(
         }
     )
     settings.update(delta_jar_conf(local=master.startswith("local")))
+    if uses_s3(storage):
+        settings = _with_s3(settings, local=master.startswith("local"))
     settings.update(dict(conf or {}))
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in settings.items():

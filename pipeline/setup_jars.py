@@ -8,6 +8,11 @@
    class-data-sharing archive (``-XX:ArchiveClassesAtExit``); later local sessions map that
    archive and start about twice as fast. Skipped with ``--no-archive``; harmless if the
    JVM cannot make one.
+
+With ``--s3`` it also fetches hadoop-aws (matched to pyspark's Hadoop) and the AWS SDK
+bundle for ``s3a://`` corpora and lakes (about 640 MB, a minute or two; otherwise the first
+S3 session fetches them) and records a second class archive for sessions with them on the
+classpath.
 """
 
 import os
@@ -37,10 +42,25 @@ def fetch_jars() -> None:
     spark.stop()
 
 
-def make_archive() -> None:
+def fetch_s3() -> str:
+    """hadoop-aws and the AWS SDK bundle into the cache; the full local classpath of an S3
+    session (Delta's JARs, then these)."""
+    from .session import delta_jar_conf, fetch_s3_jars, s3_conf
+
+    fetch_s3_jars(report=lambda line: print(line, flush=True))
+    s3 = s3_conf(local=True)["spark.driver.extraClassPath"]
+    delta = delta_jar_conf(local=True).get("spark.driver.extraClassPath", "")
+    print(f"S3 ready: {s3_conf(local=True)['spark.hadoop.fs.s3a.impl']} with "
+          f"{len(s3.split(os.pathsep))} JARs", flush=True)
+    return os.pathsep.join(p for p in (delta, s3) if p)
+
+
+def make_archive(classpath: str = "") -> None:
+    """Record the class archive of sessions whose driver classpath is Delta's (default) or
+    `classpath` (Delta's plus the S3 JARs)."""
     from .session import class_archive
 
-    archive = class_archive()
+    archive = class_archive(extra_classpath=classpath)
     if os.path.exists(archive):
         print(f"class archive {archive} exists")
         return
@@ -54,6 +74,8 @@ def make_archive() -> None:
             fh.write("the cat sat on the mat\nthe dog sat on the log\n" * 20)
         env = dict(os.environ, BITCIPHER_DRIVER_JAVA_OPTIONS=(
             f"-XX:TieredStopAtLevel=1 -XX:ArchiveClassesAtExit={partial}"))
+        if classpath:
+            env["BITCIPHER_S3"] = "1"  # the session puts the S3 JARs on its classpath
         result = subprocess.run([sys.executable, "-c", ARCHIVE_RUN, corpus,
                                  os.path.join(tmp, "lake")], env=env, capture_output=True,
                                 text=True)
@@ -77,8 +99,11 @@ def make_archive() -> None:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     fetch_jars()
+    s3_classpath = fetch_s3() if "--s3" in argv else ""
     if "--no-archive" not in argv:
         make_archive()
+        if s3_classpath:
+            make_archive(s3_classpath)
     return 0
 
 

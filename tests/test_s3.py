@@ -1,0 +1,333 @@
+"""Corpus and lake on S3 (s3a://) against a real S3-protocol server on loopback (moto).
+
+The same build runs on a local directory and on S3 with the same shards, through the
+`bitcipher` command in a child process (a session of its own, with hadoop-aws on the
+classpath); the tables of both lakes are read back here without Spark (pyarrow over the
+Delta log and the Parquet files) and checked against the NumPy reference and each other.
+Needs the `s3` extra (moto, s3fs); the first run fetches hadoop-aws and its AWS SDK bundle
+from Maven Central (about 640 MB) unless `python -m pipeline.setup_jars --s3` did.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from urllib.parse import unquote
+
+import numpy as np
+import pytest
+from conftest import CORPUS_A, CORPUS_B, CORPUS_C, write_shards
+
+import reference
+from pipeline.corpus import list_shards
+from pipeline.errors import InputError
+
+pytest.importorskip("moto.server", reason="needs the s3 extra: pip install -e '.[s3]'")
+pytest.importorskip("s3fs", reason="needs the s3 extra: pip install -e '.[s3]'")
+
+from s3server import s3_server  # noqa: E402,F401  (the fixture)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUCKET = "bitcipher-test"
+LINES = CORPUS_A + CORPUS_B + CORPUS_C
+OPTIONS = ["--bits", "8", "--window", "2", "--min-count", "1"]
+REFERENCE = dict(bits=8, window=2, min_count=1)
+BACKENDS = ["local", "s3"]
+
+OUTPUTS: list[str] = []  # every stdout / stderr of a child process, for the credential check
+
+
+def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.setdefault("BITCIPHER_DRIVER_MEMORY", "1g")
+    env.pop("BITCIPHER_MASTER", None)
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=timeout)
+    OUTPUTS.extend([result.stdout, result.stderr])
+    return result
+
+
+@pytest.fixture(scope="module")
+def shards_dir(tmp_path_factory):
+    """Three shards (one gzip) plus files a listing must skip (hidden, `_`-prefixed)."""
+    directory = write_shards(tmp_path_factory.mktemp("s3corpus") / "corpus", LINES, shards=3)
+    plain = directory / "part-002.txt"
+    (directory / "part-002.txt.gz").write_bytes(gzip.compress(plain.read_bytes(), mtime=0))
+    plain.unlink()
+    (directory / "_SUCCESS").write_text("")
+    (directory / ".hidden.txt").write_text("never read\n")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def s3_corpus(s3_server, shards_dir):
+    s3_server.create_bucket(BUCKET)
+    return s3_server.upload_dir(shards_dir, BUCKET, "corpus")
+
+
+@pytest.fixture(scope="module")
+def places(shards_dir, s3_corpus, tmp_path_factory):
+    return {
+        "local": {"corpus": str(shards_dir),
+                  "lake": str(tmp_path_factory.mktemp("s3lake") / "lake")},
+        "s3": {"corpus": s3_corpus, "lake": f"s3a://{BUCKET}/lakes/lake"},
+    }
+
+
+@pytest.fixture(scope="module")
+def builds(places):
+    """`bitcipher build` once per backend (lazily), with the same shards and options."""
+    done: dict[str, subprocess.CompletedProcess] = {}
+
+    def get(backend: str) -> subprocess.CompletedProcess:
+        if backend not in done:
+            where = places[backend]
+            done[backend] = _cli("build", "--corpus", where["corpus"], "--lake", where["lake"],
+                                 "--master", "local[2]", *OPTIONS)
+        return done[backend]
+
+    return get
+
+
+# -- reading a lake without Spark -----------------------------------------------------------
+
+def _filesystem(uri: str, server):
+    if uri.startswith("s3a://"):
+        import s3fs
+
+        fs = s3fs.S3FileSystem(endpoint_url=server.endpoint, key=server.access_key,
+                               secret=server.secret_key, use_listings_cache=False,
+                               client_kwargs={"region_name": "us-east-1"})
+        return fs, uri[len("s3a://"):]
+    from fsspec.implementations.local import LocalFileSystem
+
+    return LocalFileSystem(), uri
+
+
+def _parquet(fs, paths):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for path in paths:
+        with fs.open(path, "rb") as fh:
+            tables.append(pq.read_table(fh))
+    return pa.concat_tables(tables).to_pandas()
+
+
+def read_lake(uri: str, server) -> dict:
+    """Every table of a lake: the vectors by replaying the Delta log (add minus remove), the
+    run tables from the Parquet files of the run the last commit names."""
+    fs, root = _filesystem(uri, server)
+    log = f"{root}/vectors/_delta_log"
+    commits = sorted(p for p in fs.ls(log, detail=False) if p.endswith(".json"))
+    live: dict[str, None] = {}
+    props: dict = {}
+    for commit in commits:
+        for line in fs.cat(commit).decode().splitlines():
+            action = json.loads(line)
+            if "add" in action:
+                live[action["add"]["path"]] = None
+            if "remove" in action:
+                live.pop(action["remove"]["path"], None)
+            if "metaData" in action:
+                props = action["metaData"].get("configuration") or {}
+    run = props["bitcipher.run"]
+    out = {"vectors": _parquet(fs, [f"{root}/vectors/{unquote(p)}" for p in live])
+           .sort_values("id").reset_index(drop=True),
+           "commits": len(commits), "properties": props, "run": run,
+           "manifest": json.loads(fs.cat(f"{root}/runs/{run}/_bitcipher.json")),
+           "runs": sorted(p.rstrip("/").rsplit("/", 1)[-1]
+                          for p in fs.ls(f"{root}/runs", detail=False))}
+    keys = {"unigrams": ["id"], "cipher": ["id"],
+            "cooccurrences": ["center", "context", "offset"]}
+    for name, key in keys.items():
+        files = sorted(p for p in fs.find(f"{root}/runs/{run}/{name}") if p.endswith(".parquet"))
+        out[name] = _parquet(fs, files).sort_values(key).reset_index(drop=True)
+    return out
+
+
+def _same(a, b) -> None:
+    assert list(a.columns) == list(b.columns)
+    assert len(a) == len(b)
+    for column in a.columns:
+        left, right = a[column].to_numpy(), b[column].to_numpy()
+        if left.dtype == object and len(left) and isinstance(left[0], np.ndarray):
+            assert np.array_equal(np.stack(left), np.stack(right)), column
+        else:
+            assert list(left) == list(right), column
+
+
+# -- tests ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_build_succeeds(builds, backend):
+    result = builds(backend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for stage in ("tokenize", "unigrams", "cipher", "cooccurrences", "vectors"):
+        assert stage in result.stderr
+    assert "3 shards" in result.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tables_match_numpy_reference(builds, places, s3_server, backend):
+    assert builds(backend).returncode == 0
+    tables = read_lake(places[backend]["lake"], s3_server)
+    expected = reference.vectors(LINES, **REFERENCE)
+    uni = tables["unigrams"]
+    assert list(zip(uni.word, uni["count"])) == expected["vocab"]
+    cooc = tables["cooccurrences"]
+    got = {(int(t), int(c), int(d)): int(n)
+           for t, c, d, n in zip(cooc.center, cooc.context, cooc.offset, cooc["count"])}
+    assert got == expected["cooc"]
+    vec = tables["vectors"]
+    assert list(vec.word) == [w for w, _ in expected["vocab"]]
+    np.testing.assert_allclose(np.stack(vec.vector.to_numpy()).astype(np.float64),
+                               expected["vectors"], rtol=2e-6, atol=2e-6)
+
+
+def test_s3_tables_equal_local_tables(builds, places, s3_server):
+    assert builds("local").returncode == 0 and builds("s3").returncode == 0
+    local = read_lake(places["local"]["lake"], s3_server)
+    remote = read_lake(places["s3"]["lake"], s3_server)
+    for name in ("unigrams", "cipher", "cooccurrences", "vectors"):
+        _same(local[name], remote[name])
+    shards = {"local": local["manifest"]["snapshot"]["shards"],
+              "s3": remote["manifest"]["snapshot"]["shards"]}
+    for backend, prefix in (("local", "file://"), ("s3", f"s3a://{BUCKET}/corpus/")):
+        assert all(s["path"].startswith(prefix) for s in shards[backend]), shards[backend]
+    strip = [[(s["path"].rsplit("/", 1)[-1], s["size"], s["tokens"], s["format"])
+              for s in shards[b]] for b in BACKENDS]
+    assert strip[0] == strip[1]
+    assert [s[0] for s in strip[0]] == ["part-000.txt", "part-001.txt", "part-002.txt.gz"]
+    assert local["properties"]["bitcipher.options"] == remote["properties"]["bitcipher.options"]
+
+
+def test_rebuild_on_s3_publishes_a_second_commit_and_removes_the_old_run(
+        builds, places, s3_server):
+    assert builds("s3").returncode == 0
+    first = read_lake(places["s3"]["lake"], s3_server)
+    result = _cli("build", "--corpus", places["s3"]["corpus"], "--lake", places["s3"]["lake"],
+                  "--master", "local[2]", "--keep-runs", "0", *OPTIONS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    second = read_lake(places["s3"]["lake"], s3_server)
+    assert second["commits"] == first["commits"] + 1
+    assert second["run"] != first["run"]
+    assert second["runs"] == [second["run"]]  # --keep-runs 0: the old run folder is gone
+    for name in ("unigrams", "cipher", "cooccurrences", "vectors"):
+        _same(first[name], second[name])
+
+
+SPARK_READ = """
+import json, sys
+from pipeline.keyed_vectors import register_cosine
+from pipeline.lake import Lake, register_tables
+from pipeline.session import spark_session
+lake = sys.argv[1]
+spark = spark_session(master="local[1]", storage=[lake])
+register_tables(spark, Lake(lake))
+register_cosine(spark)
+rows = spark.sql("SELECT count(*) AS n, sum(count) AS tokens FROM vectors").first()
+hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+print(json.dumps({
+    "n": rows["n"], "tokens": rows["tokens"],
+    "cooc": spark.sql("SELECT sum(count) FROM cooccurrences").first()[0],
+    "endpoint": hadoop.get("fs.s3a.endpoint"),
+    "path_style": hadoop.get("fs.s3a.path.style.access"),
+    "log_store": spark.conf.get("spark.delta.logStore.s3a.impl"),
+    "conf": sorted(f"{k}={v}" for k, v in spark.sparkContext.getConf().getAll()),
+    "set": [f"{r[0]}={r[1]}" for r in spark.sql("SET").collect()],
+}))
+spark.stop()
+"""
+
+
+def test_spark_reads_the_s3_lake_with_the_settings_from_the_environment(
+        builds, places, s3_server):
+    assert builds("s3").returncode == 0
+    env = dict(os.environ, BITCIPHER_DRIVER_MEMORY="1g")
+    result = subprocess.run([sys.executable, "-c", SPARK_READ, places["s3"]["lake"]], env=env,
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    OUTPUTS.extend([result.stdout, result.stderr])
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = reference.vectors(LINES, **REFERENCE)
+    assert got["n"] == len(expected["vocab"])
+    assert got["tokens"] == sum(c for _, c in expected["vocab"])
+    assert got["cooc"] == sum(expected["cooc"].values())
+    assert got["endpoint"] == s3_server.endpoint
+    assert got["path_style"] == "true"
+    assert got["log_store"] == "io.delta.storage.S3SingleDriverLogStore"
+    recorded = "\n".join(got["conf"] + got["set"])
+    assert s3_server.access_key not in recorded and s3_server.secret_key not in recorded
+    assert "hadoop-aws" in recorded  # the JARs went in with spark.jars
+
+
+def test_listing_shards_on_s3_matches_the_local_directory(s3_corpus, shards_dir):
+    local = list_shards(str(shards_dir))
+    remote = list_shards(s3_corpus)
+    assert [(s.name, s.size, s.format) for s in remote] == \
+        [(s.name, s.size, s.format) for s in local]
+    assert [s.name for s in remote] == ["part-000.txt", "part-001.txt", "part-002.txt.gz"]
+    assert all(s.path.startswith(f"s3a://{BUCKET}/corpus/") and s.mtime > 0 for s in remote)
+    # the s3:// spelling and a glob list the same objects
+    assert [s.path for s in list_shards(s3_corpus.replace("s3a://", "s3://"))] == \
+        [s.path for s in remote]
+    assert [s.name for s in list_shards(f"{s3_corpus}/*.gz")] == ["part-002.txt.gz"]
+
+
+@pytest.mark.parametrize("missing", ["corpus-nope", "corpus/nope/", "corpus/part-9.txt"])
+def test_missing_prefix_on_s3_is_an_input_error(s3_corpus, missing):
+    with pytest.raises(InputError, match="does not exist"):
+        list_shards(f"s3a://{BUCKET}/{missing}")
+
+
+def test_missing_bucket_is_an_input_error(s3_server):
+    with pytest.raises(InputError, match="does not exist"):
+        list_shards("s3a://no-such-bucket-bitcipher/corpus")
+
+
+def test_build_with_a_missing_s3_prefix_exits_3_and_writes_nothing(s3_server, s3_corpus):
+    lake = f"s3a://{BUCKET}/lakes/never"
+    result = _cli("build", "--corpus", f"s3a://{BUCKET}/missing-prefix", "--lake", lake,
+                  "--master", "local[1]", *OPTIONS)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert f"s3a://{BUCKET}/missing-prefix" in result.stderr
+    assert "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert s3_server.keys(BUCKET, "lakes/never") == []
+
+
+def test_build_help_offers_no_credential_flags():
+    result = _cli("build", "--help")
+    assert result.returncode == 0
+    text = result.stdout.lower()
+    for word in ("secret", "access-key", "access_key", "password", "credential", "token="):
+        assert word not in text
+
+
+def test_credentials_appear_in_no_output_table_or_object(builds, places, s3_server):
+    """Run last in this module: every child's stdout/stderr so far, every object written to
+    the bucket (Delta log with its table properties, manifests, Parquet) and the local lake."""
+    assert builds("local").returncode == 0 and builds("s3").returncode == 0
+    secrets_ = [s3_server.access_key, s3_server.secret_key]
+    assert OUTPUTS, "no child output was recorded"
+    for text in OUTPUTS:
+        for secret in secrets_:
+            assert secret not in text
+    keys = s3_server.keys(BUCKET, "lakes/")
+    assert any(k.endswith("_delta_log/00000000000000000000.json") for k in keys)
+    assert any(k.endswith("_bitcipher.json") for k in keys)
+    for key in keys:
+        data = s3_server.get(BUCKET, key)
+        for secret in secrets_:
+            assert secret.encode() not in data, key
+    for dirpath, _, filenames in os.walk(places["local"]["lake"]):
+        for name in filenames:
+            with open(os.path.join(dirpath, name), "rb") as fh:
+                data = fh.read()
+            for secret in secrets_:
+                assert secret.encode() not in data
