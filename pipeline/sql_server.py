@@ -38,11 +38,16 @@ DEFAULT_PORT = 10000
 THRIFT_SERVER = "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"
 
 
+def scratch_dir() -> str:
+    """Hive's scratch folders and Derby's log (the Thrift server's in-memory metastore)."""
+    return os.path.join(tempfile.gettempdir(), f"bitcipher-thrift-{os.getuid()}")
+
+
 def thrift_conf(host: str, port: int, scratch: Optional[str] = None) -> dict[str, str]:
     """Spark settings of a session that will serve over Thrift on host:port."""
     if not 0 < port < 65536:
         raise OptionError(f"--port {port} is not a TCP port (1-65535)")
-    scratch = scratch or os.path.join(tempfile.gettempdir(), f"bitcipher-thrift-{os.getuid()}")
+    scratch = scratch or scratch_dir()
     for sub in ("scratch", "local", "resources", "operation_logs"):
         os.makedirs(os.path.join(scratch, sub), exist_ok=True)
     return {
@@ -119,6 +124,9 @@ def start(lake, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
         register_tables(spark, lake)
         register_cosine(spark)
         jvm = spark.sparkContext._jvm
+        # Derby (the server's in-memory metastore) logs to derby.log in the working directory
+        jvm.java.lang.System.setProperty("derby.stream.error.file",
+                                         os.path.join(scratch_dir(), "derby.log"))
         server_class = getattr(jvm, THRIFT_SERVER)
         server = server_class.startWithSparkSession(spark._jsparkSession, False)
         if not wait_for_port(host, port, timeout):
@@ -144,7 +152,11 @@ def _port_taken(host: str, port: int) -> bool:
 
 def serve(lake, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           master: Optional[str] = None) -> int:
-    """Serve in the foreground until Ctrl-C (SIGINT) or SIGTERM; return the exit code."""
+    """Serve in the foreground until Ctrl-C (SIGINT) or SIGTERM; return the exit code.
+
+    Ctrl-C in a terminal reaches the JVM too (same process group); whichever goes first,
+    the server and the session are stopped once and the command exits 0.
+    """
     started = time.perf_counter()
     stop = threading.Event()
 
@@ -152,7 +164,13 @@ def serve(lake, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
         stop.set()
 
     previous = signal.signal(signal.SIGTERM, _stop)
-    server = start(lake, host, port, master)
+    try:
+        server = start(lake, host, port, master)
+    except BaseException:
+        signal.signal(signal.SIGTERM, previous)
+        raise
+    # replaces pyspark's SIGINT handler (cancel all jobs, raise KeyboardInterrupt anywhere)
+    previous_int = signal.signal(signal.SIGINT, _stop)
     try:
         tables = ", ".join(("vectors",) + RUN_TABLES)
         print(f"serving {tables} from {getattr(lake, 'root', lake)} on {server.url} "
@@ -160,10 +178,13 @@ def serve(lake, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
         print(f"  beeline -u {server.url}", file=sys.stderr, flush=True)
         while not stop.is_set():
             stop.wait(0.5)
-    except KeyboardInterrupt:
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        server.stop()
+        try:
+            server.stop()
+        except Exception as exc:  # the JVM may be gone already (it got the Ctrl-C too)
+            print(f"(the JVM had stopped: {type(exc).__name__})", file=sys.stderr)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
         print("stopped", file=sys.stderr, flush=True)
     return 0
