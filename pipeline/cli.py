@@ -24,9 +24,9 @@ EXAMPLES = {
     "neighbors": "examples:\n  bitcipher neighbors king -k 10 --lake ./lake\n"
                  "  bitcipher neighbors king --engine spark --master spark://HOST:7077\n"
                  "engines: fast reads the Delta table with delta-rs and pyarrow, no JVM (needs\n"
-                 "  pip install '.[sql]'); spark reads it with Spark; auto = fast when deltalake\n"
-                 "  is installed and no --master is given, else spark. Both return the same\n"
-                 "  rows and float32 vectors.",
+                 "  pip install '.[sql]'); spark reads it with Spark; auto = fast for a local\n"
+                 "  lake when deltalake is installed and no --master is given, else spark.\n"
+                 "  Both return the same rows and float32 vectors.",
     "serve": "examples:\n  bitcipher serve --lake ./lake --port 10000\n"
              "  beeline -u jdbc:hive2://127.0.0.1:10000 -e \"SELECT word, count FROM vectors "
              "LIMIT 5\"\n"
@@ -299,12 +299,15 @@ def _print_table(columns: list[str], rows: list[tuple]) -> None:
 
 
 def _fast_engine(args) -> bool:
-    """neighbors --engine: auto is fast (no JVM) when deltalake is installed and no master."""
+    """neighbors --engine: auto is fast (no JVM) for a lake on a local file system when
+    deltalake is installed and no master is given; object storage stays with Spark (its
+    s3a settings), unless --engine fast asks otherwise."""
     if args.engine != "auto":
         return args.engine == "fast"
     from importlib.util import find_spec
 
-    return args.master is None and find_spec("deltalake") is not None
+    local = "://" not in args.lake or args.lake.startswith("file://")
+    return local and args.master is None and find_spec("deltalake") is not None
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:

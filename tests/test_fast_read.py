@@ -169,6 +169,10 @@ def test_auto_engine_without_deltalake_uses_spark(lake, monkeypatch):
     args = parser().parse_args(["neighbors", "cat", "--lake", lake.root])
     assert args.engine == "auto" and _fast_engine(args)
     assert not _fast_engine(parser().parse_args(["neighbors", "cat", "--master", "local[1]"]))
+    assert not _fast_engine(parser().parse_args(["neighbors", "cat", "--lake", "s3a://b/lake"]))
+    assert _fast_engine(parser().parse_args(["neighbors", "cat", "--lake", "s3a://b/lake",
+                                             "--engine", "fast"]))
+    assert _fast_engine(parser().parse_args(["neighbors", "cat", "--lake", "file:///x/lake"]))
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     assert not _fast_engine(args)
 
