@@ -212,8 +212,10 @@ class ClassSampler(TreeSampler):
         return procs.values()
 
     def kind(self, proc) -> str:
+        # a process keeps its pid across exec (spark-submit is a shell script that execs
+        # java): a process not recognised yet is looked at again in the next sample
         key = (proc.pid, proc.create_time())
-        if key not in self.kinds:
+        if self.kinds.get(key, "other") == "other":
             if proc.pid == self.pid:
                 kind = "driver_python"
             else:
