@@ -310,8 +310,9 @@ def test_build_help_offers_no_credential_flags():
 
 
 def test_credentials_appear_in_no_output_table_or_object(builds, places, s3_server):
-    """Run last in this module: every child's stdout/stderr so far, every object written to
-    the bucket (Delta log with its table properties, manifests, Parquet) and the local lake."""
+    """After the child-process tests above: every child's stdout/stderr so far, every object
+    written to the bucket (Delta log with its table properties, manifests, Parquet) and the
+    local lake."""
     assert builds("local").returncode == 0 and builds("s3").returncode == 0
     secrets_ = [s3_server.access_key, s3_server.secret_key]
     assert OUTPUTS, "no child output was recorded"
@@ -331,3 +332,120 @@ def test_credentials_appear_in_no_output_table_or_object(builds, places, s3_serv
                 data = fh.read()
             for secret in secrets_:
                 assert secret.encode() not in data
+
+
+# -- settings, without a server or Spark ------------------------------------------------------
+
+@pytest.fixture
+def fake_s3_jars(tmp_path, monkeypatch):
+    """A folder standing in for the S3 JARs (BITCIPHER_S3_JARS), so nothing is fetched."""
+    folder = tmp_path / "s3jars"
+    folder.mkdir()
+    for name in ("hadoop-aws-3.4.2.jar", "bundle-2.29.52.jar"):
+        (folder / name).write_bytes(b"")
+    monkeypatch.setenv("BITCIPHER_S3_JARS", str(folder))
+    for name in ("BITCIPHER_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL",
+                 "BITCIPHER_S3_PATH_STYLE", "AWS_REGION", "AWS_DEFAULT_REGION", "BITCIPHER_S3"):
+        monkeypatch.delenv(name, raising=False)
+    return folder
+
+
+def test_hadoop_aws_matches_the_hadoop_inside_pyspark():
+    import glob
+    import zipfile
+
+    import pyspark
+
+    from pipeline.session import s3_artifact
+
+    (jar,) = glob.glob(os.path.join(os.path.dirname(pyspark.__file__), "jars",
+                                    "hadoop-client-api-*.jar"))
+    with zipfile.ZipFile(jar) as zf:
+        props = zf.read("META-INF/maven/org.apache.hadoop/hadoop-client-api/pom.properties")
+    version = dict(line.split("=", 1) for line in props.decode().splitlines()
+                   if "=" in line and not line.startswith("#"))["version"]
+    assert s3_artifact() == f"org.apache.hadoop:hadoop-aws:{version.strip()}"
+
+
+def test_s3_settings_come_from_the_environment(fake_s3_jars, monkeypatch):
+    from pipeline.session import s3_conf, uses_s3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANEVERINCONF")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "never-in-conf")
+    assert not uses_s3(["data/kjv", "./lake", None])
+    assert uses_s3([["data/a", "s3a://bucket/corpus"], "./lake"])
+    assert uses_s3("s3://bucket/lake")
+    plain = s3_conf(local=True)  # AWS itself: no endpoint, virtual-host style
+    assert "spark.hadoop.fs.s3a.endpoint" not in plain
+    assert plain["spark.hadoop.fs.s3a.path.style.access"] == "false"
+    assert plain["spark.delta.logStore.s3a.impl"] == "io.delta.storage.S3SingleDriverLogStore"
+    assert plain["spark.hadoop.fs.s3a.impl"] == "org.apache.hadoop.fs.s3a.S3AFileSystem"
+    assert str(fake_s3_jars / "hadoop-aws-3.4.2.jar") in plain["spark.driver.extraClassPath"]
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://10.0.0.1:9000")
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    conf = s3_conf(local=False)
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://10.0.0.1:9000"
+    assert conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "false"
+    assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    assert conf["spark.hadoop.fs.s3a.endpoint.region"] == "eu-west-3"
+    assert conf["spark.executorEnv.AWS_ENDPOINT_URL"] == "http://10.0.0.1:9000"
+    assert "hadoop-aws-3.4.2.jar" in conf["spark.jars"]
+
+    monkeypatch.setenv("BITCIPHER_S3_ENDPOINT", "https://s3.example.org")
+    monkeypatch.setenv("BITCIPHER_S3_PATH_STYLE", "0")
+    conf = s3_conf(local=True)
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == "https://s3.example.org"
+    assert conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "true"
+    assert conf["spark.hadoop.fs.s3a.path.style.access"] == "false"
+    text = json.dumps([plain, conf])
+    assert "AKIANEVERINCONF" not in text and "never-in-conf" not in text
+    assert "access.key" not in text and "secret.key" not in text
+
+
+def test_s3_jars_join_the_driver_classpath_and_drop_a_class_archive_that_no_longer_fits(
+        fake_s3_jars, monkeypatch, tmp_path):
+    from pipeline.session import _with_s3
+
+    monkeypatch.setenv("BITCIPHER_CACHE", str(tmp_path / "cache"))
+    settings = {"spark.driver.extraClassPath": "/delta/a.jar:/delta/b.jar",
+                "spark.driver.extraJavaOptions":
+                    "-XX:TieredStopAtLevel=1 -XX:SharedArchiveFile=/x/driver-1.jsa -Xshare:auto"}
+    out = _with_s3(dict(settings), local=True)
+    classpath = out["spark.driver.extraClassPath"].split(os.pathsep)
+    assert classpath[:2] == ["/delta/a.jar", "/delta/b.jar"]
+    assert str(fake_s3_jars / "hadoop-aws-3.4.2.jar") in classpath
+    assert "SharedArchiveFile" not in out["spark.driver.extraJavaOptions"]
+    assert "-XX:TieredStopAtLevel=1" in out["spark.driver.extraJavaOptions"]
+    cluster = _with_s3({"spark.jars": "/delta/a.jar"}, local=False)
+    assert cluster["spark.jars"].startswith("/delta/a.jar,")
+
+
+def test_missing_s3_jar_folder_is_reported(tmp_path, monkeypatch):
+    from pipeline.session import s3_jars
+
+    monkeypatch.setenv("BITCIPHER_S3_JARS", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="holds no hadoop-aws JAR"):
+        s3_jars()
+
+
+def test_fsspec_spelling_and_s3fs_options(monkeypatch):
+    from fsspec.config import conf
+
+    from pipeline.corpus import fsspec_uri, s3_storage_options
+
+    for name in ("BITCIPHER_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL",
+                 "BITCIPHER_S3_PATH_STYLE", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setitem(conf, "s3", {})
+    assert fsspec_uri("s3a://bucket/lake/vectors") == "s3://bucket/lake/vectors"
+    assert fsspec_uri("s3://bucket/x") == "s3://bucket/x"
+    assert fsspec_uri("file:///tmp/lake") == "file:///tmp/lake"
+    assert fsspec_uri("/tmp/s3a://odd") == "/tmp/s3a://odd"
+    assert s3_storage_options() == {"use_listings_cache": False}
+    monkeypatch.setenv("BITCIPHER_S3_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    fsspec_uri("s3a://bucket/x")
+    assert conf["s3"] == {"use_listings_cache": False, "endpoint_url": "http://127.0.0.1:9",
+                          "client_kwargs": {"region_name": "us-west-2"},
+                          "config_kwargs": {"s3": {"addressing_style": "path"}}}
