@@ -307,6 +307,68 @@ def driver_java_options() -> str:
     return options
 
 
+def package_zip() -> str:
+    """A zip of the installed ``pipeline`` package, for the executors of a cluster.
+
+    Built on first use from the package's own files (modules, log4j properties and the
+    table schemas, as ``pipeline/schemas_data/*.json``) into ``$BITCIPHER_CACHE/pyfiles``
+    and named by the SHA-256 of its content, so a changed package gets a new name (Spark
+    refuses a second file of the same name with other content) and an unchanged one is
+    built once.
+    """
+    import hashlib
+    import zipfile
+
+    root = os.path.dirname(os.path.abspath(__file__))
+    entries: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
+        for name in sorted(filenames):
+            if name.endswith((".py", ".properties", ".json")):
+                path = os.path.join(dirpath, name)
+                rel = os.path.relpath(path, root).replace(os.sep, "/")
+                entries[f"pipeline/{rel}"] = path
+    schemas = os.path.join(os.path.dirname(root), "schemas")  # a source checkout (editable)
+    if not any(a.startswith("pipeline/schemas_data/") for a in entries) and os.path.isdir(schemas):
+        for name in sorted(os.listdir(schemas)):
+            if name.endswith(".json"):
+                entries[f"pipeline/schemas_data/{name}"] = os.path.join(schemas, name)
+    digest = hashlib.sha256()
+    contents = {}
+    for arcname in sorted(entries):
+        with open(entries[arcname], "rb") as fh:
+            contents[arcname] = fh.read()
+        digest.update(arcname.encode() + b"\0" + contents[arcname] + b"\0")
+    out_dir = os.path.join(cache_dir(), "pyfiles")
+    target = os.path.join(out_dir, f"bitcipher-{digest.hexdigest()[:16]}.zip")
+    if not os.path.exists(target):
+        os.makedirs(out_dir, exist_ok=True)
+        tmp = f"{target}.{os.getpid()}.tmp"
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            for arcname, data in contents.items():
+                info = zipfile.ZipInfo(arcname, date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, data)
+        os.replace(tmp, target)
+    return target
+
+
+def ship_package(spark) -> Optional[str]:
+    """Send the package zip to the executors (``SparkContext.addPyFile``); their Python
+    workers put it first on ``sys.path``, so they run the driver's code whatever is
+    installed on the nodes. Skipped when ``BITCIPHER_SHIP_PACKAGE=0`` or when
+    ``--py-files`` / ``spark.submit.pyFiles`` already ship code. Returns the zip's path."""
+    if os.environ.get("BITCIPHER_SHIP_PACKAGE", "1").lower() in ("0", "false", "no"):
+        return None
+    sc = spark.sparkContext
+    if sc.getConf().get("spark.submit.pyFiles", ""):
+        return None
+    path = package_zip()
+    sc.addPyFile(path)
+    return path
+
+
 def local_conf(cores: Optional[int] = None) -> dict[str, str]:
     """Defaults that suit one machine: few shuffle partitions, no UI, Arrow on."""
     cores = cores or os.cpu_count() or 2
@@ -376,6 +438,8 @@ def spark_session(
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("BITCIPHER_SPARK_LOG_LEVEL", "ERROR"))
+    if not master.startswith("local"):
+        ship_package(spark)
     if "spark.jars.packages" in settings:
         _mark_cached()
     return spark

@@ -1,11 +1,12 @@
 """A real Spark standalone cluster (a master and two workers on 127.0.0.1) builds the same
-vectors as local mode. The cluster is stopped whatever happens."""
+vectors as local mode, with the package shipped to the executors as a zip. The cluster is
+stopped whatever happens."""
 
+import json
 import os
-import socket
+import re
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -13,78 +14,105 @@ from conftest import CORPUS_A, CORPUS_B, write_shards
 
 from pipeline import BuildOptions, build
 from pipeline.lake import Lake, published, read_table
+from pipeline.session import cache_dir, package_zip
+from pipeline.standalone import standalone_cluster
 
+ZIP_NAME = re.compile(r"bitcipher-[0-9a-f]{16}\.zip")
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def spark_class():
-    import pyspark
-
-    home = os.path.dirname(pyspark.__file__)
-    return os.path.join(home, "bin", "spark-class"), home
-
-
-def wait_for(path, text, timeout=90):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if os.path.exists(path) and text in open(path, errors="replace").read():
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"no {text!r} in {path} after {timeout} s:\n"
-                       + (open(path, errors="replace").read()[-3000:] if os.path.exists(path)
-                          else "(no log)"))
+PROBE = """
+import json, os, sys
+from pipeline.session import spark_session
+spark = spark_session(master=sys.argv[1], app_name="bitcipher-probe")
+files = spark.sparkContext.parallelize(range(4), 4).map(
+    lambda _: __import__("pipeline").__file__).collect()
+print("PROBE " + json.dumps({"includes": spark.sparkContext._python_includes, "files": files}))
+spark.stop()
+"""
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cluster")
-    script, home = spark_class()
-    env = dict(os.environ, SPARK_HOME=home, SPARK_LOCAL_IP="127.0.0.1",
-               PYSPARK_PYTHON=sys.executable)
-    port = free_port()
-    url = f"spark://127.0.0.1:{port}"
-    procs = []
-    try:
-        master_log = tmp / "master.log"
-        procs.append(subprocess.Popen(
-            [script, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-             "--port", str(port), "--webui-port", str(free_port())],
-            env=env, stdout=open(master_log, "w"), stderr=subprocess.STDOUT))
-        wait_for(master_log, "I have been elected leader")
-        for i in range(2):
-            log = tmp / f"worker{i}.log"
-            procs.append(subprocess.Popen(
-                [script, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-                 "--cores", "1", "--memory", "1g", "--webui-port", str(free_port()),
-                 "--work-dir", str(tmp / f"work{i}"), url],
-                env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT))
-            wait_for(log, "Successfully registered with master")
-        yield url, env
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with standalone_cluster(tmp_path_factory.mktemp("cluster"), workers=2, cores=1,
+                            memory="1g") as running:
+        yield running
+
+
+def _app_dirs(cluster):
+    return {p for w in cluster.worker_dirs() for p in w.glob("app-*")}
+
+
+def _probe(cluster, **env):
+    result = subprocess.run([sys.executable, "-c", PROBE, cluster.url],
+                            env=dict(cluster.env, **env), capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("PROBE "))
+    return json.loads(line[len("PROBE "):])
+
+
+def test_package_zip_is_content_addressed_and_importable(tmp_path, monkeypatch):
+    import zipfile
+
+    import pipeline
+
+    monkeypatch.setenv("BITCIPHER_CACHE", str(tmp_path / "cache"))
+    first = package_zip()
+    assert os.path.dirname(first) == str(tmp_path / "cache" / "pyfiles")
+    assert ZIP_NAME.fullmatch(os.path.basename(first))
+    assert package_zip() == first  # built once, found again
+    package = os.path.dirname(pipeline.__file__)
+    modules = {f"pipeline/{n}" for n in os.listdir(package) if n.endswith(".py")}
+    names = set(zipfile.ZipFile(first).namelist())
+    assert modules <= names
+    assert {f"pipeline/schemas_data/{t}.json" for t in
+            ("tokens", "unigrams", "cooccurrences", "cipher", "vectors")} <= names
+    assert not any("__pycache__" in n for n in names)
+    # a Python that finds the package only in the zip imports it and reads the schemas
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import pipeline.schemas as s; "
+             "print(s.__file__); print(s.schema_of('vectors').fieldNames())")
+    out = subprocess.run([sys.executable, "-c", probe, first], capture_output=True, text=True,
+                         cwd=str(tmp_path), timeout=120)
+    assert out.returncode == 0, out.stderr
+    path, fields = out.stdout.splitlines()
+    assert path == os.path.join(first, "pipeline", "schemas.py")
+    assert fields == "['word', 'id', 'count', 'vector']"
+
+
+def test_executors_import_the_shipped_zip(cluster):
+    shipped = _probe(cluster)
+    assert len(shipped["includes"]) == 1
+    name = shipped["includes"][0]
+    assert ZIP_NAME.fullmatch(name)
+    assert os.path.exists(os.path.join(cache_dir(), "pyfiles", name))  # built on the fly
+    assert len(shipped["files"]) == 4
+    for path in shipped["files"]:
+        # the executor's copy: <executor work dir>/bitcipher-<hash>.zip/pipeline/__init__.py
+        assert path.endswith(f"{name}{os.sep}pipeline{os.sep}__init__.py"), path
+        assert not path.startswith(cache_dir())
+
+    # without shipping the executors fall back to the installed package
+    installed = _probe(cluster, BITCIPHER_SHIP_PACKAGE="0")
+    assert installed["includes"] == []
+    assert installed["files"] and not any(".zip" in p for p in installed["files"])
 
 
 def test_cluster_build_equals_local(cluster, spark, tmp_path):
-    url, env = cluster
+    url, env = cluster.url, cluster.env
+    apps_before = _app_dirs(cluster)
     corpus = write_shards(tmp_path / "corpus", CORPUS_A * 5 + CORPUS_B * 5, shards=4)
     options = ["--bits", "7", "--window", "3", "--min-count", "2"]
     cluster_lake = tmp_path / "cluster-lake"
     result = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "build", "--corpus", str(corpus), "--lake",
          str(cluster_lake), "--master", url, *options],
-        env=env, capture_output=True, text=True, timeout=600)
+        env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "cooccurrences" in result.stderr
+    # the build's executors fetched the package zip into their work dirs
+    new_apps = _app_dirs(cluster) - apps_before
+    assert new_apps
+    fetched = {p.name for app in new_apps for p in app.glob("*/bitcipher-*.zip")}
+    assert len(fetched) == 1 and ZIP_NAME.fullmatch(fetched.pop())
 
     local_lake = tmp_path / "local-lake"
     build(spark, str(corpus), Lake(str(local_lake)),
