@@ -253,6 +253,17 @@ def s3_conf(local: bool = True) -> dict[str, str]:
     return conf
 
 
+def _check_s3_classes(spark) -> None:
+    """A running session cannot take JARs on its classpath any more: say so plainly rather
+    than fail later with 'No FileSystem for scheme "s3a"'."""
+    utils = spark.sparkContext._jvm.org.apache.spark.util.Utils
+    if not utils.classIsLoadable(S3A_FILESYSTEM):
+        raise RuntimeError(
+            "this Spark session was started without hadoop-aws, so it cannot read or write "
+            "s3a:// paths; stop it first, or start the first session with "
+            "spark_session(storage=[...s3a:// URIs]) or BITCIPHER_S3=1")
+
+
 def _with_s3(settings: dict[str, str], local: bool) -> dict[str, str]:
     """`settings` plus :func:`s3_conf`, the JAR lists joined rather than replaced."""
     s3 = s3_conf(local=local)
@@ -413,6 +424,8 @@ def spark_session(
     if active is not None:
         for key, value in dict(conf or {}).items():
             active.conf.set(key, value)
+        if uses_s3(storage):
+            _check_s3_classes(active)
         return active
     master = master or os.environ.get("BITCIPHER_MASTER", "local[*]")
     # Python workers must run the interpreter that has this package's dependencies, not

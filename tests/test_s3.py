@@ -449,3 +449,26 @@ def test_fsspec_spelling_and_s3fs_options(monkeypatch):
     assert conf["s3"] == {"use_listings_cache": False, "endpoint_url": "http://127.0.0.1:9",
                           "client_kwargs": {"region_name": "us-west-2"},
                           "config_kwargs": {"s3": {"addressing_style": "path"}}}
+
+
+ACTIVE_WITHOUT_S3 = """
+from pipeline.session import spark_session
+spark = spark_session(master="local[1]")
+try:
+    spark_session(storage=["s3a://bucket/lake"])
+except RuntimeError as exc:
+    print("refused:", exc)
+same = spark_session(storage=["/tmp/lake"])
+print("reused:", same is spark)
+spark.stop()
+"""
+
+
+def test_a_running_session_without_hadoop_aws_is_refused_for_s3():
+    env = {k: v for k, v in os.environ.items() if k != "BITCIPHER_S3"}
+    env["BITCIPHER_DRIVER_MEMORY"] = "1g"
+    result = subprocess.run([sys.executable, "-c", ACTIVE_WITHOUT_S3], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "refused: this Spark session was started without hadoop-aws" in result.stdout
+    assert "reused: True" in result.stdout
