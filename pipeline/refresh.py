@@ -555,6 +555,10 @@ def vacuum(spark, lake: Union[str, Lake], retain_hours: float,
     key = "spark.databricks.delta.retentionDurationCheck.enabled"
     before = spark.conf.get(key, "true")
     spark.conf.set(key, "false")  # the check refuses less than the default 7 days
+    # VACUUM lists files in this many tasks (Spark's default, 10,000, is for huge tables)
+    listing = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+    listing_before = spark.conf.get(listing, None)
+    spark.conf.set(listing, str(max(2, spark.sparkContext.defaultParallelism * 2)))
     try:
         for uri in (lake.vectors, counts_uri(lake)):
             if lake.exists(f"{uri}/_delta_log"):
@@ -564,3 +568,7 @@ def vacuum(spark, lake: Union[str, Lake], retain_hours: float,
                        f"{uri} (retain {retain_hours} h)")
     finally:
         spark.conf.set(key, before)
+        if listing_before is None:
+            spark.conf.unset(listing)
+        else:
+            spark.conf.set(listing, listing_before)
