@@ -146,7 +146,7 @@ def change_sequences(draw):
     return initial, rounds
 
 
-@settings(max_examples=3, deadline=None, derandomize=True,
+@settings(max_examples=2, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(change_sequences())
 def test_refresh_sequences_match_the_numpy_reference(spark, plan):
