@@ -16,7 +16,8 @@ for a fixed number of steps, three ways, with everything else equal:
 The bit-cipher vectors are built by this pipeline from the PTB *training* split only: it is
 written as text shards the way the model reads it (every sentence followed by the word ``eos``,
 50 sentences per line, so windows cross sentence boundaries as the model's context does), then
-``pipeline.build.build`` with ``--mode concat --bits 32 --window 5 --min-count 1`` (every PTB
+``pipeline.build.build`` with ``--mode concat --bits 32 --window 5 --transform neglog
+--min-count 1`` (every PTB
 training word gets its own vector; 33 x 11 = 363 dimensions). Tokens are matched to the lake
 with ``pipeline.lm.embedding_matrix`` (PTB's ``<unk>`` is read by the tokenizer as ``unk``:
 aliased; ``<eos>`` -> ``eos``; ``N`` -> ``n``; ``'s`` -> ``s``, ...), standardised per
@@ -61,8 +62,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 VARIANTS = ("random", "frozen", "init")
+CONTROLS = ("frozen-random",)  # not run by default: --variants frozen-random
 LABELS = {"random": "learned, random init", "frozen": "bit-cipher, frozen + projection",
-          "init": "bit-cipher init, learned"}
+          "init": "bit-cipher init, learned",
+          "frozen-random": "random N(0,1) vectors, frozen + projection (control)"}
 INIT_STD = 0.02
 CUTOFFS = [2000, 6000]
 SENTENCES_PER_LINE = 50
@@ -133,7 +136,8 @@ def build_matrix(args, train, vocab) -> None:
 def build_options(args):
     from pipeline.options import BuildOptions
 
-    return BuildOptions(bits=args.bits, window=args.window, mode=args.mode, min_count=1)
+    return BuildOptions(bits=args.bits, window=args.window, mode=args.mode,
+                        transform=args.transform, min_count=1)
 
 
 def cipher_matrix(args, vocab):
@@ -187,6 +191,11 @@ def make_model(variant, vocab_size, em_matrix, args, seed):
             elif variant == "frozen":
                 self.tok = embedding_layer(em_matrix, freeze=True, width=args.width)
                 # output std INIT_STD for standardised (unit-variance) inputs
+                nn.init.normal_(self.tok[1].weight, std=INIT_STD / math.sqrt(em_matrix.shape[1]))
+            elif variant == "frozen-random":  # control: the same layer, vectors of noise
+                noise = np.random.default_rng(seed + 3).standard_normal(em_matrix.shape)
+                self.tok = embedding_layer(noise.astype(np.float32), freeze=True,
+                                           width=args.width)
                 nn.init.normal_(self.tok[1].weight, std=INIT_STD / math.sqrt(em_matrix.shape[1]))
             elif variant == "init":
                 self.tok = embedding_layer(fit_width(em_matrix, args.width, std=INIT_STD),
@@ -292,7 +301,7 @@ def steps_to(curve, target):
 
 def summarise(runs, seeds) -> tuple[list[dict], str]:
     rows = []
-    for variant in VARIANTS:
+    for variant in VARIANTS + CONTROLS:
         mine = [r for r in runs if r["variant"] == variant]
         if not mine:
             continue
@@ -333,9 +342,10 @@ def plot(runs, path: Path, args) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"random": "tab:gray", "frozen": "tab:blue", "init": "tab:orange"}
+    colours = {"random": "tab:gray", "frozen": "tab:blue", "init": "tab:orange",
+               "frozen-random": "tab:green"}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for variant in VARIANTS:
+    for variant in VARIANTS + CONTROLS:
         for i, r in enumerate(x for x in runs if x["variant"] == variant):
             steps = [p["step"] for p in r["curve"]][1:]
             secs = [p["seconds"] for p in r["curve"]][1:]
@@ -379,7 +389,8 @@ def parse(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="example:\n  python experiments/lm_convergence.py --seeds 0 1")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
-    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", choices=VARIANTS + CONTROLS, default=list(VARIANTS),
+                   help="frozen-random: frozen N(0,1) vectors of the same shape + projection")
     p.add_argument("--steps", type=int, default=400, help="training steps (the budget)")
     p.add_argument("--eval-every", type=int, default=25)
     p.add_argument("--eval-tokens", type=int, default=8192,
@@ -398,6 +409,7 @@ def parse(argv=None):
     p.add_argument("--window", type=int, default=5, help="bit-cipher build: window")
     p.add_argument("--mode", choices=("sum", "concat"), default="concat",
                    help="bit-cipher build: mode")
+    p.add_argument("--transform", default="neglog", help="bit-cipher build: transform")
     p.add_argument("--rebuild", action="store_true", help="rebuild the lake even if present")
     p.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
