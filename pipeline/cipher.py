@@ -63,9 +63,23 @@ def code_positions(rank: int, bits: int) -> tuple[int, ...]:
 
 
 def code_matrix(n_words: int, bits: int) -> np.ndarray:
-    """(n_words, bits) 0/1 matrix: row r is the code of rank r."""
+    """(n_words, bits) 0/1 matrix: row r is the code of rank r (:func:`code_positions`).
+
+    The one-hot and two-hot codes, all a vocabulary of up to b + C(b, 2) words needs, are
+    laid out with NumPy in the same order (colex: p2 ascending, then p1); any further ranks
+    take :func:`code_positions` one by one.
+    """
     codes = np.zeros((n_words, bits), dtype=np.int8)
-    for rank in range(n_words):
+    ones = min(n_words, bits)
+    codes[np.arange(ones), np.arange(ones)] = 1
+    twos = min(max(n_words - bits, 0), comb(bits, 2))
+    if twos:
+        p2 = np.repeat(np.arange(1, bits), np.arange(1, bits))[:twos]
+        p1 = (np.arange(twos) - p2 * (p2 - 1) // 2)
+        rows = bits + np.arange(twos)
+        codes[rows, p1] = 1
+        codes[rows, p2] = 1
+    for rank in range(bits + comb(bits, 2), n_words):
         codes[rank, list(code_positions(rank, bits))] = 1
     return codes
 

@@ -59,3 +59,12 @@ def test_rep_matches_reference_and_sums_to_one(smoothing):
     np.testing.assert_allclose(ours.rep, ref["rep"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(ours.context_matrix(), ref["x"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(ours.rep.sum(axis=1), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("bits,n_words", [(2, 3), (4, 15), (9, 511), (256, 40_000)])
+def test_code_matrix_rows_are_code_positions(bits, n_words):
+    from pipeline.cipher import code_matrix
+
+    codes = code_matrix(n_words, bits)
+    for rank in sorted(set(range(min(n_words, 600))) | set(range(max(n_words - 50, 0), n_words))):
+        assert tuple(np.flatnonzero(codes[rank])) == code_positions(rank, bits), rank
