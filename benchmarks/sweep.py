@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
 from pipeline.cipher import build_cipher  # noqa: E402
 from pipeline.evaluate import evaluate_similarity, similarity_datasets  # noqa: E402
 from pipeline.keyed_vectors import KeyedVectors  # noqa: E402
-from pipeline.options import BuildOptions  # noqa: E402
+from pipeline.options import PAPER, BuildOptions  # noqa: E402
 from pipeline.vectors import context_marginal, needs_marginal, post, raw_blocks  # noqa: E402
 
 
@@ -108,7 +108,7 @@ STAGES = {
     "transform x bits (sum, window 5)": [
         dict(transform=t, bits=b) for b in (32, 128, 256) for t in ("neglog", "pmi", "ppmi")
     ] + [dict(transform="log1p", bits=32), dict(transform="neglog", bits=32, smoothing="none")],
-    # stage 2: around the best of stage 1
+    # stage 2: around the best of stage 1 (settings are changes to the paper's options)
     "window, weighting, smoothing, self": "around",
     # stage 3: concat (dimension grows with the window)
     "concat": "concat",
@@ -127,7 +127,7 @@ def around(best: dict, max_window: int) -> list[dict]:
             out.append({**best, key: v})
     unique, seen = [], set()
     for o in out:  # settings equal once defaults are filled in run once
-        key = BuildOptions(**o).to_json()
+        key = setting_options(o).to_json()
         if key not in seen:
             seen.add(key)
             unique.append(o)
@@ -144,8 +144,13 @@ def objective(row: dict) -> float:
     return row["ws353"] + row.get("probe", 0.0)
 
 
+def setting_options(o: dict) -> BuildOptions:
+    """A setting is a change to the paper's options (bits 32, window 5, neglog, ...)."""
+    return BuildOptions(**{**PAPER.recorded(), **o})
+
+
 def label(o: dict) -> str:
-    base = BuildOptions()
+    base = PAPER
     return ", ".join(f"{k}={v}" for k, v in o.items() if getattr(base, k) != v or k in
                      ("bits", "transform", "window", "mode")) or "defaults"
 
@@ -191,7 +196,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(stage, file=sys.stderr)
         stage_rows = []
         for s in settings:
-            options = BuildOptions(**{**s, "min_count": 5})
+            options = setting_options(s)
             if options.window > c.max_window:
                 continue
             started = time.perf_counter()

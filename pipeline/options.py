@@ -22,6 +22,10 @@ MAX_WINDOW = 50
 class BuildOptions:
     """Options of one build (ALGORITHM.md); recorded with the vectors table.
 
+    The defaults (bits 256, window 2, transform ppmi, sum, harmonic, nf, with self) were
+    chosen by a sweep on development data (docs/quality.md). The paper's settings are
+    ``bits=32, window=5, transform="neglog"`` with the other defaults (:data:`PAPER`).
+
     Parameters
     ----------
     bits : int or "auto"
@@ -59,12 +63,12 @@ class BuildOptions:
         Field (JSON Lines) or column (Parquet) that holds a document's text.
     """
 
-    bits: Union[int, str] = 32
-    window: int = 5
+    bits: Union[int, str] = 256
+    window: int = 2
     mode: str = "sum"
     weighting: str = "harmonic"
     smoothing: str = "nf"
-    transform: str = "neglog"
+    transform: str = "ppmi"
     epsilon: float = 0.001
     min_count: int = 5
     max_vocab: Optional[int] = None
@@ -129,3 +133,4 @@ class BuildOptions:
 
 
 DEFAULTS = BuildOptions()
+PAPER = BuildOptions(bits=32, window=5, transform="neglog")
