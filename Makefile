@@ -14,7 +14,7 @@ LAKE ?= ./lake
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,bench,sql]"
+	$(BIN)/pip install --quiet -e ".[test,bench,sql,s3,notebook]"
 	$(BIN)/python -m pipeline.setup_jars
 	touch $@
 
