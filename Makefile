@@ -35,7 +35,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/corpora.py mix --out data/mix
-	$(BIN)/python benchmarks/bench_build.py --corpus data/mix --warmup
+	$(BIN)/python benchmarks/bench_build.py --corpus data/mix --warmup --build-arg=--transform --build-arg=neglog
 
 clean:
 	rm -rf $(LAKE) data .pytest_cache
