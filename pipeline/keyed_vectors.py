@@ -12,10 +12,12 @@ from .errors import InputError
 
 COSINE_SQL = """
 CREATE OR REPLACE TEMPORARY FUNCTION cosine(a ARRAY<FLOAT>, b ARRAY<FLOAT>) RETURNS DOUBLE
-RETURN aggregate(zip_with(a, b, (x, y) -> CAST(x AS DOUBLE) * y), 0D, (acc, x) -> acc + x)
-     / sqrt(aggregate(a, 0D, (acc, x) -> acc + CAST(x AS DOUBLE) * x)
-          * aggregate(b, 0D, (acc, x) -> acc + CAST(x AS DOUBLE) * x))
+RETURN try_divide(
+  aggregate(zip_with(a, b, (x, y) -> CAST(x AS DOUBLE) * y), 0D, (acc, x) -> acc + x),
+  sqrt(aggregate(a, 0D, (acc, x) -> acc + CAST(x AS DOUBLE) * x)
+       * aggregate(b, 0D, (acc, x) -> acc + CAST(x AS DOUBLE) * x)))
 """
+# try_divide: NULL, not an error, for a zero vector (a ppmi vector can be all zeros)
 
 
 def register_cosine(spark) -> None:
