@@ -110,18 +110,7 @@ def _partial_counter(words_bc, unk_id: int, window: int, include_self: bool,
             ids = np.concatenate([b[0] for b in buffered])
             lengths = np.concatenate([b[1] for b in buffered])
             keys, counts = window_keys(ids, lengths, codec, include_self)
-            part = (keys // (codec.C * codec.K)) % len(routes)
-            order = np.argsort(part, kind="stable")
-            bounds = np.searchsorted(part[order], np.arange(len(routes) + 1))
-            for p in range(len(routes)):
-                chosen = order[bounds[p]:bounds[p + 1]]
-                if len(chosen):
-                    yield pa.RecordBatch.from_arrays(
-                        [pa.array([routes[p]], pa.int64()),
-                         pa.array([keys[chosen].tobytes()], pa.large_binary()),
-                         pa.array([counts[chosen].tobytes()], pa.large_binary())],
-                        names=["route", "keys", "counts"],
-                    )
+            yield from routed_batches(keys, counts, codec, routes)
 
         for batch in batches:
             if tokenizer is None:
@@ -201,6 +190,26 @@ def partition_routes(spark, partitions: int) -> list[int]:
     )
     found = {int(r["p"]): int(r["id"]) for r in rows}
     return [found.get(p, p) for p in range(partitions)]
+
+
+def routed_batches(keys: np.ndarray, counts: np.ndarray, codec: "KeyCodec",
+                   routes) -> Iterator:
+    """Packed (route, keys, counts) batches, one per merge partition that gets any key:
+    the partition of a key is its centre word's (:func:`partition_routes`)."""
+    import pyarrow as pa
+
+    part = (keys // (codec.C * codec.K)) % len(routes)
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(len(routes) + 1))
+    for p in range(len(routes)):
+        chosen = order[bounds[p]:bounds[p + 1]]
+        if len(chosen):
+            yield pa.RecordBatch.from_arrays(
+                [pa.array([routes[p]], pa.int64()),
+                 pa.array([keys[chosen].tobytes()], pa.large_binary()),
+                 pa.array([counts[chosen].tobytes()], pa.large_binary())],
+                names=["route", "keys", "counts"],
+            )
 
 
 def partial_counts(spark, words: list[str], unk_id: int, window: int, include_self: bool,

@@ -223,9 +223,7 @@ def _lookup(sorted_keys: np.ndarray, ids: np.ndarray, keys: np.ndarray) -> np.nd
 def _rekeyer(map_bc, vocab_size: int, window: int, include_self: bool, routes: list[int]
              ) -> Callable:
     def rekey(batches):
-        import pyarrow as pa
-
-        from .cooccurrences import KeyCodec, _aggregate
+        from .cooccurrences import KeyCodec, _aggregate, routed_batches
 
         sorted_keys, ids = map_bc.value
         codec = KeyCodec(vocab_size, window)
@@ -236,18 +234,7 @@ def _rekeyer(map_bc, vocab_size: int, window: int, include_self: bool, routes: l
         def flush():
             keys, counts = _aggregate(np.concatenate(buffered_keys),
                                       np.concatenate(buffered_counts))
-            part = (keys // (codec.C * codec.K)) % len(routes)
-            order = np.argsort(part, kind="stable")
-            bounds = np.searchsorted(part[order], np.arange(len(routes) + 1))
-            for p in range(len(routes)):
-                chosen = order[bounds[p]:bounds[p + 1]]
-                if len(chosen):
-                    yield pa.RecordBatch.from_arrays(
-                        [pa.array([routes[p]], pa.int64()),
-                         pa.array([keys[chosen].tobytes()], pa.large_binary()),
-                         pa.array([counts[chosen].tobytes()], pa.large_binary())],
-                        names=["route", "keys", "counts"],
-                    )
+            yield from routed_batches(keys, counts, codec, routes)
 
         for batch in batches:
             columns = [batch.column(i).to_pylist() for i in range(4)]
