@@ -145,6 +145,17 @@ def _add_as_of(p: argparse.ArgumentParser) -> None:
                         "(Delta time travel; `bitcipher history` lists the versions)")
 
 
+def _add_corpus_and_options(p: argparse.ArgumentParser, keep_runs_help: str) -> None:
+    """What `build` and `refresh` both take: the corpus, the lake, every build option."""
+    p.add_argument("--corpus", nargs="+", required=True,
+                   help="shard directory, glob or file (several allowed)")
+    _add_lake(p)
+    add_options(p, "bits", "window", "mode", "weighting", "smoothing", "transform", "epsilon",
+                "min_count", "max_vocab", "no_self", "keep_case", "max_document_tokens",
+                "format", "text_field")
+    p.add_argument("--keep-runs", type=int, default=1, help=keep_runs_help)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="bitcipher",
@@ -158,14 +169,7 @@ def parser() -> argparse.ArgumentParser:
                        formatter_class=_Formatter, epilog=EXAMPLES["build"],
                        description="tokenize -> unigrams -> cooccurrences -> cipher -> vectors; "
                                    "one line per stage with rows and seconds.")
-    b.add_argument("--corpus", nargs="+", required=True,
-                   help="shard directory, glob or file (several allowed)")
-    _add_lake(b)
-    add_options(b, "bits", "window", "mode", "weighting", "smoothing", "transform", "epsilon",
-                "min_count", "max_vocab", "no_self", "keep_case", "max_document_tokens",
-                "format", "text_field")
-    b.add_argument("--keep-runs", type=int, default=1,
-                   help="earlier builds whose Parquet tables are kept")
+    _add_corpus_and_options(b, keep_runs_help="earlier builds whose Parquet tables are kept")
 
     q = sub.add_parser("sql", help="run Spark SQL on the lake's tables",
                        formatter_class=_Formatter, epilog=EXAMPLES["sql"])
@@ -238,14 +242,8 @@ def parser() -> argparse.ArgumentParser:
                        description="Counts only new or changed shards, takes out removed ones, "
                                    "then republishes the tables exactly as a full build of the "
                                    "current shards would; one line per stage.")
-    r.add_argument("--corpus", nargs="+", required=True,
-                   help="shard directory, glob or file (several allowed)")
-    _add_lake(r)
-    add_options(r, "bits", "window", "mode", "weighting", "smoothing", "transform", "epsilon",
-                "min_count", "max_vocab", "no_self", "keep_case", "max_document_tokens",
-                "format", "text_field")
-    r.add_argument("--keep-runs", type=int, default=1,
-                   help="earlier runs whose Parquet tables are kept (for --as-of)")
+    _add_corpus_and_options(
+        r, keep_runs_help="earlier runs whose Parquet tables are kept (for --as-of)")
 
     h = sub.add_parser("history", help="list the builds and refreshes of a lake",
                        formatter_class=_Formatter, epilog=EXAMPLES["history"])
