@@ -228,11 +228,12 @@ def build(
 
 
 def _build_run(spark, lake, run, options, vocab, docs, shards, shard_stats, total_tokens,
-               n_docs, warnings, stages, previous_runs, keep_runs, started, partial=None,
-               extra_properties=None) -> BuildResult:
-    """Write a run's tables and publish it. `partial`: partial counts in the packed format
-    of :func:`pipeline.cooccurrences.partial_counts` (a refresh makes them from stored
-    counts) instead of counting `docs`; `extra_properties` go with the publishing commit."""
+               n_docs, warnings, stages, previous_runs, keep_runs, started,
+               vectors_stage=None, extra_properties=None) -> BuildResult:
+    """Write a run's tables and publish it. `vectors_stage(cipher, cooc_dir)` (a refresh,
+    from stored totals) instead of counting `docs`: it writes the cooccurrences table and
+    returns (vectors DataFrame (id, vector array<float>), marginal or None, detail);
+    `extra_properties` go with the publishing commit."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -246,26 +247,29 @@ def _build_run(spark, lake, run, options, vocab, docs, shards, shard_stats, tota
     stages.record("cipher", len(vocab), started, f"bits {cipher.bits}")
 
     started = time.perf_counter()
-    partitions = cooccurrence_partitions(spark, total_tokens)
     cooc_dir = lake.table(run, "cooccurrences")
-    if partial is None:
+    if vectors_stage is not None:
+        vec, marginal, detail = vectors_stage(cipher, cooc_dir)
+    else:
+        partitions = cooccurrence_partitions(spark, total_tokens)
         partial = docs.transform(
             partial_counts(spark, vocab.words, vocab.unk_id, options.window,
                            options.include_self, partitions,
                            tokenizer=(options.lowercase, options.max_document_tokens)))
-    vec = partial.transform(
-        cooccurrences_and_vectors(spark, cooc_dir, len(vocab), cipher.context_matrix(),
-                                  vocab.counts, vocab.total, options)
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    n_vec = vec.count()
+        vec = partial.transform(
+            cooccurrences_and_vectors(spark, cooc_dir, len(vocab), cipher.context_matrix(),
+                                      vocab.counts, vocab.total, options)
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        n_vec = vec.count()
+        marginal = None
+        if needs_marginal(options):
+            marginal = cooccurrence_marginal(spark.read.parquet(cooc_dir),
+                                             cipher.context_matrix(), vocab.counts,
+                                             vocab.total, options)
+            vec = vec.transform(marginal_post(spark, marginal, options))
+        detail = f"{partitions} partitions; {n_vec:,} vectors aggregated on the way"
     n_cooc = parquet_rows(cooc_dir)
-    marginal = None
-    if needs_marginal(options):
-        marginal = cooccurrence_marginal(spark.read.parquet(cooc_dir), cipher.context_matrix(),
-                                         vocab.counts, vocab.total, options)
-        vec = vec.transform(marginal_post(spark, marginal, options))
-    stages.record("cooccurrences", n_cooc, started,
-                  f"{partitions} partitions; {n_vec:,} vectors aggregated on the way")
+    stages.record("cooccurrences", n_cooc, started, detail)
 
     started = time.perf_counter()
     vocab_df = unigram_frame(spark, vocab).select("word", "id", "count")

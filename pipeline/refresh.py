@@ -52,14 +52,18 @@ from .build import (
     _build_run,
     _local_path,
     _Stages,
-    cooccurrence_partitions,
 )
 from .corpus import Shard, check_shards, list_shards, read_documents
 from .errors import ConflictError, InputError, LakeError, OptionError
+from fsspec.core import url_to_fs
+
+from .corpus import fsspec_uri
 from .history import PROP_COUNTS_VERSION, PROP_REFRESH, delta_commits, latest_version
 from .lake import PROP_OPTIONS, Lake, _sql_string, check_lake, published
 from .options import BuildOptions
 from .unigrams import rank_vocabulary
+from . import totals
+from .cooccurrences import EDGE as EDGE_ID
 
 APP_ID = "bitcipher-refresh"
 EDGE_KEY = -(2**63)
@@ -72,7 +76,6 @@ COUNTS_SCHEMA = (
     "format string, documents long, invalid_utf8 long, seq long, info string, "
     "center_keys binary, context_keys binary, offsets binary, pair_counts binary"
 )
-PARTIAL_SCHEMA = "route long, keys binary, counts binary"
 
 
 def counts_uri(lake: Lake) -> str:
@@ -220,48 +223,6 @@ def _lookup(sorted_keys: np.ndarray, ids: np.ndarray, keys: np.ndarray) -> np.nd
     return ids[pos]
 
 
-def _rekeyer(map_bc, vocab_size: int, window: int, include_self: bool, routes: list[int]
-             ) -> Callable:
-    def rekey(batches):
-        from .cooccurrences import KeyCodec, _aggregate, routed_batches
-
-        sorted_keys, ids = map_bc.value
-        codec = KeyCodec(vocab_size, window)
-        buffered_keys: list = []
-        buffered_counts: list = []
-        pending = 0
-
-        def flush():
-            keys, counts = _aggregate(np.concatenate(buffered_keys),
-                                      np.concatenate(buffered_counts))
-            yield from routed_batches(keys, counts, codec, routes)
-
-        for batch in batches:
-            columns = [batch.column(i).to_pylist() for i in range(4)]
-            for cb, xb, ob, nb in zip(*columns):
-                ck = np.frombuffer(cb, dtype="<i8").astype(np.int64)
-                xk = np.frombuffer(xb, dtype="<i8").astype(np.int64)
-                off = np.frombuffer(ob, dtype=np.int8).astype(np.int64)
-                n = np.frombuffer(nb, dtype="<i8").astype(np.int64)
-                keep = np.abs(off) <= window
-                if not include_self:
-                    keep &= off != 0
-                ck, xk, off, n = ck[keep], xk[keep], off[keep], n[keep]
-                center = _lookup(sorted_keys, ids, ck)
-                edge = xk == EDGE_KEY
-                context = np.where(edge, codec.V, _lookup(sorted_keys, ids, np.where(edge, ck, xk)))
-                buffered_keys.append(codec.encode(center, off, context))
-                buffered_counts.append(n)
-                pending += len(n)
-            if pending >= FLUSH_PAIRS:
-                yield from flush()
-                buffered_keys, buffered_counts, pending = [], [], 0
-        if buffered_keys:
-            yield from flush()
-
-    return rekey
-
-
 # ---------------------------------------------------------------------------------------
 # the refresh
 
@@ -344,7 +305,14 @@ def refresh(
     shards = list_shards(corpus, options.input_format)
     listed = {s.path: s for s in shards}
     version = latest_version(uri)
-    manifest, seq, last = _read_state(spark, uri, version)
+    snap = totals.read_pointer(lake)
+    if snap is not None and version is not None and snap.version == version:
+        # the totals describe the newest counts: no need to scan the store
+        manifest = {p: (int(s["size"]), float(s["mtime"]), s["format"])
+                    for p, s in totals.read_shards(lake, snap).items()}
+        seq, last = snap.seq, {"counting": snap.counting}
+    else:
+        manifest, seq, last = _read_state(spark, uri, version)
     if last is not None:
         counted = last.get("counting", {})
         same = {k: counted.get(k) == v for k, v in _counting(options).items() if k != "window"}
@@ -430,6 +398,9 @@ def refresh(
                       f"{len(changed)} shards counted, {len(removed)} taken out; count store "
                       f"version {version} (refresh {seq})")
         result.seq, result.counts_version = seq, version
+        counting = info["counting"]
+        manifest = {p: m for p, m in manifest.items() if p not in removed and p not in replaced}
+        manifest.update({s.path: (s.size, s.mtime, s.format) for s in changed})
     else:
         try:
             props = published(lake).properties
@@ -442,74 +413,277 @@ def refresh(
             return result
         if version is None:
             raise InputError(f"corpus {corpus!r} holds no shards to refresh from")
-
+        counting = last["counting"]
     result.build = aggregate(spark, lake, options, version, seq, stages, keep_runs,
                              {"added": len(added), "replaced": len(replaced),
-                              "removed": len(removed)}, result.warnings)
+                              "removed": len(removed)}, result.warnings,
+                             counting=counting, manifest=manifest, report=report)
     return result
 
 
-def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, stages,
-              keep_runs: int = 1, changes: Optional[dict] = None,
-              warnings: Optional[list] = None) -> BuildResult:
-    """Vocabulary, cipher, co-occurrences and vectors from version `version` of the count
-    store, published like a build."""
+def _store_at(spark, uri: str, version: int, kinds: Sequence[str],
+              shards: Optional[Sequence[str]]):
+    """Rows of the given kinds at `version`, of the given shards only (None: all)."""
     from pyspark.sql import functions as F
 
-    from .lake import new_run_id
+    df = spark.read.format("delta").option("versionAsOf", version).load(uri)
+    if shards is not None:
+        df = df.where(F.col("shard").isin(list(shards)))
+    return df.where(F.col("kind").isin(list(kinds)))
 
-    started = time.perf_counter()
-    uri = counts_uri(lake)
-    store = spark.read.format("delta").option("versionAsOf", version).load(uri)
-    per_shard = (store.where(F.col("kind").isin("shard", "stats")).groupBy("shard")
-                 .agg(F.first("size", ignorenulls=True).alias("size"),
-                      F.first("mtime", ignorenulls=True).alias("mtime"),
-                      F.first("format", ignorenulls=True).alias("format"),
-                      F.sum("documents").alias("documents"), F.sum("count").alias("tokens"))
-                 .collect())
-    words = (store.where(F.col("kind") == "word").groupBy("word")
-             .agg(F.sum("count").alias("count")).toArrow())
-    shards = sorted((Shard(r["shard"], int(r["size"]), float(r["mtime"]), r["format"])
-                     for r in per_shard), key=lambda s: s.path)
-    shard_stats = {_local_path(r["shard"]): {"tokens": int(r["tokens"] or 0)} for r in per_shard}
-    total = sum(int(r["tokens"] or 0) for r in per_shard)
-    n_docs = sum(int(r["documents"] or 0) for r in per_shard)
-    all_words = words.column("word").to_pylist()
-    all_counts = np.asarray(words.column("count").to_numpy(zero_copy_only=False), np.int64)
-    if total == 0:
-        raise InputError("the corpus holds no tokens: nothing to build")
-    if int(all_counts.sum()) != total:
-        raise LakeError(f"{uri} version {version}: word counts sum to {int(all_counts.sum())} "
-                        f"but the shards hold {total} tokens; the count store is damaged")
-    keys = word_keys(all_words)
+
+def _shard_rows(spark, uri: str, version: int, shards: Optional[Sequence[str]]) -> dict:
+    """{path: {size, mtime, format, documents, tokens}} of the given shards at `version`."""
+    from pyspark.sql import functions as F
+
+    rows = (_store_at(spark, uri, version, ("shard", "stats"), shards).groupBy("shard")
+            .agg(F.first("size", ignorenulls=True).alias("size"),
+                 F.first("mtime", ignorenulls=True).alias("mtime"),
+                 F.first("format", ignorenulls=True).alias("format"),
+                 F.sum("documents").alias("documents"), F.sum("count").alias("tokens"))
+            .collect())
+    return {r["shard"]: {"size": int(r["size"]), "mtime": float(r["mtime"]),
+                         "format": r["format"], "documents": int(r["documents"] or 0),
+                         "tokens": int(r["tokens"] or 0)} for r in rows}
+
+
+def _word_delta(spark, uri: str, parts):
+    """Signed word counts summed over `parts` [(version, shards or None, sign)]: a pyarrow
+    table (word, count)."""
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+
+    tables = [_store_at(spark, uri, v, ("word",), shards)
+              .groupBy("word").agg((F.sum("count") * sign).alias("count")).toArrow()
+              for v, shards, sign in parts]
+    if not tables:
+        return pa.table({"word": pa.array([], pa.string()), "count": pa.array([], pa.int64())})
+    return (pa.concat_tables(tables).group_by("word").aggregate([("count", "sum")])
+            .rename_columns(["word", "count"]))
+
+
+def _update_words(words: list, keys: np.ndarray, counts: np.ndarray, delta):
+    """Apply signed per-word deltas; new words get the next indices (sorted by word)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    counts = counts.copy()
+    d_words = delta.column("word")
+    d_counts = delta.column("count").to_numpy().astype(np.int64)
+    pos = pc.index_in(d_words, value_set=pa.array(words, pa.string()))
+    found = pos.is_valid().to_numpy(zero_copy_only=False)
+    at = pos.fill_null(0).to_numpy().astype(np.int64)
+    np.add.at(counts, at[found], d_counts[found])
+    new = sorted((w, int(c)) for w, c, f in zip(d_words.to_pylist(), d_counts, found)
+                 if not f and c != 0)
+    if any(c < 0 for _, c in new) or (counts < 0).any():
+        raise LakeError("a word count fell below zero: the count store is damaged; refresh "
+                        "into a new lake")
+    if new:
+        words = list(words) + [w for w, _ in new]
+        keys = np.concatenate([keys, word_keys([w for w, _ in new])])
+        counts = np.concatenate([counts, np.array([c for _, c in new], np.int64)])
+    if len(words) >= totals.MAX_WORDS:
+        raise LakeError(f"{len(words):,} distinct words: more than a refresh can count "
+                        f"({totals.MAX_WORDS:,}); use `bitcipher build`")
+    return words, keys, counts
+
+
+def _check_keys(words: list, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted keys and their word indices; a key collision is an error."""
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     clash = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
     if len(clash) or (len(keys) and (sorted_keys == EDGE_KEY).any()):
         i = order[clash[0]] if len(clash) else order[np.flatnonzero(sorted_keys == EDGE_KEY)[0]]
-        raise LakeError(f"word key collision: {all_words[i]!r} shares its 64-bit key with "
+        raise LakeError(f"word key collision: {words[i]!r} shares its 64-bit key with "
                         f"another word or the edge marker; this corpus cannot be refreshed "
                         f"incrementally: use `bitcipher build`")
-    kept = [(w, int(c)) for w, c in zip(all_words, all_counts) if c >= options.min_count]
-    vocab = rank_vocabulary(kept, total, options.max_vocab)
-    id_of = {w: i for i, w in enumerate(vocab.words)}
-    unk = vocab.unk_id
-    ids = np.fromiter((id_of.get(w, unk) for w in all_words), np.int64, len(all_words))
-    stages.record("counts", len(all_words), started,
-                  f"{len(shards)} shards, {total:,} tokens, {len(all_words):,} word types "
-                  f"(count store version {version})")
+    return sorted_keys, order.astype(np.int64)
+
+
+def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, stages,
+              keep_runs: int = 1, changes: Optional[dict] = None,
+              warnings: Optional[list] = None, counting: Optional[dict] = None,
+              manifest: Optional[dict] = None, report: Callable[[str], None] = _stderr
+              ) -> BuildResult:
+    """Vocabulary, cipher, co-occurrences and vectors from version `version` of the count
+    store, published like a build.
+
+    Starts from the totals snapshot (:mod:`pipeline.totals`) when there is one for the same
+    counting options, adding the shards that changed since its version and subtracting
+    their old counts; otherwise sums every shard. `manifest` ({path: (size, mtime,
+    format)} at `version`) saves reading it from the store; `counting` is the store's
+    counting options (with its window).
+    """
+    import pyarrow as pa
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from .cooccurrences import KeyCodec, _aggregate, partition_routes
+    from .build import TOKENS_PER_PARTITION
+    from .lake import new_run_id, write_parquet
+    from .schemas import arrow_schema
+    from .vectors import (aggregate_rows, context_marginal, marginal_post, needs_marginal,
+                          raw_blocks)
 
     started = time.perf_counter()
-    partitions = cooccurrence_partitions(spark, total)
-    from .cooccurrences import partition_routes
+    uri = counts_uri(lake)
+    if manifest is None or counting is None:
+        manifest, _, last = _read_state(spark, uri, version)
+        counting = last["counting"]
+    base = totals.read_pointer(lake)
+    if base is not None and (base.counting != counting or base.version > version):
+        base = None
+    words, keys, wcounts = [], np.empty(0, np.int64), np.empty(0, np.int64)
+    shard_info: dict = {}
+    add: Optional[list] = None  # shards whose counts at `version` are added (None: all)
+    sub: list = []  # shards whose counts at base.version are subtracted
+    if base is not None:
+        try:
+            shard_info = totals.read_shards(lake, base)
+            old = {p: (s["size"], s["mtime"], s["format"]) for p, s in shard_info.items()}
+            sub = sorted(p for p in old if manifest.get(p) != old[p])
+            add = sorted(p for p in manifest if old.get(p) != manifest[p])
+            parts = [(version, add, 1)] if add else []
+            if sub:
+                parts.append((base.version, sub, -1))
+            delta = _word_delta(spark, uri, parts)
+            words, keys, wcounts = totals.read_words(lake, base)
+        except Exception as exc:  # noqa: BLE001 - vacuumed history, damaged snapshot
+            report(f"warning: the totals snapshot {base.name} cannot be used ({type(exc).__name__}: "
+                   f"{str(exc).splitlines()[0][:200]}); summing every shard")
+            base, add, sub = None, None, []
+            words, keys, wcounts, shard_info = [], np.empty(0, np.int64), np.empty(0, np.int64), {}
+    if base is None:
+        delta = _word_delta(spark, uri, [(version, None, 1)])
+    for p in sub:
+        shard_info.pop(p, None)
+    if add is None or add:
+        shard_info.update(_shard_rows(spark, uri, version, add))
+    words, keys, wcounts = _update_words(words, keys, wcounts, delta)
+    shards = sorted((Shard(p, int(s["size"]), float(s["mtime"]), s["format"])
+                     for p, s in shard_info.items()), key=lambda s: s.path)
+    shard_stats = {_local_path(p): {"tokens": s["tokens"]} for p, s in shard_info.items()}
+    total = sum(s["tokens"] for s in shard_info.values())
+    n_docs = sum(s["documents"] for s in shard_info.values())
+    if total == 0:
+        raise InputError("the corpus holds no tokens: nothing to build")
+    if int(wcounts.sum()) != total:
+        raise LakeError(f"{uri} version {version}: word counts sum to {int(wcounts.sum())} "
+                        f"but the shards hold {total} tokens; the count store is damaged")
+    sorted_keys, idx_sorted = _check_keys(words, keys)
+    present = wcounts >= options.min_count
+    vocab = rank_vocabulary([(w, int(c)) for w, c, k in zip(words, wcounts, present) if k],
+                            total, options.max_vocab)
+    unk = vocab.unk_id
+    id_of_idx = (pc_index_in(words, vocab.words).astype(np.int64))
+    id_of_idx[id_of_idx < 0] = unk
+    stages.record("counts", len(words), started,
+                  f"{len(shards)} shards, {total:,} tokens, {len(words):,} word types; "
+                  + (f"totals of version {base.version} -{len(sub)} +{len(add)} shards"
+                     if base is not None else "summed from every shard")
+                  + f" (count store version {version})")
 
-    map_bc = spark.sparkContext.broadcast((sorted_keys, ids[order]))
-    rekey = _rekeyer(map_bc, len(vocab), options.window, options.include_self,
-                     partition_routes(spark, partitions))
-    partial = (store.where(F.col("kind") == "pairs")
-               .select("center_keys", "context_keys", "offsets", "pair_counts")
-               .mapInArrow(rekey, PARTIAL_SCHEMA)
-               .repartition(partitions, "route"))
+    if base is not None:
+        buckets = base.buckets
+    else:
+        buckets = totals.buckets_for(total, spark.sparkContext.defaultParallelism,
+                                     TOKENS_PER_PARTITION)
+    target = uuid.uuid4().hex
+    sc = spark.sparkContext
+    persisted = []
+
+    def vectors_stage(cipher, cooc_dir):
+        x = cipher.context_matrix()
+        routes = partition_routes(spark, buckets)
+        map_bc = sc.broadcast((sorted_keys, idx_sorted))
+        cols = ("center_keys", "context_keys", "offsets", "pair_counts")
+        parts = []
+        if add is None or add:
+            parts.append(_store_at(spark, uri, version, ("pairs",), add)
+                         .select(*cols, F.lit(1).alias("s")))
+        if sub:
+            parts.append(_store_at(spark, uri, base.version, ("pairs",), sub)
+                         .select(*cols, F.lit(-1).alias("s")))
+        markers = spark.createDataFrame(
+            pa.table({"route": pa.array(routes, pa.int64()),
+                      "keys": pa.array([b""] * buckets, pa.binary()),
+                      "counts": pa.array([b""] * buckets, pa.binary())}),
+            schema=totals.PARTIAL_SCHEMA)
+        partial = markers
+        if parts:
+            union = parts[0]
+            for extra in parts[1:]:
+                union = union.unionByName(extra)
+            partial = union.mapInArrow(totals.delta_router(map_bc, buckets, routes),
+                                       totals.PARTIAL_SCHEMA).unionByName(markers)
+        job = {"options": options, "buckets": buckets, "routes": routes,
+               "id_of_idx": id_of_idx, "unk_id": unk, "total": vocab.total,
+               "base": totals.snapshot_dir(lake, base.name) if base is not None else None,
+               "target": totals.snapshot_dir(lake, target), "cooc_dir": cooc_dir}
+        counts_arr = np.asarray(vocab.counts, dtype=np.int64)
+        out = (partial.repartition(buckets, "route")
+               .mapInArrow(totals.bucket_processor(sc.broadcast(job), sc.broadcast(x),
+                                                   sc.broadcast(counts_arr)),
+                           totals.OUT_SCHEMA)
+               .persist(StorageLevel.MEMORY_AND_DISK))
+        persisted.append(out)
+        small = out.where(F.col("kind") != "vector").select("kind", "keys", "counts").toArrow()
+
+        # the totals snapshot of `version` is complete: make it the one in use
+        totals.write_tables(lake, target, words, keys, wcounts, shard_info)
+        totals.write_pointer(lake, totals.Snapshot(
+            version=version, seq=seq, name=target, buckets=buckets,
+            window=int(counting["window"]), counting=counting))
+
+        codec = KeyCodec(len(vocab), options.window)
+        kinds = small.column("kind").to_pylist()
+        blobs = {"unk": ([], []), "marginal": ([], [])}
+        for kind, kb, nb in zip(kinds, small.column("keys").to_pylist(),
+                                small.column("counts").to_pylist()):
+            blobs[kind][0].append(np.frombuffer(kb, dtype=np.int64))
+            blobs[kind][1].append(np.frombuffer(nb, dtype=np.int64))
+        empty = [np.empty(0, np.int64)]
+        uk, un = _aggregate(np.concatenate(blobs["unk"][0] + empty),
+                            np.concatenate(blobs["unk"][1] + empty))
+        counts_ext = np.append(counts_arr, 0)
+        raw = needs_marginal(options)
+        unk_rows = []
+        m_keys, m_counts = list(blobs["marginal"][0]), list(blobs["marginal"][1])
+        if len(uk):
+            center, off, ctx = codec.decode(uk)
+            m_keys.append(ctx * codec.K + (off + codec.m))
+            m_counts.append(un)
+            ctx = np.where(ctx == codec.V, EDGE_ID, ctx)
+            center, ctx, off = center.astype(np.int32), ctx.astype(np.int32), off.astype(np.int8)
+            write_parquet(pa.Table.from_arrays(
+                [pa.array(center), pa.array(ctx), pa.array(off), pa.array(un)],
+                schema=arrow_schema("cooccurrences")), cooc_dir, buckets)
+            if raw:
+                ids, f = raw_blocks(center, ctx, off, un, x, counts_ext, vocab.total, options)
+                v = f.reshape(len(ids), -1)
+            else:
+                ids, v = aggregate_rows(center, ctx, off, un, x, counts_ext, vocab.total,
+                                        options)
+            unk_rows = [(int(ids[0]), v[0].astype(np.float64).tolist())]
+        marginal = None
+        if raw:
+            mk, mn = _aggregate(np.concatenate(m_keys + empty), np.concatenate(m_counts + empty))
+            ctx, off = mk // codec.K, mk % codec.K - codec.m
+            ctx = np.where(ctx == codec.V, EDGE_ID, ctx)
+            order = np.lexsort((off, ctx))  # the build's ORDER BY context, offset
+            marginal = context_marginal(ctx[order], off[order], mn[order], x, counts_ext,
+                                        vocab.total, options)
+        vec = out.where(F.col("kind") == "vector").select("id", "vector")
+        if unk_rows:
+            vec = vec.unionByName(spark.createDataFrame(unk_rows, "id int, vector array<double>"))
+        if raw:
+            vec = vec.transform(marginal_post(spark, marginal, options))
+        else:
+            vec = vec.select("id", F.col("vector").cast("array<float>").alias("vector"))
+        return vec, marginal, f"{buckets} buckets"
+
     run = new_run_id()
     try:
         previous_runs = [published(lake).run]
@@ -519,15 +693,41 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
              PROP_REFRESH: json.dumps({"seq": seq, "counts_version": version,
                                        **(changes or {})}, sort_keys=True)}
     try:
-        return _build_run(spark, lake, run, options, vocab, None, shards, shard_stats, total,
-                          n_docs, list(warnings or []), stages, previous_runs, keep_runs,
-                          started, partial=partial, extra_properties=extra)
+        result = _build_run(spark, lake, run, options, vocab, None, shards, shard_stats, total,
+                            n_docs, list(warnings or []), stages, previous_runs, keep_runs,
+                            started, vectors_stage=vectors_stage, extra_properties=extra)
     except BaseException as exc:
         lake.remove(lake.run_dir(run))
         if _is_conflict(exc):
             raise ConflictError(f"another build or refresh published {lake.vectors} at the "
                                 f"same time: run this refresh again") from None
         raise
+    finally:
+        for df in persisted:
+            df.unpersist()
+    _remove_stale_snapshots(lake)
+    return result
+
+
+def pc_index_in(values: list, value_set: list) -> np.ndarray:
+    """Position of each value in `value_set`, -1 where absent."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    pos = pc.index_in(pa.array(values, pa.string()), value_set=pa.array(value_set, pa.string()))
+    return pos.fill_null(-1).to_numpy().astype(np.int64)
+
+
+def _remove_stale_snapshots(lake: Lake) -> None:
+    """Remove totals snapshots other than the one in use."""
+    current = totals.read_pointer(lake)
+    if current is None:
+        return
+    fs, path = url_to_fs(fsspec_uri(totals.root(lake)))
+    for entry in fs.ls(path, detail=True):
+        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        if entry["type"] == "directory" and name != current.name:
+            fs.rm(entry["name"], recursive=True)
 
 
 def vacuum(spark, lake: Union[str, Lake], retain_hours: float,

@@ -1,0 +1,360 @@
+"""Merged totals of a count store: what a refresh aggregates from instead of every shard.
+
+The count store (:mod:`pipeline.refresh`) keeps each shard's counts apart, so a changed
+shard can be taken out. Summing all of them again at every refresh costs as much as the
+counting it saves. The totals are their sum at one version of the store, kept beside it
+under ``lake/totals``:
+
+``<snapshot>/words.parquet``
+    every word ever counted: ``idx`` (its stable dense index: the row number; new words are
+    appended), ``word``, ``key`` (:func:`pipeline.refresh.word_keys`) and ``count``.
+``<snapshot>/shards.parquet``
+    the shard manifest those counts describe (path, size, mtime, format, documents, tokens).
+``<snapshot>/pairs/part-NNNNN.parquet``
+    the co-occurrence totals of bucket NNNNN (centre ``idx`` mod ``buckets``) as
+    ``(key, count)``, the key packing (centre idx, offset, context idx) into one int64
+    (:func:`pack`), sorted.
+``current.json``
+    the snapshot in use: its count-store ``version``, refresh ``seq``, ``buckets``, the
+    counting options and window. Replaced in one write once a snapshot is complete, so a
+    refresh killed while writing one leaves the previous snapshot in use.
+
+A refresh updates the totals by adding the counts of new shards and subtracting those of
+removed or replaced ones (read from the store at the snapshot's version, by Delta time
+travel), then in the same task per bucket maps word indices to this refresh's ids (rare
+words to ``<unk>``), writes that bucket's part of the ``cooccurrences`` table and aggregates
+its centre words' vectors with the build's own functions. Only ``<unk>`` (rare centre words
+from every bucket) and the corpus-wide marginal of pmi/ppmi are finished on the driver, from
+integer totals. The tables are the build's, bit for bit: every centre word's rows reach
+:func:`pipeline.vectors.raw_blocks` complete and in the same (offset, context) order.
+When there is no usable snapshot (first refresh, damaged or vacuumed history) the totals are
+summed from every shard of the store, and the refresh goes on the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+
+from .lake import Lake
+
+FORMAT = 1
+CTX_BITS = 27
+EDGE_SLOT = (1 << CTX_BITS) - 1  # the context slot of the document edge
+MAX_WORDS = EDGE_SLOT  # word indices 0 .. MAX_WORDS - 1
+OFF_BIAS = 128
+OUT_SCHEMA = "kind string, id int, vector array<double>, keys binary, counts binary"
+PARTIAL_SCHEMA = "route long, keys binary, counts binary"
+FLUSH_PAIRS = 4_000_000
+
+
+def pack(center, offset, context):
+    """One int64 per (centre idx, offset, context idx or EDGE_SLOT); sorts like the triple."""
+    return (((np.asarray(center, np.int64) << 8) | (np.asarray(offset, np.int64) + OFF_BIAS))
+            << CTX_BITS) | np.asarray(context, np.int64)
+
+
+def unpack(keys: np.ndarray):
+    return keys >> (CTX_BITS + 8), ((keys >> CTX_BITS) & 255) - OFF_BIAS, keys & EDGE_SLOT
+
+
+@dataclass
+class Snapshot:
+    """The totals in use (``current.json``)."""
+
+    version: int  # count-store version the totals sum
+    seq: int  # refresh number of that version
+    name: str  # directory under lake/totals
+    buckets: int
+    window: int  # window the store was counted with
+    counting: dict  # counting options of the store
+    format: int = FORMAT
+
+
+def root(lake: Lake) -> str:
+    return f"{lake.uri}/totals"
+
+
+def snapshot_dir(lake: Lake, name: str) -> str:
+    return f"{root(lake)}/{name}"
+
+
+def read_pointer(lake: Lake) -> Optional[Snapshot]:
+    """The snapshot in use, or None when there is none (or it cannot be used)."""
+    uri = f"{root(lake)}/current.json"
+    if not lake.exists(uri):
+        return None
+    try:
+        data = json.loads(lake.read_text(uri))
+        snap = Snapshot(**data)
+    except (ValueError, TypeError):
+        return None
+    if snap.format != FORMAT or not lake.exists(f"{snapshot_dir(lake, snap.name)}/words.parquet"):
+        return None
+    return snap
+
+
+def write_pointer(lake: Lake, snap: Snapshot) -> None:
+    """Make `snap` the snapshot in use, in one write (rename on a local disk, one PUT on S3)."""
+    from fsspec.core import url_to_fs
+
+    from .corpus import fsspec_uri
+
+    uri = f"{root(lake)}/current.json"
+    fs, path = url_to_fs(fsspec_uri(uri))
+    text = json.dumps(asdict(snap), sort_keys=True)
+    if fs.protocol in ("file", "local") or "file" in (fs.protocol or ()):
+        import os
+
+        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    else:
+        with fs.open(path, "w") as fh:
+            fh.write(text)
+
+
+def read_words(lake: Lake, snap: Optional[Snapshot]):
+    """(words list, keys int64, counts int64) of a snapshot, in idx order."""
+    if snap is None:
+        return [], np.empty(0, np.int64), np.empty(0, np.int64)
+    t = _read_parquet(f"{snapshot_dir(lake, snap.name)}/words.parquet")
+    return (t.column("word").to_pylist(), t.column("key").to_numpy().astype(np.int64),
+            t.column("count").to_numpy().astype(np.int64))
+
+
+def read_shards(lake: Lake, snap: Snapshot) -> dict:
+    """{path: {size, mtime, format, documents, tokens}} of a snapshot."""
+    t = _read_parquet(f"{snapshot_dir(lake, snap.name)}/shards.parquet")
+    return {r.pop("path"): r for r in t.to_pylist()}
+
+
+def write_tables(lake: Lake, name: str, words, keys, counts, shards: dict) -> None:
+    import pyarrow as pa
+
+    base = snapshot_dir(lake, name)
+    _write_parquet(pa.table({"idx": pa.array(np.arange(len(words), dtype=np.int64)),
+                             "word": pa.array(words, pa.string()),
+                             "key": pa.array(keys, pa.int64()),
+                             "count": pa.array(counts, pa.int64())}), f"{base}/words.parquet")
+    paths = sorted(shards)
+    _write_parquet(pa.table({
+        "path": pa.array(paths, pa.string()),
+        "size": pa.array([int(shards[p]["size"]) for p in paths], pa.int64()),
+        "mtime": pa.array([float(shards[p]["mtime"]) for p in paths], pa.float64()),
+        "format": pa.array([shards[p]["format"] for p in paths], pa.string()),
+        "documents": pa.array([int(shards[p]["documents"]) for p in paths], pa.int64()),
+        "tokens": pa.array([int(shards[p]["tokens"]) for p in paths], pa.int64()),
+    }), f"{base}/shards.parquet")
+
+
+def _read_parquet(uri: str):
+    import fsspec
+    import pyarrow.parquet as pq
+
+    from .corpus import fsspec_uri
+
+    with fsspec.open(fsspec_uri(uri), "rb") as fh:
+        return pq.read_table(fh)
+
+
+def _write_parquet(table, uri: str) -> None:
+    import fsspec
+    import pyarrow.parquet as pq
+
+    from .corpus import fsspec_uri
+
+    with fsspec.open(fsspec_uri(uri), "wb", auto_mkdir=True) as fh:
+        pq.write_table(table, fh, compression="lz4")
+
+
+def buckets_for(tokens: int, parallelism: int, tokens_per_bucket: int) -> int:
+    return max(parallelism, math.ceil(tokens / tokens_per_bucket))
+
+
+# ---------------------------------------------------------------------------------------
+# Python workers
+
+
+def delta_router(map_bc, buckets: int, routes: list[int]) -> Callable:
+    """mapInArrow: store rows (center_keys, context_keys, offsets, pair_counts, sign) ->
+    packed (route, keys, counts) of summed signed counts, one batch per bucket."""
+
+    def route_batches(batches: Iterator):
+        import pyarrow as pa
+
+        from .cooccurrences import _aggregate
+        from .refresh import EDGE_KEY, _lookup
+
+        sorted_keys, idx = map_bc.value
+        keys_buf: list = []
+        counts_buf: list = []
+        pending = 0
+
+        def flush():
+            keys, counts = _aggregate(np.concatenate(keys_buf), np.concatenate(counts_buf))
+            nz = counts != 0
+            keys, counts = keys[nz], counts[nz]
+            bucket = (keys >> (CTX_BITS + 8)) % buckets
+            order = np.argsort(bucket, kind="stable")
+            bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
+            for b in range(buckets):
+                chosen = order[bounds[b]:bounds[b + 1]]
+                if len(chosen):
+                    yield pa.RecordBatch.from_arrays(
+                        [pa.array([routes[b]], pa.int64()),
+                         pa.array([keys[chosen].tobytes()], pa.large_binary()),
+                         pa.array([counts[chosen].tobytes()], pa.large_binary())],
+                        names=["route", "keys", "counts"])
+
+        for batch in batches:
+            columns = [batch.column(i).to_pylist() for i in range(5)]
+            for cb, xb, ob, nb, sign in zip(*columns):
+                ck = np.frombuffer(cb, dtype="<i8").astype(np.int64)
+                xk = np.frombuffer(xb, dtype="<i8").astype(np.int64)
+                off = np.frombuffer(ob, dtype=np.int8).astype(np.int64)
+                n = np.frombuffer(nb, dtype="<i8").astype(np.int64)
+                center = _lookup(sorted_keys, idx, ck)
+                edge = xk == EDGE_KEY
+                context = np.where(edge, EDGE_SLOT,
+                                   _lookup(sorted_keys, idx, np.where(edge, ck, xk)))
+                keys_buf.append(pack(center, off, context))
+                counts_buf.append(n * int(sign))
+                pending += len(n)
+            if pending >= FLUSH_PAIRS:
+                yield from flush()
+                keys_buf, counts_buf, pending = [], [], 0
+        if keys_buf:
+            yield from flush()
+
+    return route_batches
+
+
+def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
+    """mapInArrow: packed deltas of some buckets (plus one empty marker per bucket) ->
+    for each bucket: new totals file, cooccurrences part, vectors of its centre words
+    (``kind`` = ``vector``), the ``<unk>`` centre's rows (``unk``) and the marginal totals
+    n(·, c, d) (``marginal``) as packed int64 arrays."""
+
+    def process(batches: Iterator):
+        import pyarrow as pa
+
+        from .cooccurrences import EDGE as EDGE_ID, KeyCodec, _aggregate
+        from .lake import write_parquet
+        from .schemas import arrow_schema
+        from .vectors import aggregate_rows, needs_marginal, raw_blocks
+
+        job = job_bc.value
+        options = job["options"]
+        bucket_of_route = {r: b for b, r in enumerate(job["routes"])}
+        deltas: dict = {}
+        for batch in batches:
+            routes = batch.column(0).to_pylist()
+            keys = batch.column(1).to_pylist()
+            counts = batch.column(2).to_pylist()
+            for r, kb, nb in zip(routes, keys, counts):
+                parts = deltas.setdefault(bucket_of_route[r], ([], []))
+                parts[0].append(np.frombuffer(kb, dtype=np.int64))
+                parts[1].append(np.frombuffer(nb, dtype=np.int64))
+
+        id_of_idx = job["id_of_idx"]
+        V = len(counts_bc.value)
+        unk = job["unk_id"]
+        codec = KeyCodec(V, options.window)
+        counts_ext = np.append(counts_bc.value, 0)
+        raw = needs_marginal(options)
+        for b in sorted(deltas):
+            keys = list(deltas[b][0])
+            counts = list(deltas[b][1])
+            if job["base"] is not None:
+                base_uri = f"{job['base']}/pairs/part-{b:05d}.parquet"
+                table = _read_parquet_if_exists(base_uri)
+                if table is not None:
+                    keys.append(table.column("key").to_numpy().astype(np.int64))
+                    counts.append(table.column("count").to_numpy().astype(np.int64))
+            keys, counts = _aggregate(np.concatenate(keys + [np.empty(0, np.int64)]),
+                                      np.concatenate(counts + [np.empty(0, np.int64)]))
+            if (counts < 0).any():
+                raise RuntimeError("a count total fell below zero: the count store and its "
+                                   "totals disagree; delete lake/totals and refresh again")
+            nz = counts != 0
+            keys, counts = keys[nz], counts[nz]
+            _write_parquet(pa.table({"key": pa.array(keys), "count": pa.array(counts)}),
+                           f"{job['target']}/pairs/part-{b:05d}.parquet")
+
+            center_idx, off, ctx_slot = unpack(keys)
+            keep = np.abs(off) <= options.window
+            if not options.include_self:
+                keep &= off != 0
+            center = id_of_idx[center_idx[keep]]
+            edge = ctx_slot[keep] == EDGE_SLOT
+            context = np.where(edge, V, id_of_idx[np.where(edge, 0, ctx_slot[keep])])
+            ck, cn = _aggregate(codec.encode(center, off[keep], context), counts[keep])
+            is_unk = (ck // (codec.C * codec.K)) == unk
+            if is_unk.any():
+                yield _blob_batch("unk", ck[is_unk], cn[is_unk])
+            ck, cn = ck[~is_unk], cn[~is_unk]
+            c_center, c_off, c_ctx = codec.decode(ck)
+            mk, mn = _aggregate(c_ctx * codec.K + (c_off + codec.m), cn)
+            yield _blob_batch("marginal", mk, mn)
+            if not len(ck):
+                continue
+            c_ctx = np.where(c_ctx == codec.V, EDGE_ID, c_ctx)
+            c_center, c_ctx, c_off = (c_center.astype(np.int32), c_ctx.astype(np.int32),
+                                      c_off.astype(np.int8))
+            table = pa.Table.from_arrays(
+                [pa.array(c_center), pa.array(c_ctx), pa.array(c_off), pa.array(cn)],
+                schema=arrow_schema("cooccurrences"))
+            write_parquet(table, job["cooc_dir"], b)
+            if raw:
+                ids, f = raw_blocks(c_center, c_ctx, c_off, cn, x_bc.value, counts_ext,
+                                    job["total"], options)
+                vecs = f.reshape(len(ids), -1)
+            else:
+                ids, vecs = aggregate_rows(c_center, c_ctx, c_off, cn, x_bc.value, counts_ext,
+                                           job["total"], options)
+            yield _vector_rows(ids, vecs)
+
+    return process
+
+
+def _read_parquet_if_exists(uri: str):
+    from fsspec.core import url_to_fs
+
+    from .corpus import fsspec_uri
+
+    fs, path = url_to_fs(fsspec_uri(uri))
+    if not fs.exists(path):
+        return None
+    return _read_parquet(uri)
+
+
+def _blob_batch(kind: str, keys: np.ndarray, counts: np.ndarray):
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_arrays(
+        [pa.array([kind]), pa.nulls(1, pa.int32()), pa.nulls(1, pa.list_(pa.float64())),
+         pa.array([keys.astype(np.int64).tobytes()], pa.large_binary()),
+         pa.array([counts.astype(np.int64).tobytes()], pa.large_binary())],
+        names=["kind", "id", "vector", "keys", "counts"])
+
+
+def _vector_rows(ids: np.ndarray, vecs: np.ndarray):
+    import pyarrow as pa
+
+    n, dim = vecs.shape
+    values = pa.array(vecs.astype(np.float64).ravel(), pa.float64())
+    offsets = pa.array(np.arange(0, n * dim + 1, dim, dtype=np.int32))
+    return pa.RecordBatch.from_arrays(
+        [pa.array(["vector"] * n), pa.array(ids.astype(np.int32)),
+         pa.ListArray.from_arrays(offsets, values), pa.nulls(n, pa.large_binary()),
+         pa.nulls(n, pa.large_binary())],
+        names=["kind", "id", "vector", "keys", "counts"])
