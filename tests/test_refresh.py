@@ -229,6 +229,77 @@ def test_racing_refreshes_one_wins_nothing_counted_twice(spark, refreshed):
     assert_matches_reference(spark, lake, corpus)
 
 
+def snapshot_state(lake: Lake):
+    from pipeline import totals
+
+    snap = totals.read_pointer(lake)
+    assert snap is not None
+    return snap, Path(lake.root) / "totals"
+
+
+def test_totals_track_the_count_store_and_are_rebuilt_when_unusable(spark, tmp_path, capsys):
+    """The merged totals: kept at the store's version by every refresh; an older snapshot is
+    brought forward over several refreshes' changes; a missing, damaged or unreadable one
+    (history vacuumed) is summed again from every shard. Every time: equal to a build."""
+    corpus, lake = tmp_path / "corpus", Lake(str(tmp_path / "lake"))
+    put(corpus, "s0", TEXTS["a"])
+    put(corpus, "s1", TEXTS["d"])
+    refresh(spark, str(corpus), lake, OPTIONS, report=quiet)
+    snap, root = snapshot_state(lake)
+    assert snap.version == latest_version(counts_uri(lake))
+    kept = tmp_path / "kept-totals"
+    shutil.copytree(root, kept)
+
+    # two refreshes, then the snapshot of before them is put back (as if both had been
+    # killed after their counts commit): the next refresh applies both changes to it
+    put(corpus, "s2", TEXTS["b"])
+    refresh(spark, str(corpus), lake, OPTIONS, report=quiet)
+    put(corpus, "s1", TEXTS["e"])
+    (corpus / "s0.txt").unlink()
+    refresh(spark, str(corpus), lake, OPTIONS, report=quiet)
+    shutil.rmtree(root)
+    shutil.copytree(kept, root)
+    put(corpus, "s3", TEXTS["c"])
+    lines = []
+    refresh(spark, str(corpus), lake, OPTIONS, report=lines.append)
+    assert any(f"totals of version {snap.version} -2 +3 shards" in ln for ln in lines), lines
+    assert_equals_build(spark, lake, corpus, tmp_path / "rebuilt")
+    now, _ = snapshot_state(lake)
+    assert now.version == latest_version(counts_uri(lake)) and now.name != snap.name
+    assert sorted(p.name for p in root.iterdir()) == sorted(["current.json", now.name])
+
+    # missing, then damaged: summed from every shard
+    shutil.rmtree(root)
+    put(corpus, "s4", TEXTS["d"])
+    lines = []
+    refresh(spark, str(corpus), lake, OPTIONS, report=lines.append)
+    assert any("summed from every shard" in ln for ln in lines), lines
+    assert_equals_build(spark, lake, corpus, tmp_path / "rebuilt")
+    (root / "current.json").write_text("{not json")
+    put(corpus, "s4", TEXTS["a"])
+    lines = []
+    refresh(spark, str(corpus), lake, OPTIONS, report=lines.append)
+    assert any("summed from every shard" in ln for ln in lines), lines
+    assert_equals_build(spark, lake, corpus, tmp_path / "rebuilt")
+
+    # an old snapshot whose store version was vacuumed away: a warning, then a full sum
+    shutil.copytree(root, kept, dirs_exist_ok=True)
+    old_pointer = (root / "current.json").read_text()
+    old_dir = json.loads(old_pointer)["name"]
+    (corpus / "s4.txt").unlink()
+    refresh(spark, str(corpus), lake, OPTIONS, report=quiet)
+    assert main(["vacuum", "--lake", lake.root, "--retain-hours", "0"]) == 0
+    shutil.copytree(kept / old_dir, root / old_dir)
+    (root / "current.json").write_text(old_pointer)
+    put(corpus, "s5", TEXTS["e"])
+    lines = []
+    refresh(spark, str(corpus), lake, OPTIONS, report=lines.append)
+    assert any("cannot be used" in ln for ln in lines) and \
+        any("summed from every shard" in ln for ln in lines), lines
+    assert_equals_build(spark, lake, corpus, tmp_path / "rebuilt")
+    assert_matches_reference(spark, lake, corpus)
+
+
 def test_word_keys_are_stable_blake2b():
     import hashlib
 
