@@ -653,8 +653,10 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
         m_keys, m_counts = list(blobs["marginal"][0]), list(blobs["marginal"][1])
         if len(uk):
             center, off, ctx = codec.decode(uk)
-            m_keys.append(ctx * codec.K + (off + codec.m))
-            m_counts.append(un)
+            if raw:
+                mk, mn = totals.marginal_totals(ctx, off, un, codec)
+                m_keys.append(mk)
+                m_counts.append(mn)
             ctx = np.where(ctx == codec.V, EDGE_ID, ctx)
             center, ctx, off = center.astype(np.int32), ctx.astype(np.int32), off.astype(np.int8)
             write_parquet(pa.Table.from_arrays(
@@ -689,6 +691,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
         previous_runs = [published(lake).run]
     except LakeError:
         previous_runs = []
+    started = time.perf_counter()
     extra = {PROP_COUNTS_VERSION: str(version),
              PROP_REFRESH: json.dumps({"seq": seq, "counts_version": version,
                                        **(changes or {})}, sort_keys=True)}

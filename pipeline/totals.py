@@ -271,17 +271,16 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
         codec = KeyCodec(V, options.window)
         counts_ext = np.append(counts_bc.value, 0)
         raw = needs_marginal(options)
+        empty = [np.empty(0, np.int64)]
         for b in sorted(deltas):
-            keys = list(deltas[b][0])
-            counts = list(deltas[b][1])
+            keys, counts = _aggregate(np.concatenate(deltas[b][0] + empty),
+                                      np.concatenate(deltas[b][1] + empty))
             if job["base"] is not None:
-                base_uri = f"{job['base']}/pairs/part-{b:05d}.parquet"
-                table = _read_parquet_if_exists(base_uri)
+                table = _read_parquet_if_exists(f"{job['base']}/pairs/part-{b:05d}.parquet")
                 if table is not None:
-                    keys.append(table.column("key").to_numpy().astype(np.int64))
-                    counts.append(table.column("count").to_numpy().astype(np.int64))
-            keys, counts = _aggregate(np.concatenate(keys + [np.empty(0, np.int64)]),
-                                      np.concatenate(counts + [np.empty(0, np.int64)]))
+                    keys, counts = merge_sorted(
+                        table.column("key").to_numpy().astype(np.int64),
+                        table.column("count").to_numpy().astype(np.int64), keys, counts)
             if (counts < 0).any():
                 raise RuntimeError("a count total fell below zero: the count store and its "
                                    "totals disagree; delete lake/totals and refresh again")
@@ -303,8 +302,9 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
                 yield _blob_batch("unk", ck[is_unk], cn[is_unk])
             ck, cn = ck[~is_unk], cn[~is_unk]
             c_center, c_off, c_ctx = codec.decode(ck)
-            mk, mn = _aggregate(c_ctx * codec.K + (c_off + codec.m), cn)
-            yield _blob_batch("marginal", mk, mn)
+            if raw:
+                mk, mn = marginal_totals(c_ctx, c_off, cn, codec)
+                yield _blob_batch("marginal", mk, mn)
             if not len(ck):
                 continue
             c_ctx = np.where(c_ctx == codec.V, EDGE_ID, c_ctx)
@@ -324,6 +324,30 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
             yield _vector_rows(ids, vecs)
 
     return process
+
+
+def merge_sorted(keys: np.ndarray, counts: np.ndarray, add_keys: np.ndarray,
+                 add_counts: np.ndarray):
+    """Sum two (sorted unique keys, counts) lists into one, in linear time."""
+    if not len(add_keys):
+        return keys, counts
+    pos = np.searchsorted(keys, add_keys)
+    hit = pos < len(keys)
+    hit[hit] = keys[pos[hit]] == add_keys[hit]
+    counts = counts.copy()
+    counts[pos[hit]] += add_counts[hit]
+    miss = ~hit
+    return (np.insert(keys, pos[miss], add_keys[miss]),
+            np.insert(counts, pos[miss], add_counts[miss]))
+
+
+def marginal_totals(context: np.ndarray, offset: np.ndarray, counts: np.ndarray, codec):
+    """n(·, c, d) = Σ_t n(t, c, d) as (key c·K + d + m, total) of the non-zero ones; integer
+    sums (float64 bincount is exact below 2^53)."""
+    sums = np.bincount(context * codec.K + (offset + codec.m), weights=counts,
+                       minlength=codec.C * codec.K)
+    keys = np.flatnonzero(sums)
+    return keys.astype(np.int64), sums[keys].astype(np.int64)
 
 
 def _read_parquet_if_exists(uri: str):
