@@ -31,7 +31,7 @@ demo: setup $(CORPUS)
 	$(BIN)/bitcipher sql "SELECT b.word, round(cosine(a.vector, b.vector), 4) AS similarity FROM vectors a JOIN vectors b ON a.word = 'jerusalem' AND b.word <> a.word ORDER BY similarity DESC LIMIT 5" --lake $(LAKE)
 
 test: setup
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --durations=25
 
 bench: setup
 	$(BIN)/python benchmarks/corpora.py mix --out data/mix

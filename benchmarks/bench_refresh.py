@@ -42,6 +42,9 @@ def main(argv=None) -> int:
     p.add_argument("--master", default=None, help="Spark master (default local[*])")
     p.add_argument("--warmup", action="store_true", help="warm the JVM up with a tiny build")
     p.add_argument("--check", action="store_true", help="compare the vectors tables")
+    p.add_argument("--settings", choices=("paper", "default"), default="paper",
+                   help="build options: the paper's (bits 32, window 5, sum, neglog) or this "
+                        "release's defaults (bits 256, window 2, sum, ppmi) (default paper)")
     args = p.parse_args(argv)
 
     from pipeline import build, spark_session
@@ -59,9 +62,9 @@ def main(argv=None) -> int:
     for shard in shards[:-args.add]:
         os.link(shard, corpus / shard.name) if _same_fs(shard, work) else \
             shutil.copy2(shard, corpus / shard.name)
-    from pipeline.options import PAPER
+    from pipeline.options import PAPER, BuildOptions
 
-    options = PAPER  # bits 32, window 5, sum, neglog: the settings of the measured run
+    options = PAPER if args.settings == "paper" else BuildOptions()
 
     def log(line: str) -> None:
         print(f"    {line}", flush=True)

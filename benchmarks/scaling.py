@@ -353,15 +353,18 @@ def markdown(results: List[dict]) -> str:
                    f"{r['peak_driver_mib']:.0f} | {p['driver_jvm']:.0f} | {p['driver_python']:.0f} | "
                    f"{p['python_workers']:.0f} | {p['executor_jvms']:.0f} | {p['daemons']:.0f} | "
                    + " | ".join(f(r["peak_stage_mib"].get(s), ".0f") for s in STAGES[1:]) + " |")
-    out += ["", "### Growth from one size to the next (targets: time x = tokens x; driver "
-            "memory x near 1 once the vocabulary is complete)", "",
-            "| mode | sizes | tokens x | time x (without session) | vocabulary x | driver memory x |",
-            "|---|---|---:|---:|---:|---:|"]
+    out += ["", "### Growth from one size to the next (targets: time linear in tokens, i.e. "
+            "a steady marginal cost per token; driver memory x near 1 once the vocabulary is "
+            "complete)", "",
+            "| mode | sizes | tokens x | time x (without session) | marginal s per M tokens "
+            "| vocabulary x | driver memory x |",
+            "|---|---|---:|---:|---:|---:|---:|"]
     for a, b in zip(results, results[1:]):
         if a["mode"] != b["mode"] or not (a["tokens"] and b["tokens"]):
             continue
         out.append(f"| {a['mode']} | {label(a['size'])} -> {label(b['size'])} | "
                    f"{b['tokens'] / a['tokens']:.2f} | {work_s(b) / work_s(a):.2f} | "
+                   f"{(work_s(b) - work_s(a)) / ((b['tokens'] - a['tokens']) / 1e6):.2f} | "
                    f"{f(b['vocab'] / a['vocab'] if a['vocab'] and b['vocab'] else None, '.2f')} | "
                    f"{b['peak_driver_mib'] / max(a['peak_driver_mib'], 1):.2f} |")
     return "\n".join(out)
@@ -407,6 +410,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="the bitcipher executable (default: the one on PATH)")
     parser.add_argument("--interval", type=float, default=0.2,
                         help="memory sampling interval, s (default 0.2)")
+    parser.add_argument("--driver-memory", metavar="SIZE",
+                        help="heap of the driver JVM (BITCIPHER_DRIVER_MEMORY; default: the "
+                             "project's, 4g); a small one shows what the driver needs")
     parser.add_argument("--tmp", help="where temporary lakes go (default: system temp dir)")
     parser.add_argument("--json-out", help="also write the JSON result to this file")
     args = parser.parse_args(argv)
@@ -425,6 +431,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     modes = (["cluster"] if args.cluster_only else
              ["local", "cluster"] if args.cluster else ["local"])
     env = dict(os.environ, PYSPARK_PYTHON=os.environ.get("PYSPARK_PYTHON", sys.executable))
+    extra_env = {"BITCIPHER_DRIVER_MEMORY": args.driver_memory} if args.driver_memory else {}
+    env.update(extra_env)
     results: List[dict] = []
 
     def run_all(mode, master=None, run_env=env, roots=()):
@@ -447,7 +455,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 with standalone_cluster(work, workers=args.workers, cores=args.worker_cores,
                                         memory=args.worker_memory) as cluster:
                     label_ = f"cluster {args.workers}x{args.worker_cores}"
-                    run_all(label_, cluster.url, cluster.env, cluster.pids)
+                    run_all(label_, cluster.url, {**cluster.env, **extra_env}, cluster.pids)
     finally:  # what was measured is printed even when a later run fails
         if results:
             print(markdown(results))
