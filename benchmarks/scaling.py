@@ -410,6 +410,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="the bitcipher executable (default: the one on PATH)")
     parser.add_argument("--interval", type=float, default=0.2,
                         help="memory sampling interval, s (default 0.2)")
+    parser.add_argument("--corpora-only", action="store_true",
+                        help="write (or find) the corpora, print their directories, build nothing")
     parser.add_argument("--driver-memory", metavar="SIZE",
                         help="heap of the driver JVM (BITCIPHER_DRIVER_MEMORY; default: the "
                              "project's, 4g); a small one shows what the driver needs")
@@ -428,6 +430,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"bitcipher executable {args.bitcipher!r} not found; pass --bitcipher")
 
     corpora = [corpus_for(args, n) for n in sizes]
+    if args.corpora_only:
+        for corpus, _ in corpora:
+            print(corpus)
+        return 0
     modes = (["cluster"] if args.cluster_only else
              ["local", "cluster"] if args.cluster else ["local"])
     env = dict(os.environ, PYSPARK_PYTHON=os.environ.get("PYSPARK_PYTHON", sys.executable))

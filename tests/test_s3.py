@@ -221,6 +221,44 @@ def test_rebuild_on_s3_publishes_a_second_commit_and_removes_the_old_run(
         _same(first[name], second[name])
 
 
+def test_refresh_on_s3_equals_a_local_build_and_keeps_its_totals_there(
+        s3_server, s3_corpus, tmp_path):
+    """`bitcipher refresh` with corpus and lake on S3: from empty, then after a new shard
+    arrives (counted alone, merged into the totals kept on S3), equal to a local build."""
+    first = write_shards(tmp_path / "first", CORPUS_A + CORPUS_B, shards=2)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "part-009.txt").write_text("\n".join(CORPUS_C) + "\n", encoding="utf-8")
+    corpus = s3_server.upload_dir(first, BUCKET, "refresh-corpus")  # the bucket: s3_corpus
+    lake = f"s3a://{BUCKET}/lakes/refreshed"
+    args = ("--corpus", corpus, "--lake", lake, "--master", "local[2]", *OPTIONS)
+    result = _cli("refresh", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    s3_server.upload_dir(extra, BUCKET, "refresh-corpus")
+    result = _cli("refresh", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "totals of version 0 -0 +1 shards" in result.stderr, result.stderr[-3000:]
+    assert _cli("refresh", *args).returncode == 5  # nothing to do
+
+    everything = tmp_path / "everything"
+    everything.mkdir()
+    for d in (first, extra):
+        for f in d.iterdir():
+            (everything / f.name).write_bytes(f.read_bytes())
+    local = str(tmp_path / "local-lake")
+    built = _cli("build", "--corpus", str(everything), "--lake", local, "--master", "local[2]",
+                 *OPTIONS)
+    assert built.returncode == 0, built.stderr[-3000:]
+    got, want = read_lake(lake, s3_server), read_lake(local, s3_server)
+    for name in ("unigrams", "cipher", "cooccurrences", "vectors"):
+        _same(got[name], want[name])
+    fs, root = _filesystem(lake, s3_server)
+    pointer = json.loads(fs.cat(f"{root}/totals/current.json"))
+    names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(f"{root}/totals"))
+    assert names == sorted(["current.json", pointer["name"]])  # the old snapshot is gone
+    assert pointer["version"] == 1
+
+
 SPARK_READ = """
 import json, sys
 from pipeline.keyed_vectors import register_cosine
