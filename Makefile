@@ -30,8 +30,11 @@ demo: setup $(CORPUS)
 	$(BIN)/bitcipher neighbors water --lake $(LAKE) -k 8
 	$(BIN)/bitcipher sql "SELECT b.word, round(cosine(a.vector, b.vector), 4) AS similarity FROM vectors a JOIN vectors b ON a.word = 'jerusalem' AND b.word <> a.word ORDER BY similarity DESC LIMIT 5" --lake $(LAKE)
 
+# two test files at a time (most of a test's time is JVM start-up and Delta commits, not CPU);
+# `make test PYTEST_ARGS=` runs them one by one
+PYTEST_ARGS ?= -n 2 --dist loadfile
 test: setup
-	$(BIN)/python -m pytest tests -q --durations=25
+	$(BIN)/python -m pytest tests -q --durations=25 $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python benchmarks/corpora.py mix --out data/mix

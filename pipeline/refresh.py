@@ -432,34 +432,38 @@ def _store_at(spark, uri: str, version: int, kinds: Sequence[str],
     return df.where(F.col("kind").isin(list(kinds)))
 
 
-def _shard_rows(spark, uri: str, version: int, shards: Optional[Sequence[str]]) -> dict:
-    """{path: {size, mtime, format, documents, tokens}} of the given shards at `version`."""
-    from pyspark.sql import functions as F
-
-    rows = (_store_at(spark, uri, version, ("shard", "stats"), shards).groupBy("shard")
-            .agg(F.first("size", ignorenulls=True).alias("size"),
-                 F.first("mtime", ignorenulls=True).alias("mtime"),
-                 F.first("format", ignorenulls=True).alias("format"),
-                 F.sum("documents").alias("documents"), F.sum("count").alias("tokens"))
-            .collect())
-    return {r["shard"]: {"size": int(r["size"]), "mtime": float(r["mtime"]),
-                         "format": r["format"], "documents": int(r["documents"] or 0),
-                         "tokens": int(r["tokens"] or 0)} for r in rows}
-
-
-def _word_delta(spark, uri: str, parts):
-    """Signed word counts summed over `parts` [(version, shards or None, sign)]: a pyarrow
-    table (word, count)."""
+def _changed_counts(spark, uri: str, parts):
+    """Word counts and shard entries of `parts` [(version, shards or None, sign)], one query
+    each: (pyarrow table (word, count) of the signed word counts summed over the parts,
+    {path: {size, mtime, format, documents, tokens}} of the parts with sign +1)."""
     import pyarrow as pa
-    from pyspark.sql import functions as F
+    import pyarrow.compute as pc
 
-    tables = [_store_at(spark, uri, v, ("word",), shards)
-              .groupBy("word").agg((F.sum("count") * sign).alias("count")).toArrow()
-              for v, shards, sign in parts]
-    if not tables:
-        return pa.table({"word": pa.array([], pa.string()), "count": pa.array([], pa.int64())})
-    return (pa.concat_tables(tables).group_by("word").aggregate([("count", "sum")])
-            .rename_columns(["word", "count"]))
+    words, info = [], {}
+    for version, shards, sign in parts:
+        rows = (_store_at(spark, uri, version, ("word", "shard", "stats"), shards)
+                .select("shard", "kind", "word", "count", "size", "mtime", "format",
+                        "documents").toArrow())
+        kind = rows.column("kind")
+        w = rows.filter(pc.equal(kind, "word"))
+        words.append(pa.table({"word": w.column("word"),
+                               "count": pc.multiply(w.column("count").cast(pa.int64()), sign)}))
+        if sign < 0:
+            continue
+        for r in rows.filter(pc.not_equal(kind, "word")).to_pylist():
+            entry = info.setdefault(r["shard"], {"size": 0, "mtime": 0.0, "format": None,
+                                                 "documents": 0, "tokens": 0})
+            if r["kind"] == "shard":
+                entry.update(size=int(r["size"]), mtime=float(r["mtime"]), format=r["format"])
+            else:
+                entry["documents"] += int(r["documents"] or 0)
+                entry["tokens"] += int(r["count"] or 0)
+    if not words:
+        empty = pa.table({"word": pa.array([], pa.string()), "count": pa.array([], pa.int64())})
+        return empty, info
+    delta = (pa.concat_tables(words).group_by("word").aggregate([("count", "sum")])
+             .rename_columns(["word", "count"]))
+    return delta, {p: e for p, e in info.items() if e["format"] is not None}
 
 
 def _update_words(words: list, keys: np.ndarray, counts: np.ndarray, delta):
@@ -548,7 +552,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
             parts = [(version, add, 1)] if add else []
             if sub:
                 parts.append((base.version, sub, -1))
-            delta = _word_delta(spark, uri, parts)
+            delta, added_info = _changed_counts(spark, uri, parts)
             words, keys, wcounts = totals.read_words(lake, base)
         except Exception as exc:  # noqa: BLE001 - vacuumed history, damaged snapshot
             report(f"warning: the totals snapshot {base.name} cannot be used ({type(exc).__name__}: "
@@ -556,11 +560,10 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
             base, add, sub = None, None, []
             words, keys, wcounts, shard_info = [], np.empty(0, np.int64), np.empty(0, np.int64), {}
     if base is None:
-        delta = _word_delta(spark, uri, [(version, None, 1)])
+        delta, added_info = _changed_counts(spark, uri, [(version, None, 1)])
     for p in sub:
         shard_info.pop(p, None)
-    if add is None or add:
-        shard_info.update(_shard_rows(spark, uri, version, add))
+    shard_info.update(added_info)
     words, keys, wcounts = _update_words(words, keys, wcounts, delta)
     shards = sorted((Shard(p, int(s["size"]), float(s["mtime"]), s["format"])
                      for p, s in shard_info.items()), key=lambda s: s.path)
