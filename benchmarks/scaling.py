@@ -426,7 +426,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--sizes needs token counts of at least 1000")
     if args.source and not Path(args.source).exists():
         parser.error(f"--source {args.source} does not exist")
-    if shutil.which(args.bitcipher) is None and not os.path.exists(args.bitcipher):
+    if not args.corpora_only and shutil.which(args.bitcipher) is None \
+            and not os.path.exists(args.bitcipher):
         parser.error(f"bitcipher executable {args.bitcipher!r} not found; pass --bitcipher")
 
     corpora = [corpus_for(args, n) for n in sizes]
