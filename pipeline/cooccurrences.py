@@ -135,18 +135,21 @@ def _partial_counter(words_bc, unk_id: int, window: int, include_self: bool,
     return count_batches
 
 
-def merged_counts(batches: Iterator, codec: KeyCodec):
-    """Sum the partial counts of one partition: (center, context, offset, count) arrays,
-    sorted by (center, offset, context)."""
-    keys, counts = [], []
+def summed_keys(batches: Iterator):
+    """Sum the packed partial counts of one partition: (sorted unique keys, counts)."""
+    keys, counts = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for batch in batches:
         for blob in batch.column(1).to_pylist():
             keys.append(np.frombuffer(blob, dtype=np.int64))
         for blob in batch.column(2).to_pylist():
             counts.append(np.frombuffer(blob, dtype=np.int64))
-    if not keys:
-        keys, counts = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
-    keys, counts = _aggregate(np.concatenate(keys), np.concatenate(counts))
+    return _aggregate(np.concatenate(keys), np.concatenate(counts))
+
+
+def merged_counts(batches: Iterator, codec: KeyCodec):
+    """Sum the partial counts of one partition: (center, context, offset, count) arrays,
+    sorted by (center, offset, context)."""
+    keys, counts = summed_keys(batches)
     center, offset, context = codec.decode(keys)
     context = np.where(context == codec.V, EDGE, context)
     return (center.astype(np.int32), context.astype(np.int32), offset.astype(np.int8),
@@ -196,9 +199,16 @@ def routed_batches(keys: np.ndarray, counts: np.ndarray, codec: "KeyCodec",
                    routes) -> Iterator:
     """Packed (route, keys, counts) batches, one per merge partition that gets any key:
     the partition of a key is its centre word's (:func:`partition_routes`)."""
+    yield from batches_by_partition(keys, counts, (keys // (codec.C * codec.K)) % len(routes),
+                                    routes)
+
+
+def batches_by_partition(keys: np.ndarray, counts: np.ndarray, part: np.ndarray,
+                         routes) -> Iterator:
+    """Packed (route, keys, counts) batches, one per partition p (``part`` of each key, in
+    0 .. len(routes) - 1) that gets any key, carrying the route value ``routes[p]``."""
     import pyarrow as pa
 
-    part = (keys // (codec.C * codec.K)) % len(routes)
     order = np.argsort(part, kind="stable")
     bounds = np.searchsorted(part[order], np.arange(len(routes) + 1))
     for p in range(len(routes)):
@@ -210,6 +220,31 @@ def routed_batches(keys: np.ndarray, counts: np.ndarray, codec: "KeyCodec",
                  pa.array([counts[chosen].tobytes()], pa.large_binary())],
                 names=["route", "keys", "counts"],
             )
+
+
+def cooccurrence_part(keys: np.ndarray, counts: np.ndarray, codec: "KeyCodec", out_dir: str,
+                      part: int, x: np.ndarray, counts_ext: np.ndarray, total: int, options,
+                      raw: bool):
+    """Summed, sorted co-occurrence keys of whole centre words -> file `part` of the
+    cooccurrences table under `out_dir`, and those words' vectors: (ids, 2-D array), the raw
+    float64 blocks when `raw` (pmi/ppmi, finished later), else the finished float32 ones."""
+    import pyarrow as pa
+
+    from .lake import write_parquet
+    from .schemas import arrow_schema
+    from .vectors import aggregate_rows, raw_blocks
+
+    center, offset, context = codec.decode(keys)
+    context = np.where(context == codec.V, EDGE, context)
+    center, context, offset = (center.astype(np.int32), context.astype(np.int32),
+                               offset.astype(np.int8))
+    write_parquet(pa.Table.from_arrays(
+        [pa.array(center), pa.array(context), pa.array(offset), pa.array(counts)],
+        schema=arrow_schema("cooccurrences")), out_dir, part)
+    if raw:
+        ids, f = raw_blocks(center, context, offset, counts, x, counts_ext, total, options)
+        return ids, f.reshape(len(ids), -1)
+    return aggregate_rows(center, context, offset, counts, x, counts_ext, total, options)
 
 
 def partial_counts(spark, words: list[str], unk_id: int, window: int, include_self: bool,

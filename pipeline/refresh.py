@@ -53,17 +53,16 @@ from .build import (
     _local_path,
     _Stages,
 )
-from .corpus import Shard, check_shards, list_shards, read_documents
-from .errors import ConflictError, InputError, LakeError, OptionError
 from fsspec.core import url_to_fs
 
-from .corpus import fsspec_uri
+from . import totals
+from .cooccurrences import EDGE as EDGE_ID
+from .corpus import Shard, check_shards, fsspec_uri, list_shards, read_documents
+from .errors import ConflictError, InputError, LakeError, OptionError
 from .history import PROP_COUNTS_VERSION, PROP_REFRESH, delta_commits, latest_version
 from .lake import PROP_OPTIONS, Lake, _sql_string, check_lake, published
 from .options import BuildOptions
 from .unigrams import rank_vocabulary
-from . import totals
-from .cooccurrences import EDGE as EDGE_ID
 
 APP_ID = "bitcipher-refresh"
 EDGE_KEY = -(2**63)
@@ -468,18 +467,13 @@ def _changed_counts(spark, uri: str, parts):
 
 def _update_words(words: list, keys: np.ndarray, counts: np.ndarray, delta):
     """Apply signed per-word deltas; new words get the next indices (sorted by word)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     counts = counts.copy()
-    d_words = delta.column("word")
+    d_words = delta.column("word").to_pylist()
     d_counts = delta.column("count").to_numpy().astype(np.int64)
-    pos = pc.index_in(d_words, value_set=pa.array(words, pa.string()))
-    found = pos.is_valid().to_numpy(zero_copy_only=False)
-    at = pos.fill_null(0).to_numpy().astype(np.int64)
-    np.add.at(counts, at[found], d_counts[found])
-    new = sorted((w, int(c)) for w, c, f in zip(d_words.to_pylist(), d_counts, found)
-                 if not f and c != 0)
+    pos = pc_index_in(d_words, words)
+    found = pos >= 0
+    np.add.at(counts, pos[found], d_counts[found])
+    new = sorted((w, int(c)) for w, c, f in zip(d_words, d_counts, found) if not f and c != 0)
     if any(c < 0 for _, c in new) or (counts < 0).any():
         raise LakeError("a word count fell below zero: the count store is damaged; refresh "
                         "into a new lake")
@@ -524,12 +518,11 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from .cooccurrences import KeyCodec, _aggregate, partition_routes
     from .build import TOKENS_PER_PARTITION
-    from .lake import new_run_id, write_parquet
-    from .schemas import arrow_schema
-    from .vectors import (aggregate_rows, context_marginal, marginal_post, needs_marginal,
-                          raw_blocks)
+    from .cooccurrences import (PARTIAL_SCHEMA, KeyCodec, _aggregate, cooccurrence_part,
+                                partition_routes)
+    from .lake import new_run_id
+    from .vectors import context_marginal, marginal_post, needs_marginal
 
     started = time.perf_counter()
     uri = counts_uri(lake)
@@ -580,7 +573,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     vocab = rank_vocabulary([(w, int(c)) for w, c, k in zip(words, wcounts, present) if k],
                             total, options.max_vocab)
     unk = vocab.unk_id
-    id_of_idx = (pc_index_in(words, vocab.words).astype(np.int64))
+    id_of_idx = pc_index_in(words, vocab.words)
     id_of_idx[id_of_idx < 0] = unk
     stages.record("counts", len(words), started,
                   f"{len(shards)} shards, {total:,} tokens, {len(words):,} word types; "
@@ -613,14 +606,14 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
             pa.table({"route": pa.array(routes, pa.int64()),
                       "keys": pa.array([b""] * buckets, pa.binary()),
                       "counts": pa.array([b""] * buckets, pa.binary())}),
-            schema=totals.PARTIAL_SCHEMA)
+            schema=PARTIAL_SCHEMA)
         partial = markers
         if parts:
             union = parts[0]
             for extra in parts[1:]:
                 union = union.unionByName(extra)
             partial = union.mapInArrow(totals.delta_router(map_bc, buckets, routes),
-                                       totals.PARTIAL_SCHEMA).unionByName(markers)
+                                       PARTIAL_SCHEMA).unionByName(markers)
         job = {"options": options, "buckets": buckets, "routes": routes,
                "id_of_idx": id_of_idx, "unk_id": unk, "total": vocab.total,
                "base": totals.snapshot_dir(lake, base.name) if base is not None else None,
@@ -655,22 +648,13 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
         unk_rows = []
         m_keys, m_counts = list(blobs["marginal"][0]), list(blobs["marginal"][1])
         if len(uk):
-            center, off, ctx = codec.decode(uk)
             if raw:
+                _, off, ctx = codec.decode(uk)
                 mk, mn = totals.marginal_totals(ctx, off, un, codec)
                 m_keys.append(mk)
                 m_counts.append(mn)
-            ctx = np.where(ctx == codec.V, EDGE_ID, ctx)
-            center, ctx, off = center.astype(np.int32), ctx.astype(np.int32), off.astype(np.int8)
-            write_parquet(pa.Table.from_arrays(
-                [pa.array(center), pa.array(ctx), pa.array(off), pa.array(un)],
-                schema=arrow_schema("cooccurrences")), cooc_dir, buckets)
-            if raw:
-                ids, f = raw_blocks(center, ctx, off, un, x, counts_ext, vocab.total, options)
-                v = f.reshape(len(ids), -1)
-            else:
-                ids, v = aggregate_rows(center, ctx, off, un, x, counts_ext, vocab.total,
-                                        options)
+            ids, v = cooccurrence_part(uk, un, codec, cooc_dir, buckets, x, counts_ext,
+                                       vocab.total, options, raw)
             unk_rows = [(int(ids[0]), v[0].astype(np.float64).tolist())]
         marginal = None
         if raw:

@@ -49,8 +49,6 @@ EDGE_SLOT = (1 << CTX_BITS) - 1  # the context slot of the document edge
 MAX_WORDS = EDGE_SLOT  # word indices 0 .. MAX_WORDS - 1
 OFF_BIAS = 128
 OUT_SCHEMA = "kind string, id int, vector array<double>, keys binary, counts binary"
-PARTIAL_SCHEMA = "route long, keys binary, counts binary"
-FLUSH_PAIRS = 4_000_000
 
 
 def pack(center, offset, context):
@@ -108,7 +106,8 @@ def write_pointer(lake: Lake, snap: Snapshot) -> None:
     uri = f"{root(lake)}/current.json"
     fs, path = url_to_fs(fsspec_uri(uri))
     text = json.dumps(asdict(snap), sort_keys=True)
-    if fs.protocol in ("file", "local") or "file" in (fs.protocol or ()):
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    if "file" in protocols:
         import os
 
         tmp = f"{path}.{uuid.uuid4().hex}.tmp"
@@ -189,10 +188,8 @@ def delta_router(map_bc, buckets: int, routes: list[int]) -> Callable:
     packed (route, keys, counts) of summed signed counts, one batch per bucket."""
 
     def route_batches(batches: Iterator):
-        import pyarrow as pa
-
-        from .cooccurrences import _aggregate
-        from .refresh import EDGE_KEY, _lookup
+        from .cooccurrences import _aggregate, batches_by_partition
+        from .refresh import EDGE_KEY, FLUSH_PAIRS, _lookup
 
         sorted_keys, idx = map_bc.value
         keys_buf: list = []
@@ -203,17 +200,8 @@ def delta_router(map_bc, buckets: int, routes: list[int]) -> Callable:
             keys, counts = _aggregate(np.concatenate(keys_buf), np.concatenate(counts_buf))
             nz = counts != 0
             keys, counts = keys[nz], counts[nz]
-            bucket = (keys >> (CTX_BITS + 8)) % buckets
-            order = np.argsort(bucket, kind="stable")
-            bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
-            for b in range(buckets):
-                chosen = order[bounds[b]:bounds[b + 1]]
-                if len(chosen):
-                    yield pa.RecordBatch.from_arrays(
-                        [pa.array([routes[b]], pa.int64()),
-                         pa.array([keys[chosen].tobytes()], pa.large_binary()),
-                         pa.array([counts[chosen].tobytes()], pa.large_binary())],
-                        names=["route", "keys", "counts"])
+            yield from batches_by_partition(keys, counts, (keys >> (CTX_BITS + 8)) % buckets,
+                                            routes)
 
         for batch in batches:
             columns = [batch.column(i).to_pylist() for i in range(5)]
@@ -247,10 +235,8 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
     def process(batches: Iterator):
         import pyarrow as pa
 
-        from .cooccurrences import EDGE as EDGE_ID, KeyCodec, _aggregate
-        from .lake import write_parquet
-        from .schemas import arrow_schema
-        from .vectors import aggregate_rows, needs_marginal, raw_blocks
+        from .cooccurrences import KeyCodec, _aggregate, cooccurrence_part
+        from .vectors import needs_marginal
 
         job = job_bc.value
         options = job["options"]
@@ -301,27 +287,13 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
             if is_unk.any():
                 yield _blob_batch("unk", ck[is_unk], cn[is_unk])
             ck, cn = ck[~is_unk], cn[~is_unk]
-            c_center, c_off, c_ctx = codec.decode(ck)
             if raw:
-                mk, mn = marginal_totals(c_ctx, c_off, cn, codec)
-                yield _blob_batch("marginal", mk, mn)
-            if not len(ck):
-                continue
-            c_ctx = np.where(c_ctx == codec.V, EDGE_ID, c_ctx)
-            c_center, c_ctx, c_off = (c_center.astype(np.int32), c_ctx.astype(np.int32),
-                                      c_off.astype(np.int8))
-            table = pa.Table.from_arrays(
-                [pa.array(c_center), pa.array(c_ctx), pa.array(c_off), pa.array(cn)],
-                schema=arrow_schema("cooccurrences"))
-            write_parquet(table, job["cooc_dir"], b)
-            if raw:
-                ids, f = raw_blocks(c_center, c_ctx, c_off, cn, x_bc.value, counts_ext,
-                                    job["total"], options)
-                vecs = f.reshape(len(ids), -1)
-            else:
-                ids, vecs = aggregate_rows(c_center, c_ctx, c_off, cn, x_bc.value, counts_ext,
-                                           job["total"], options)
-            yield _vector_rows(ids, vecs)
+                _, c_off, c_ctx = codec.decode(ck)
+                yield _blob_batch("marginal", *marginal_totals(c_ctx, c_off, cn, codec))
+            if len(ck):
+                yield _vector_rows(*cooccurrence_part(ck, cn, codec, job["cooc_dir"], b,
+                                                      x_bc.value, counts_ext, job["total"],
+                                                      options, raw))
 
     return process
 
@@ -374,11 +346,11 @@ def _blob_batch(kind: str, keys: np.ndarray, counts: np.ndarray):
 def _vector_rows(ids: np.ndarray, vecs: np.ndarray):
     import pyarrow as pa
 
-    n, dim = vecs.shape
-    values = pa.array(vecs.astype(np.float64).ravel(), pa.float64())
-    offsets = pa.array(np.arange(0, n * dim + 1, dim, dtype=np.int32))
+    from .vectors import _vector_batch
+
+    batch = _vector_batch(ids, vecs.astype(np.float64), pa.float64())
+    n = batch.num_rows
     return pa.RecordBatch.from_arrays(
-        [pa.array(["vector"] * n), pa.array(ids.astype(np.int32)),
-         pa.ListArray.from_arrays(offsets, values), pa.nulls(n, pa.large_binary()),
-         pa.nulls(n, pa.large_binary())],
+        [pa.array(["vector"] * n), batch.column(0).cast(pa.int32()), batch.column(1),
+         pa.nulls(n, pa.large_binary()), pa.nulls(n, pa.large_binary())],
         names=["kind", "id", "vector", "keys", "counts"])

@@ -185,29 +185,15 @@ def _fused(vocab_size: int, out_dir: str, x_bc, counts_bc, total: int,
         import pyarrow as pa
         from pyspark import TaskContext
 
-        from .cooccurrences import KeyCodec, merged_counts
-        from .lake import write_parquet
-        from .schemas import arrow_schema
+        from .cooccurrences import KeyCodec, cooccurrence_part, summed_keys
 
-        center, context, offset, count = merged_counts(
-            batches, KeyCodec(vocab_size, options.window)
-        )
-        if not len(center):
+        keys, counts = summed_keys(batches)
+        if not len(keys):
             return
-        table = pa.Table.from_arrays(
-            [pa.array(center), pa.array(context), pa.array(offset), pa.array(count)],
-            schema=arrow_schema("cooccurrences"),
-        )
-        write_parquet(table, out_dir, TaskContext.get().partitionId())
-        counts_ext = np.append(counts_bc.value, 0)
-        if raw:
-            ids, f = raw_blocks(center, context, offset, count, x_bc.value, counts_ext,
-                                total, options)
-            yield _vector_batch(ids, f.reshape(len(ids), -1), pa.float64())
-        else:
-            ids, vecs = aggregate_rows(center, context, offset, count, x_bc.value,
-                                       counts_ext, total, options)
-            yield _vector_batch(ids, vecs)
+        ids, vecs = cooccurrence_part(keys, counts, KeyCodec(vocab_size, options.window),
+                                      out_dir, TaskContext.get().partitionId(), x_bc.value,
+                                      np.append(counts_bc.value, 0), total, options, raw)
+        yield _vector_batch(ids, vecs, pa.float64() if raw else None)
 
     return merge_write_aggregate
 
