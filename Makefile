@@ -15,7 +15,7 @@ $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[test,bench,sql,s3,notebook]"
-	$(BIN)/python -m pipeline.setup_jars
+	$(BIN)/python -m bitcipher.runtime.jars
 	touch $@
 
 setup: $(VENV)/.ready

@@ -54,7 +54,7 @@ examples:
       --build-arg=--some-option --build-arg=value
   # before the bitcipher command exists: any template with {corpus} and {lake}
   python benchmarks/bench_build.py --corpus /tmp/bench-ptb \\
-      --build-cmd 'python -m pipeline.cli build --corpus {corpus} --lake {lake}'
+      --build-cmd 'python -m bitcipher.cli build --corpus {corpus} --lake {lake}'
   # gensim only
   python benchmarks/bench_build.py --corpus /tmp/bench-ptb --skip-build
 

@@ -47,9 +47,9 @@ def main(argv=None) -> int:
                         "release's defaults (bits 256, window 2, sum, ppmi) (default paper)")
     args = p.parse_args(argv)
 
-    from pipeline import build, spark_session
-    from pipeline.lake import Lake, read_table
-    from pipeline.refresh import refresh
+    from bitcipher import build, spark_session
+    from bitcipher.lake.tables import Lake, read_table
+    from bitcipher.refresh.run import refresh
 
     shards = sorted(x for x in Path(args.corpus).iterdir()
                     if x.is_file() and not x.name.startswith((".", "_")))
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     for shard in shards[:-args.add]:
         os.link(shard, corpus / shard.name) if _same_fs(shard, work) else \
             shutil.copy2(shard, corpus / shard.name)
-    from pipeline.options import PAPER, BuildOptions
+    from bitcipher.options import PAPER, BuildOptions
 
     options = PAPER if args.settings == "paper" else BuildOptions()
 

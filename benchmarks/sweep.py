@@ -4,7 +4,7 @@
 The co-occurrence counts do not depend on bits, mode, weighting, smoothing or transform,
 and the counts of a smaller window (or without offset 0) are a subset of a larger one's, so
 one build at the largest window gives every setting: for each setting this script runs the
-build's own vector step (pipeline.cipher.build_cipher, pipeline.vectors.raw_blocks,
+build's own vector step (bitcipher.stages.cipher.build_cipher, bitcipher.stages.vectors.raw_blocks,
 context_marginal and post: the functions the Spark stage calls) on the stored
 co-occurrence table, on one machine, and scores the vectors on the development data only:
 
@@ -39,11 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline.cipher import build_cipher  # noqa: E402
-from pipeline.evaluate import evaluate_similarity, similarity_datasets  # noqa: E402
-from pipeline.keyed_vectors import KeyedVectors  # noqa: E402
-from pipeline.options import PAPER, BuildOptions  # noqa: E402
-from pipeline.vectors import context_marginal, needs_marginal, post, raw_blocks  # noqa: E402
+from bitcipher.stages.cipher import build_cipher  # noqa: E402
+from bitcipher.evaluation.evaluate import evaluate_similarity, similarity_datasets  # noqa: E402
+from bitcipher.query.keyed_vectors import KeyedVectors  # noqa: E402
+from bitcipher.options import PAPER, BuildOptions  # noqa: E402
+from bitcipher.stages.vectors import context_marginal, needs_marginal, post, raw_blocks  # noqa: E402
 
 
 class Counts:
@@ -52,7 +52,7 @@ class Counts:
     def __init__(self, lake: str):
         import pyarrow.parquet as pq
 
-        from pipeline.lake import Lake, published
+        from bitcipher.lake.tables import Lake, published
 
         lk = Lake(lake)
         pub = published(lk)
@@ -97,7 +97,7 @@ def vectors(c: Counts, options: BuildOptions) -> np.ndarray:
 
 
 def probe(kv: KeyedVectors, probe_dir: Path, tokens: int, iterations: int):
-    from pipeline.probe import run_probe
+    from bitcipher.evaluation.probe import run_probe
 
     return run_probe(kv, probe_dir / "train.conll", probe_dir / "dev.conll",
                      max_train_tokens=tokens, max_iter=iterations)

@@ -9,17 +9,17 @@ for a fixed number of steps, three ways, with everything else equal:
   frozen   bit-cipher embeddings, frozen, with a learned linear projection (no bias) to the
            model width;
   init     bit-cipher embeddings as the initialisation of learned token embeddings: the
-           standardised vectors' top principal components (``pipeline.lm.fit_width``: PCA
+           standardised vectors' top principal components (``bitcipher.evaluation.lm.fit_width``: PCA
            when the vectors are wider than the model, zero columns when narrower), scaled to
            the baseline's std 0.02, then trained like the baseline.
 
 The bit-cipher vectors are built by this pipeline from the PTB *training* split only: it is
 written as text shards the way the model reads it (every sentence followed by the word ``eos``,
 50 sentences per line, so windows cross sentence boundaries as the model's context does), then
-``pipeline.build.build`` with ``--mode concat --bits 32 --window 5 --transform neglog
+``bitcipher.build.build`` with ``--mode concat --bits 32 --window 5 --transform neglog
 --min-count 1`` (every PTB
 training word gets its own vector; 33 x 11 = 363 dimensions). Tokens are matched to the lake
-with ``pipeline.lm.embedding_matrix`` (PTB's ``<unk>`` is read by the tokenizer as ``unk``:
+with ``bitcipher.evaluation.lm.embedding_matrix`` (PTB's ``<unk>`` is read by the tokenizer as ``unk``:
 aliased; ``<eos>`` -> ``eos``; ``N`` -> ``n``; ``'s`` -> ``s``, ...), standardised per
 dimension. A PTB token with no lake word (tokens the tokenizer drops, like ``$`` or ``&``) gets
 the lake's ``<unk>`` row; the script prints how many.
@@ -112,10 +112,10 @@ def build_matrix(args, train, vocab) -> None:
     """Build the lake from the training split and write the vocabulary's rows to
     ``<work>/cipher_matrix.npz`` (run in a child process, so that Spark's JVM is gone before
     training starts)."""
-    from pipeline.build import build
-    from pipeline.lake import Lake
-    from pipeline.lm import embedding_matrix_from_lake
-    from pipeline.session import spark_session
+    from bitcipher.build import build
+    from bitcipher.lake.tables import Lake
+    from bitcipher.evaluation.lm import embedding_matrix_from_lake
+    from bitcipher.runtime.session import spark_session
 
     work = Path(args.work)
     options = build_options(args)
@@ -134,7 +134,7 @@ def build_matrix(args, train, vocab) -> None:
 
 
 def build_options(args):
-    from pipeline.options import BuildOptions
+    from bitcipher.options import BuildOptions
 
     return BuildOptions(bits=args.bits, window=args.window, mode=args.mode,
                         transform=args.transform, min_count=1)
@@ -167,7 +167,7 @@ def make_model(variant, vocab_size, em_matrix, args, seed):
     import torch
     from torch import nn
 
-    from pipeline.lm import embedding_layer, fit_width
+    from bitcipher.evaluation.lm import embedding_layer, fit_width
 
     class LM(nn.Module):
         def __init__(self):

@@ -6,16 +6,10 @@ a lake, published atomically; the same flags as `bitcipher build`.
 """
 
 import argparse
-import os
 import sys
 from typing import Optional, Sequence
 
-try:
-    import pipeline  # noqa: F401
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pipeline import cli
+from bitcipher import cli
 
 EXAMPLE = ("example:\n  spark-submit --packages io.delta:delta-spark_4.1_2.13:4.4.0 "
            "jobs/build.py --corpus data/kjv --lake ./lake --bits 32 --window 5")

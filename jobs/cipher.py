@@ -5,25 +5,19 @@
 """
 
 import argparse
-import os
 import sys
 from typing import Optional, Sequence
 
-try:
-    import pipeline  # noqa: F401
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 import numpy as np
 
-from pipeline.build import cipher_frame
-from pipeline.cipher import build_cipher
-from pipeline.errors import LakeError
-from pipeline.options import BuildOptions
-from pipeline.schemas import check_schema
-from pipeline.cli import HelpFormatter as _Formatter
-from pipeline.cli import add_master, add_options, guarded
-from pipeline.session import spark_session
+from bitcipher.build import cipher_frame
+from bitcipher.stages.cipher import build_cipher
+from bitcipher.errors import LakeError
+from bitcipher.options import BuildOptions
+from bitcipher.lake.schemas import check_schema
+from bitcipher.cli import HelpFormatter as _Formatter
+from bitcipher.cli import add_master, add_options, guarded
+from bitcipher.runtime.session import spark_session
 
 EXAMPLE = ("example:\n  spark-submit --packages io.delta:delta-spark_4.1_2.13:4.4.0 "
            "jobs/cipher.py --unigrams /tmp/stages/unigrams --out /tmp/stages/cipher --bits 32")

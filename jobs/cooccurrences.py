@@ -6,24 +6,18 @@ table (Parquet).
 """
 
 import argparse
-import os
 import sys
 from typing import Optional, Sequence
 
-try:
-    import pipeline  # noqa: F401
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pipeline.build import TOKENS_PER_PARTITION, cooccurrence_partitions
-from pipeline.cooccurrences import count_cooccurrences
-from pipeline.errors import LakeError, OptionError
-from pipeline.options import BuildOptions
-from pipeline.schemas import check_schema, conform
-from pipeline.cli import HelpFormatter as _Formatter
-from pipeline.cli import add_master, add_options, guarded
-from pipeline.session import spark_session
-from pipeline.unigrams import UNK
+from bitcipher.build import TOKENS_PER_PARTITION, cooccurrence_partitions
+from bitcipher.stages.cooccurrences import count_cooccurrences
+from bitcipher.errors import LakeError, OptionError
+from bitcipher.options import BuildOptions
+from bitcipher.lake.schemas import check_schema, conform
+from bitcipher.cli import HelpFormatter as _Formatter
+from bitcipher.cli import add_master, add_options, guarded
+from bitcipher.runtime.session import spark_session
+from bitcipher.stages.unigrams import UNK
 
 EXAMPLE = ("example:\n  spark-submit --packages io.delta:delta-spark_4.1_2.13:4.4.0 "
            "jobs/cooccurrences.py --tokens /tmp/stages/tokens --unigrams /tmp/stages/unigrams "
@@ -36,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
         description="Stage cooccurrences: count how often each context (a word, or EDGE = -1\n"
                     "beyond either end of a document) stands at each offset from each word;\n"
                     "write the cooccurrences table (center, context, offset, count) as Parquet.")
-    p.add_argument("--tokens", required=True, help="tokens table (jobs/tokenize.py)")
+    p.add_argument("--tokens", required=True, help="tokens table (jobs/tokens.py)")
     p.add_argument("--unigrams", required=True, help="unigrams table (jobs/unigrams.py)")
     p.add_argument("--out", required=True, help="output folder or URI (overwritten)")
     p.add_argument("--partitions", type=int, default=None,

@@ -4,22 +4,16 @@
 """
 
 import argparse
-import os
 import sys
 from typing import Optional, Sequence
 
-try:
-    import pipeline  # noqa: F401
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pipeline.errors import InputError
-from pipeline.options import BuildOptions
-from pipeline.schemas import check_schema
-from pipeline.cli import HelpFormatter as _Formatter
-from pipeline.cli import add_master, add_options, guarded
-from pipeline.session import spark_session
-from pipeline.unigrams import collect_vocabulary, count_tokens, unigram_frame
+from bitcipher.errors import InputError
+from bitcipher.options import BuildOptions
+from bitcipher.lake.schemas import check_schema
+from bitcipher.cli import HelpFormatter as _Formatter
+from bitcipher.cli import add_master, add_options, guarded
+from bitcipher.runtime.session import spark_session
+from bitcipher.stages.unigrams import collect_vocabulary, count_tokens, unigram_frame
 
 EXAMPLE = ("example:\n  spark-submit --packages io.delta:delta-spark_4.1_2.13:4.4.0 "
            "jobs/unigrams.py --tokens /tmp/stages/tokens --out /tmp/stages/unigrams")
@@ -31,7 +25,7 @@ def parser() -> argparse.ArgumentParser:
         description="Stage unigrams: count the tokens, keep those seen at least --min-count\n"
                     "times (the rest become <unk>), rank them, and write the unigrams table\n"
                     "(word, count, id) as Parquet.")
-    p.add_argument("--tokens", required=True, help="tokens table (jobs/tokenize.py)")
+    p.add_argument("--tokens", required=True, help="tokens table (jobs/tokens.py)")
     p.add_argument("--out", required=True, help="output folder or URI (overwritten)")
     add_options(p, "min_count", "max_vocab")
     add_master(p)

@@ -8,26 +8,20 @@
 
 import argparse
 import json
-import os
 import sys
 from typing import Optional, Sequence
 
-try:
-    import pipeline  # noqa: F401
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 import numpy as np
 
-from pipeline.build import TOKENS_PER_PARTITION, cooccurrence_partitions
-from pipeline.cipher import Cipher
-from pipeline.errors import InputError, LakeError, OptionError
-from pipeline.options import DEFAULTS, BuildOptions
-from pipeline.schemas import check_schema, conform, schema_of
-from pipeline.cli import HelpFormatter as _Formatter
-from pipeline.cli import add_master, add_options, guarded
-from pipeline.session import spark_session
-from pipeline.vectors import (contextual_vectors, cooccurrence_marginal, empty_vector,
+from bitcipher.build import TOKENS_PER_PARTITION, cooccurrence_partitions
+from bitcipher.stages.cipher import Cipher
+from bitcipher.errors import InputError, LakeError, OptionError
+from bitcipher.options import DEFAULTS, BuildOptions
+from bitcipher.lake.schemas import check_schema, conform, schema_of
+from bitcipher.cli import HelpFormatter as _Formatter
+from bitcipher.cli import add_master, add_options, guarded
+from bitcipher.runtime.session import spark_session
+from bitcipher.stages.vectors import (contextual_vectors, cooccurrence_marginal, empty_vector,
                               needs_marginal)
 
 EXAMPLE = ("example:\n  spark-submit --packages io.delta:delta-spark_4.1_2.13:4.4.0 "
@@ -120,7 +114,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     partitions = args.partitions or cooccurrence_partitions(spark, total)
     # All rows of a centre word in one partition, in the order the build aggregates them:
     # (center, offset, context) with EDGE (-1) after the words, as in the packed keys of
-    # pipeline.cooccurrences, so the float sums run in the same order and agree bit for bit.
+    # bitcipher.stages.cooccurrences, so the float sums run in the same order and agree bit for bit.
     by_center = cooc.repartition(partitions, "center").sortWithinPartitions(
         "center", "offset", F.col("context") < 0, "context"
     )

@@ -31,7 +31,7 @@ CORPUS_C = [
 
 @pytest.fixture(scope="session")
 def spark():
-    from pipeline.session import spark_session
+    from bitcipher.runtime.session import spark_session
 
     session = spark_session(
         master="local[2]",

@@ -7,8 +7,8 @@ import json
 import pytest
 from conftest import CORPUS_A, write_shards
 
-from pipeline import BuildOptions, InputError, LakeError, OptionError, build
-from pipeline.lake import Lake, published, read_table
+from bitcipher import BuildOptions, InputError, LakeError, OptionError, build
+from bitcipher.lake.tables import Lake, published, read_table
 
 OPTIONS = BuildOptions(bits=6, window=2, min_count=1)
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import reference
 
-from pipeline.cipher import build_cipher, code_matrix, code_positions, resolve_bits, smallest_bits
-from pipeline.errors import CapacityError
+from bitcipher.stages.cipher import build_cipher, code_matrix, code_positions, resolve_bits, smallest_bits
+from bitcipher.errors import CapacityError
 
 # b = 4, written out by hand: one-hot codes, then two ones in colex order, then three, then four.
 CODES_B4 = [
@@ -63,7 +63,7 @@ def test_rep_matches_reference_and_sums_to_one(smoothing):
 
 @pytest.mark.parametrize("bits,n_words", [(2, 3), (4, 15), (9, 511), (256, 40_000)])
 def test_code_matrix_rows_are_code_positions(bits, n_words):
-    from pipeline.cipher import code_matrix
+    from bitcipher.stages.cipher import code_matrix
 
     codes = code_matrix(n_words, bits)
     for rank in sorted(set(range(min(n_words, 600))) | set(range(max(n_words - 50, 0), n_words))):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import CORPUS_A, write_shards
 
-from pipeline.cli import main
+from bitcipher.cli import main
 
 COMMANDS = ["build", "sql", "neighbors", "export", "evaluate"]
 
@@ -38,7 +38,7 @@ def test_bad_option_fails_before_spark(capsys):
 
 
 def test_console_script_is_installed():
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "bitcipher.cli", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "build" in out and "neighbors" in out
 
@@ -70,7 +70,7 @@ def test_sql_sees_every_table(lake, capsys):
 
 
 def test_neighbors_match_numpy(lake, spark, capsys):
-    from pipeline.lake import Lake, read_table
+    from bitcipher.lake.tables import Lake, read_table
 
     assert main(["neighbors", "cat", "-k", "3", "--lake", str(lake)]) == 0
     out = capsys.readouterr().out.splitlines()[2:]
@@ -92,7 +92,7 @@ def test_neighbors_of_unknown_word(lake, capsys):
 def test_export_word2vec_round_trip(lake, spark, tmp_path):
     from gensim.models import KeyedVectors
 
-    from pipeline.lake import Lake, read_table
+    from bitcipher.lake.tables import Lake, read_table
 
     out = tmp_path / "vectors.txt"
     assert main(["export", "--format", "word2vec", str(out), "--lake", str(lake)]) == 0
@@ -106,7 +106,7 @@ def test_export_word2vec_round_trip(lake, spark, tmp_path):
 def test_export_npy(lake, spark, tmp_path):
     import json
 
-    from pipeline.lake import Lake, read_table
+    from bitcipher.lake.tables import Lake, read_table
 
     out = tmp_path / "vectors.npy"
     assert main(["export", "--format", "npy", str(out), "--lake", str(lake)]) == 0

@@ -12,19 +12,19 @@ import numpy as np
 import pytest
 from conftest import CORPUS_A, CORPUS_B, write_shards
 
-from pipeline import BuildOptions, build
-from pipeline.lake import Lake, published, read_table
-from pipeline.session import cache_dir, package_zip
-from pipeline.standalone import standalone_cluster
+from bitcipher import BuildOptions, build
+from bitcipher.lake.tables import Lake, published, read_table
+from bitcipher.runtime.session import cache_dir, package_zip
+from bitcipher.runtime.standalone import standalone_cluster
 
 ZIP_NAME = re.compile(r"bitcipher-[0-9a-f]{16}\.zip")
 
 PROBE = """
 import json, os, sys
-from pipeline.session import spark_session
+from bitcipher.runtime.session import spark_session
 spark = spark_session(master=sys.argv[1], app_name="bitcipher-probe")
 files = spark.sparkContext.parallelize(range(4), 4).map(
-    lambda _: __import__("pipeline").__file__).collect()
+    lambda _: __import__("bitcipher").__file__).collect()
 print("PROBE " + json.dumps({"includes": spark.sparkContext._python_includes, "files": files}))
 spark.stop()
 """
@@ -53,28 +53,30 @@ def _probe(cluster, **env):
 def test_package_zip_is_content_addressed_and_importable(tmp_path, monkeypatch):
     import zipfile
 
-    import pipeline
+    import bitcipher
 
     monkeypatch.setenv("BITCIPHER_CACHE", str(tmp_path / "cache"))
     first = package_zip()
     assert os.path.dirname(first) == str(tmp_path / "cache" / "pyfiles")
     assert ZIP_NAME.fullmatch(os.path.basename(first))
     assert package_zip() == first  # built once, found again
-    package = os.path.dirname(pipeline.__file__)
-    modules = {f"pipeline/{n}" for n in os.listdir(package) if n.endswith(".py")}
+    package = os.path.dirname(bitcipher.__file__)
+    modules = {os.path.relpath(os.path.join(d, n), os.path.dirname(package)).replace(os.sep, "/")
+               for d, _, files in os.walk(package) for n in files if n.endswith(".py")}
+    assert "bitcipher/stages/vectors.py" in modules
     names = set(zipfile.ZipFile(first).namelist())
     assert modules <= names
-    assert {f"pipeline/schemas_data/{t}.json" for t in
+    assert {f"bitcipher/lake/schema_files/{t}.json" for t in
             ("tokens", "unigrams", "cooccurrences", "cipher", "vectors")} <= names
     assert not any("__pycache__" in n for n in names)
     # a Python that finds the package only in the zip imports it and reads the schemas
-    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import pipeline.schemas as s; "
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import bitcipher.lake.schemas as s; "
              "print(s.__file__); print(s.schema_of('vectors').fieldNames())")
     out = subprocess.run([sys.executable, "-c", probe, first], capture_output=True, text=True,
                          cwd=str(tmp_path), timeout=120)
     assert out.returncode == 0, out.stderr
     path, fields = out.stdout.splitlines()
-    assert path == os.path.join(first, "pipeline", "schemas.py")
+    assert path == os.path.join(first, "bitcipher", "lake", "schemas.py")
     assert fields == "['word', 'id', 'count', 'vector']"
 
 
@@ -86,8 +88,8 @@ def test_executors_import_the_shipped_zip(cluster):
     assert os.path.exists(os.path.join(cache_dir(), "pyfiles", name))  # built on the fly
     assert len(shipped["files"]) == 4
     for path in shipped["files"]:
-        # the executor's copy: <executor work dir>/bitcipher-<hash>.zip/pipeline/__init__.py
-        assert path.endswith(f"{name}{os.sep}pipeline{os.sep}__init__.py"), path
+        # the executor's copy: <executor work dir>/bitcipher-<hash>.zip/bitcipher/__init__.py
+        assert path.endswith(f"{name}{os.sep}bitcipher{os.sep}__init__.py"), path
         assert not path.startswith(cache_dir())
 
     # without shipping the executors fall back to the installed package
@@ -103,7 +105,7 @@ def test_cluster_build_equals_local(cluster, spark, tmp_path):
     options = ["--bits", "7", "--window", "3", "--min-count", "2"]
     cluster_lake = tmp_path / "cluster-lake"
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "build", "--corpus", str(corpus), "--lake",
+        [sys.executable, "-m", "bitcipher.cli", "build", "--corpus", str(corpus), "--lake",
          str(cluster_lake), "--master", url, *options],
         env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]

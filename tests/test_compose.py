@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml  # PyYAML: the sql extra
 
-from pipeline.cli import parser
+from bitcipher.cli import parser
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -88,7 +88,7 @@ def test_dockerfile_installs_the_package_with_python_of_the_pin():
     assert f"python3.{minor} -m venv /opt/bitcipher/venv" in DOCKERFILE
     assert re.search(r"pip install [^\n]*\"/opt/bitcipher/src\[sql\]\"", DOCKERFILE)
     assert "PYSPARK_PYTHON=/opt/bitcipher/venv/bin/python" in DOCKERFILE
-    assert "python -m pipeline.setup_jars --no-archive" in DOCKERFILE
+    assert "python -m bitcipher.runtime.jars --no-archive" in DOCKERFILE
     # every path the package build needs is copied into the image and not ignored
     ignore = (ROOT / "docker" / "Dockerfile.dockerignore").read_text().split()
     for path in ["pyproject.toml", "README.md", "pipeline", "schemas"]:

@@ -1,4 +1,4 @@
-"""pipeline.evaluate: Spearman, similarity, 3CosAdd analogies, data set parsers, word2vec text.
+"""bitcipher.evaluation.evaluate: Spearman, similarity, 3CosAdd analogies, data set parsers, word2vec text.
 
 Pure NumPy on hand-made vector spaces (no Spark); the parser tests read the data sets that
 the installed gensim (and, when installed, hyperhyper) ship.
@@ -9,12 +9,12 @@ import math
 import numpy as np
 import pytest
 
-from pipeline import evaluate as ev
-from pipeline.errors import InputError, OptionError
-from pipeline.evaluate import (analogy_dataset, analogy_datasets, evaluate_all, evaluate_analogy,
+from bitcipher.evaluation import evaluate as ev
+from bitcipher.errors import InputError, OptionError
+from bitcipher.evaluation.evaluate import (analogy_dataset, analogy_datasets, evaluate_all, evaluate_analogy,
                                evaluate_similarity, format_report, load_word2vec, read_analogy,
                                read_similarity, similarity_datasets, spearman)
-from pipeline.keyed_vectors import KeyedVectors
+from bitcipher.query.keyed_vectors import KeyedVectors
 
 HAS_HYPERHYPER = ev._package_dir("hyperhyper") is not None
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from conftest import CORPUS_A, CORPUS_B, CORPUS_C, write_shards
 
-from pipeline import BuildOptions, build
-from pipeline.cli import main
-from pipeline.errors import LakeError
-from pipeline.fast_read import keyed_vectors, read_vectors
-from pipeline.lake import Lake, read_table
+from bitcipher import BuildOptions, build
+from bitcipher.cli import main
+from bitcipher.errors import LakeError
+from bitcipher.query.fast_read import keyed_vectors, read_vectors
+from bitcipher.lake.tables import Lake, read_table
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_time_travel_equals_spark(spark, lake):
 
 
 def test_keyed_vectors_equal_spark_keyed_vectors(spark, lake):
-    from pipeline.keyed_vectors import KeyedVectors
+    from bitcipher.query.keyed_vectors import KeyedVectors
 
     want = KeyedVectors.from_frame(read_table(spark, lake, "vectors"))
     have = keyed_vectors(lake)
@@ -93,7 +93,7 @@ def test_neighbors_engines_agree_and_match_numpy(spark, lake, capsys):
 
 
 def test_fast_engine_starts_no_jvm(lake):
-    code = ("import sys; from pipeline.cli import main; "
+    code = ("import sys; from bitcipher.cli import main; "
             f"rc = main(['neighbors', 'dog', '-k', '2', '--lake', {lake.root!r}]); "
             "assert rc == 0, rc; "
             "assert 'pyspark' not in sys.modules and 'py4j' not in sys.modules, 'JVM path'")
@@ -164,7 +164,7 @@ def test_missing_deltalake_is_a_clear_error(lake, monkeypatch):
 
 
 def test_auto_engine_without_deltalake_uses_spark(lake, monkeypatch):
-    from pipeline.cli import _fast_engine, parser
+    from bitcipher.cli import _fast_engine, parser
 
     args = parser().parse_args(["neighbors", "cat", "--lake", lake.root])
     assert args.engine == "auto" and _fast_engine(args)

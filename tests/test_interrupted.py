@@ -9,8 +9,8 @@ import time
 
 from conftest import CORPUS_A, CORPUS_B, write_shards
 
-from pipeline import BuildOptions, build
-from pipeline.lake import Lake, published, read_table
+from bitcipher import BuildOptions, build
+from bitcipher.lake.tables import Lake, published, read_table
 
 
 def test_killed_build_is_never_visible(spark, tmp_path):
@@ -23,7 +23,7 @@ def test_killed_build_is_never_visible(spark, tmp_path):
 
     second = write_shards(tmp_path / "second", CORPUS_B * 50, shards=3)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "build", "--corpus", str(second), "--lake",
+        [sys.executable, "-m", "bitcipher.cli", "build", "--corpus", str(second), "--lake",
          lake.root, "--bits", "6", "--window", "2", "--min-count", "1"],
         stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import CORPUS_A, CORPUS_B, write_shards
 
-from pipeline import BuildOptions, build
-from pipeline.lake import Lake, published, read_table
+from bitcipher import BuildOptions, build
+from bitcipher.lake.tables import Lake, published, read_table
 
 LINES = CORPUS_A * 3 + CORPUS_B * 2 + [
     "the quick brown fox jumps over the lazy dog " * 3,

@@ -10,12 +10,12 @@ import pytest
 import reference
 from conftest import CORPUS_A, write_shards
 
-from pipeline import BuildOptions, build
-from pipeline.lake import Lake, published, read_table
-from pipeline.session import local_conf
+from bitcipher import BuildOptions, build
+from bitcipher.lake.tables import Lake, published, read_table
+from bitcipher.runtime.session import local_conf
 
 JOBS_DIR = Path(__file__).resolve().parent.parent / "jobs"
-STAGES = ("tokenize", "unigrams", "cipher", "cooccurrences", "vectors")
+STAGES = ("tokens", "unigrams", "cipher", "cooccurrences", "vectors")
 JOBS = (*STAGES, "build")
 OPTIONS = BuildOptions(bits=6, window=2, min_count=2)
 
@@ -67,12 +67,12 @@ def stages(session, jobs, tmp_path_factory):
     corpus = str(write_shards(root / "corpus", CORPUS_A, shards=2))
     out = {name: str(root / "stages" / name) for name in STAGES}
     runs = [
-        ("tokenize", ["--corpus", corpus, "--out", out["tokenize"]]),
-        ("unigrams", ["--tokens", out["tokenize"], "--out", out["unigrams"],
+        ("tokens", ["--corpus", corpus, "--out", out["tokens"]]),
+        ("unigrams", ["--tokens", out["tokens"], "--out", out["unigrams"],
                       "--min-count", str(OPTIONS.min_count)]),
         ("cipher", ["--unigrams", out["unigrams"], "--out", out["cipher"],
                     "--bits", str(OPTIONS.bits)]),
-        ("cooccurrences", ["--tokens", out["tokenize"], "--unigrams", out["unigrams"],
+        ("cooccurrences", ["--tokens", out["tokens"], "--unigrams", out["unigrams"],
                            "--out", out["cooccurrences"], "--window", str(OPTIONS.window),
                            "--partitions", "2"]),
     ]
@@ -97,7 +97,7 @@ def run_vectors(jobs, stages, name: str, *flags: str) -> str:
 
 def test_stage_tables_equal_the_build(session, jobs, stages):
     out, built = stages["out"], stages["built"]
-    tokens = frame(session, out["tokenize"])
+    tokens = frame(session, out["tokens"])
     expected_docs = reference.documents(CORPUS_A)
     assert sorted(map(list, tokens.tokens)) == sorted(expected_docs)
 
@@ -187,6 +187,6 @@ def test_tokens_table_lowercases_like_the_build(session, jobs, tmp_path):
     lines = ["ΟΔΟΣ ΟΔΟΣ", "Σοφία"]
     corpus = write_shards(tmp_path / "corpus", lines, shards=1)
     out = str(tmp_path / "tokens")
-    assert jobs["tokenize"].main(["--corpus", str(corpus), "--out", out]) == 0
+    assert jobs["tokens"].main(["--corpus", str(corpus), "--out", out]) == 0
     tokens = frame(session, out)
     assert sorted(map(list, tokens.tokens)) == sorted(reference.documents(lines))

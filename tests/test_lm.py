@@ -1,4 +1,4 @@
-"""pipeline.lm: embedding matrices aligned to a tokenizer vocabulary, the torch export, the
+"""bitcipher.evaluation.lm: embedding matrices aligned to a tokenizer vocabulary, the torch export, the
 embedding helper, and a tiny language model that learns with it.
 
 The tests that need PyTorch (an optional extra, `pip install .[lm]`) skip when it is absent;
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from conftest import CORPUS_A, CORPUS_B, write_shards
 
-from pipeline.cli import main
-from pipeline.errors import InputError, OptionError
-from pipeline.keyed_vectors import KeyedVectors
-from pipeline.lm import (
+from bitcipher.cli import main
+from bitcipher.errors import InputError, OptionError
+from bitcipher.query.keyed_vectors import KeyedVectors
+from bitcipher.evaluation.lm import (
     embedding_matrix,
     embedding_matrix_from_lake,
     fit_width,
@@ -43,8 +43,8 @@ def small_kv():
 # --------------------------------------------------------------------------- no torch needed
 
 def test_module_imports_without_torch():
-    code = ("import sys, pipeline.lm, pipeline.cli; "
-            "assert 'torch' not in sys.modules, 'pipeline.lm imported torch'")
+    code = ("import sys, bitcipher.evaluation.lm, bitcipher.cli; "
+            "assert 'torch' not in sys.modules, 'bitcipher.evaluation.lm imported torch'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -189,7 +189,7 @@ def test_matrix_rows_equal_the_delta_table(lake, spark):
 
 @needs_torch
 def test_cli_export_torch_equals_the_delta_table(lake, spark, tmp_path, capsys):
-    from pipeline.lm import load_torch
+    from bitcipher.evaluation.lm import load_torch
 
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
@@ -237,7 +237,7 @@ def test_export_help_names_torch(capsys):
 
 @needs_torch
 def test_frozen_layer_with_projection():
-    from pipeline.lm import embedding_layer
+    from bitcipher.evaluation.lm import embedding_layer
 
     em = embedding_matrix(small_kv(), ["the", "cat", "dog"])
     layer = embedding_layer(em, freeze=True, width=8)
@@ -257,7 +257,7 @@ def test_frozen_layer_with_projection():
 
 @needs_torch
 def test_trainable_layer_without_projection():
-    from pipeline.lm import embedding_layer
+    from bitcipher.evaluation.lm import embedding_layer
 
     m = small_kv().matrix
     layer = embedding_layer(m, freeze=False, scale=2.0)
@@ -280,7 +280,7 @@ def test_trainable_layer_without_projection():
 def test_tiny_language_model_learns(tmp_path):
     """Next-token prediction on CORPUS_B with frozen cipher-like embeddings + projection:
     a few Adam steps on CPU lower the training loss."""
-    from pipeline.lm import embedding_layer
+    from bitcipher.evaluation.lm import embedding_layer
 
     torch.manual_seed(0)
     text = " ".join(CORPUS_B).split()
@@ -307,7 +307,7 @@ def test_tiny_language_model_learns(tmp_path):
 
 @needs_torch
 def test_save_and_load_round_trip(tmp_path):
-    from pipeline.lm import load_torch, save_torch
+    from bitcipher.evaluation.lm import load_torch, save_torch
 
     em = embedding_matrix(small_kv(), ["cat", "zebra"], standardize=True)
     path = save_torch(em, str(tmp_path / "sub" / "e.pt"))

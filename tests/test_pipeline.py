@@ -7,9 +7,9 @@ import pytest
 import reference
 from conftest import CORPUS_A, CORPUS_B, CORPUS_C, write_shards
 
-from pipeline import BuildOptions, build
-from pipeline.lake import Lake, published, read_table
-from pipeline.vectors import aggregate_rows, context_marginal
+from bitcipher import BuildOptions, build
+from bitcipher.lake.tables import Lake, published, read_table
+from bitcipher.stages.vectors import aggregate_rows, context_marginal
 
 CORPORA = {"a": CORPUS_A, "b": CORPUS_B, "c": CORPUS_C}
 
@@ -94,7 +94,7 @@ def test_vector_step_matches_reference(mode, weighting, smoothing, transform, in
                            smoothing=smoothing, transform=transform, min_count=2,
                            include_self=include_self)
     expected = reference.vectors(CORPUS_A, **reference_opts(options))
-    from pipeline.cipher import build_cipher
+    from bitcipher.stages.cipher import build_cipher
 
     counts = np.array([c for _, c in expected["vocab"]])
     cipher = build_cipher(counts, options.bits, smoothing)

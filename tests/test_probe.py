@@ -12,10 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline.cli import main
-from pipeline.errors import InputError, OptionError
-from pipeline.keyed_vectors import KeyedVectors
-from pipeline.probe import (
+from bitcipher.cli import main
+from bitcipher.errors import InputError, OptionError
+from bitcipher.query.keyed_vectors import KeyedVectors
+from bitcipher.evaluation.probe import (
     _neighbour_matrix,
     _Softmax,
     accuracy,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS_A, write_shards
 
-from pipeline.cli import main
+from bitcipher.cli import main
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

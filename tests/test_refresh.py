@@ -14,12 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_pipeline import check_against_reference, reference_opts
 
-from pipeline import BuildOptions, build
-from pipeline.cli import main
-from pipeline.errors import ConflictError, OptionError
-from pipeline.history import lake_history, latest_version
-from pipeline.lake import RUN_TABLES, Lake, published, read_table
-from pipeline.refresh import counts_uri, refresh, word_keys
+from bitcipher import BuildOptions, build
+from bitcipher.cli import main
+from bitcipher.errors import ConflictError, OptionError
+from bitcipher.lake.history import lake_history, latest_version
+from bitcipher.lake.tables import RUN_TABLES, Lake, published, read_table
+from bitcipher.refresh.run import counts_uri, refresh, word_keys
 
 OPTIONS = BuildOptions(bits=6, window=2, min_count=2)
 TEXTS = {
@@ -230,7 +230,7 @@ def test_racing_refreshes_one_wins_nothing_counted_twice(spark, refreshed):
 
 
 def snapshot_state(lake: Lake):
-    from pipeline import totals
+    from bitcipher.refresh import totals
 
     snap = totals.read_pointer(lake)
     assert snap is not None

@@ -5,7 +5,7 @@ The same build runs on a local directory and on S3 with the same shards, through
 classpath); the tables of both lakes are read back here without Spark (pyarrow over the
 Delta log and the Parquet files) and checked against the NumPy reference and each other.
 Needs the `s3` extra (moto, s3fs); the first run fetches hadoop-aws and its AWS SDK bundle
-from Maven Central (about 640 MB) unless `python -m pipeline.setup_jars --s3` did.
+from Maven Central (about 640 MB) unless `python -m bitcipher.runtime.jars --s3` did.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import pytest
 from conftest import CORPUS_A, CORPUS_B, CORPUS_C, write_shards
 
 import reference
-from pipeline.corpus import list_shards
-from pipeline.errors import InputError
+from bitcipher.stages.corpus import list_shards
+from bitcipher.errors import InputError
 
 pytest.importorskip("moto.server", reason="needs the s3 extra: pip install -e '.[s3]'")
 pytest.importorskip("s3fs", reason="needs the s3 extra: pip install -e '.[s3]'")
@@ -44,7 +44,7 @@ def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.setdefault("BITCIPHER_DRIVER_MEMORY", "1g")
     env.pop("BITCIPHER_MASTER", None)
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "bitcipher.cli", *args], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=timeout)
     OUTPUTS.extend([result.stdout, result.stderr])
     return result
@@ -260,9 +260,9 @@ def test_refresh_on_s3_matches_the_reference_and_keeps_its_totals_there(
 
 SPARK_READ = """
 import json, sys
-from pipeline.keyed_vectors import register_cosine
-from pipeline.lake import Lake, register_tables
-from pipeline.session import spark_session
+from bitcipher.query.keyed_vectors import register_cosine
+from bitcipher.lake.tables import Lake, register_tables
+from bitcipher.runtime.session import spark_session
 lake = sys.argv[1]
 spark = spark_session(master="local[1]", storage=[lake])
 register_tables(spark, Lake(lake))
@@ -393,7 +393,7 @@ def test_hadoop_aws_matches_the_hadoop_inside_pyspark():
 
     import pyspark
 
-    from pipeline.session import s3_artifact
+    from bitcipher.runtime.session import s3_artifact
 
     (jar,) = glob.glob(os.path.join(os.path.dirname(pyspark.__file__), "jars",
                                     "hadoop-client-api-*.jar"))
@@ -405,7 +405,7 @@ def test_hadoop_aws_matches_the_hadoop_inside_pyspark():
 
 
 def test_s3_settings_come_from_the_environment(fake_s3_jars, monkeypatch):
-    from pipeline.session import s3_conf, uses_s3
+    from bitcipher.runtime.session import s3_conf, uses_s3
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANEVERINCONF")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "never-in-conf")
@@ -442,7 +442,7 @@ def test_s3_settings_come_from_the_environment(fake_s3_jars, monkeypatch):
 
 def test_s3_jars_join_the_driver_classpath_and_drop_a_class_archive_that_no_longer_fits(
         fake_s3_jars, monkeypatch, tmp_path):
-    from pipeline.session import _with_s3
+    from bitcipher.runtime.session import _with_s3
 
     monkeypatch.setenv("BITCIPHER_CACHE", str(tmp_path / "cache"))
     settings = {"spark.driver.extraClassPath": "/delta/a.jar:/delta/b.jar",
@@ -459,7 +459,7 @@ def test_s3_jars_join_the_driver_classpath_and_drop_a_class_archive_that_no_long
 
 
 def test_missing_s3_jar_folder_is_reported(tmp_path, monkeypatch):
-    from pipeline.session import s3_jars
+    from bitcipher.runtime.session import s3_jars
 
     monkeypatch.setenv("BITCIPHER_S3_JARS", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="holds no hadoop-aws JAR"):
@@ -469,7 +469,7 @@ def test_missing_s3_jar_folder_is_reported(tmp_path, monkeypatch):
 def test_fsspec_spelling_and_s3fs_options(monkeypatch):
     from fsspec.config import conf
 
-    from pipeline.corpus import fsspec_uri, s3_storage_options
+    from bitcipher.lake.storage import fsspec_uri, s3_storage_options
 
     for name in ("BITCIPHER_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL",
                  "BITCIPHER_S3_PATH_STYLE", "AWS_REGION", "AWS_DEFAULT_REGION"):
@@ -489,7 +489,7 @@ def test_fsspec_spelling_and_s3fs_options(monkeypatch):
 
 
 ACTIVE_WITHOUT_S3 = """
-from pipeline.session import spark_session
+from bitcipher.runtime.session import spark_session
 spark = spark_session(master="local[1]")
 try:
     spark_session(storage=["s3a://bucket/lake"])

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from conftest import CORPUS_A, CORPUS_B, write_shards
 
-from pipeline import BuildOptions, build
-from pipeline.cli import main
-from pipeline.lake import Lake, published, read_table
+from bitcipher import BuildOptions, build
+from bitcipher.cli import main
+from bitcipher.lake.tables import Lake, published, read_table
 
 START_TIMEOUT = 300  # a loaded 2-core CI machine takes a while to start a JVM and Spark
 
@@ -50,7 +50,7 @@ def server(lake, tmp_path_factory):
     env = dict(os.environ, BITCIPHER_DRIVER_MEMORY=os.environ.get("BITCIPHER_DRIVER_MEMORY", "1g"))
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "serve", "--lake", lake.root,
+            [sys.executable, "-m", "bitcipher.cli", "serve", "--lake", lake.root,
              "--port", str(port), "--host", "127.0.0.1", "--master", "local[2]"],
             stdout=out, stderr=subprocess.STDOUT, env=env,
             start_new_session=True)  # its own process group, as a terminal job has

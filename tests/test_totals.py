@@ -7,8 +7,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.cooccurrences import KeyCodec
-from pipeline.totals import EDGE_SLOT, MAX_WORDS, marginal_totals, merge_sorted, pack, unpack
+from bitcipher.stages.cooccurrences import KeyCodec
+from bitcipher.refresh.totals import EDGE_SLOT, MAX_WORDS, marginal_totals, merge_sorted, pack, unpack
 
 counted = st.dictionaries(st.integers(-1000, 1000), st.integers(-5, 9).filter(bool), max_size=40)
 

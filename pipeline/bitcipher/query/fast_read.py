@@ -3,7 +3,7 @@
 ``bitcipher neighbors WORD --engine fast`` comes through here. delta-rs reads the Delta log
 (the snapshot of the latest commit, or of ``version``) and lists the table's data files;
 pyarrow reads those Parquet files. The same checks as the Spark path apply first: the lake
-must hold a published bit-cipher build of this format version (:func:`pipeline.lake.
+must hold a published bit-cipher build of this format version (:func:`bitcipher.lake.tables.
 published`, which reads the table properties straight from ``_delta_log``), the snapshot
 delta-rs reads must carry the same format version, and the columns must be the ``vectors``
 schema. The rows and the float32 vectors are those Spark reads, bit for bit.
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .errors import LakeError
-from .lake import PROP_FORMAT, Lake, published
-from .schemas import FORMAT_VERSION
+from bitcipher.errors import LakeError
+from bitcipher.lake.tables import PROP_FORMAT, Lake, published
+from bitcipher.lake.schemas import FORMAT_VERSION
 
 COLUMNS = ("word", "id", "count", "vector")
 ENGINES = ("spark", "fast")
@@ -76,7 +76,7 @@ def _read_file(uri: str):
 
 
 def _check_schema(lake: Lake, table) -> None:
-    from .schemas import arrow_schema
+    from bitcipher.lake.schemas import arrow_schema
 
     expected = [(f.name, str(f.type)) for f in arrow_schema("vectors")]
     actual = [(f.name, str(f.type)) for f in table.schema]
@@ -122,13 +122,13 @@ def _numpy(array, dtype):
 
 
 def keyed_vectors(lake, version: Optional[int] = None):
-    """:class:`pipeline.keyed_vectors.KeyedVectors` of the lake, read without Spark.
+    """:class:`bitcipher.query.keyed_vectors.KeyedVectors` of the lake, read without Spark.
 
     Sorted by id with NumPy (pyarrow.compute and pandas take longer to import than the
     whole lookup)."""
     import numpy as np
 
-    from .keyed_vectors import KeyedVectors
+    from bitcipher.query.keyed_vectors import KeyedVectors
 
     table = _read(lake, version)
 

@@ -12,7 +12,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from .options import BuildOptions
+from bitcipher.options import BuildOptions
 
 
 GLOBAL_TRANSFORMS = ("pmi", "ppmi")
@@ -185,7 +185,7 @@ def _fused(vocab_size: int, out_dir: str, x_bc, counts_bc, total: int,
         import pyarrow as pa
         from pyspark import TaskContext
 
-        from .cooccurrences import KeyCodec, cooccurrence_part, summed_keys
+        from bitcipher.stages.cooccurrences import KeyCodec, cooccurrence_part, summed_keys
 
         keys, counts = summed_keys(batches)
         if not len(keys):

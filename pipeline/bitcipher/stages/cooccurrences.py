@@ -118,7 +118,7 @@ def _partial_counter(words_bc, unk_id: int, window: int, include_self: bool,
                 lengths = pc.list_value_length(tokens).fill_null(0).to_numpy().astype(np.int64)
                 flat = pc.list_flatten(tokens)
             else:
-                from .tokenize import tokenize_batch
+                from bitcipher.stages.tokenize import tokenize_batch
 
                 flat, lengths, _ = tokenize_batch(batch.column(0), *tokenizer)
                 flat = pa.array(flat, pa.string())
@@ -230,9 +230,9 @@ def cooccurrence_part(keys: np.ndarray, counts: np.ndarray, codec: "KeyCodec", o
     float64 blocks when `raw` (pmi/ppmi, finished later), else the finished float32 ones."""
     import pyarrow as pa
 
-    from .lake import write_parquet
-    from .schemas import arrow_schema
-    from .vectors import aggregate_rows, raw_blocks
+    from bitcipher.lake.tables import write_parquet
+    from bitcipher.lake.schemas import arrow_schema
+    from bitcipher.stages.vectors import aggregate_rows, raw_blocks
 
     center, offset, context = codec.decode(keys)
     context = np.where(context == codec.V, EDGE, context)
@@ -273,7 +273,7 @@ def count_cooccurrences(spark, words: list[str], unk_id: int, window: int, inclu
     Within each output partition rows are sorted by (center, offset, context), and all
     rows of one centre word are in one partition: the vectors stage relies on both.
     """
-    from .schemas import schema_of
+    from bitcipher.lake.schemas import schema_of
 
     partial = partial_counts(spark, words, unk_id, window, include_self, partitions)
     merger = _merger(len(words), window)

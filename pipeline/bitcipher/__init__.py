@@ -1,11 +1,11 @@
 """bit-cipher: word vectors from sharded corpora on Spark and Delta Lake, without backpropagation."""
 
-from .build import BuildResult, build
-from .cipher import Cipher, build_cipher, code_positions, smallest_bits
-from .errors import BitCipherError, CapacityError, InputError, LakeError, OptionError
-from .lake import Lake
-from .options import DEFAULTS, BuildOptions
-from .session import spark_session
+from bitcipher.build import BuildResult, build
+from bitcipher.stages.cipher import Cipher, build_cipher, code_positions, smallest_bits
+from bitcipher.errors import BitCipherError, CapacityError, InputError, LakeError, OptionError
+from bitcipher.lake.tables import Lake
+from bitcipher.options import DEFAULTS, BuildOptions
+from bitcipher.runtime.session import spark_session
 
 __all__ = [
     "BitCipherError",

@@ -12,11 +12,11 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from .cipher import build_cipher
-from .cooccurrences import partial_counts
-from .corpus import check_shards, list_shards, read_documents
-from .errors import InputError, LakeError
-from .lake import (
+from bitcipher.stages.cipher import build_cipher
+from bitcipher.stages.cooccurrences import partial_counts
+from bitcipher.stages.corpus import check_shards, list_shards, read_documents
+from bitcipher.errors import InputError, LakeError
+from bitcipher.lake.tables import (
     PROP_BITS,
     PROP_OPTIONS,
     PROP_RUN,
@@ -31,10 +31,10 @@ from .lake import (
     remove_stale_runs,
     write_manifest,
 )
-from .options import BuildOptions
-from .schemas import FORMAT_VERSION, arrow_schema, conform, schema_of
-from .unigrams import UNK, collect_vocabulary, count_documents, unigram_arrow, unigram_frame
-from .vectors import (cooccurrence_marginal, cooccurrences_and_vectors, empty_vector,
+from bitcipher.options import BuildOptions
+from bitcipher.lake.schemas import FORMAT_VERSION, arrow_schema, conform, schema_of
+from bitcipher.stages.unigrams import UNK, collect_vocabulary, count_documents, unigram_arrow, unigram_frame
+from bitcipher.stages.vectors import (cooccurrence_marginal, cooccurrences_and_vectors, empty_vector,
                       marginal_post, needs_marginal, vector_dim)
 
 TOKENS_PER_PARTITION = 2_000_000  # corpus tokens per co-occurrence merge task
@@ -142,7 +142,7 @@ def build(
     Parameters
     ----------
     spark : SparkSession
-        From :func:`pipeline.session.spark_session`.
+        From :func:`bitcipher.runtime.session.spark_session`.
     corpus : str or list of str
         Directory, glob or file (or a list of them) of shards.
     lake : str or Lake

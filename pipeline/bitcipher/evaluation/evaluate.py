@@ -1,6 +1,6 @@
 """Word-vector evaluation: word similarity (Spearman ρ) and word analogy (3CosAdd accuracy).
 
-Works on any :class:`pipeline.keyed_vectors.KeyedVectors`: the vectors a build publishes, or
+Works on any :class:`bitcipher.query.keyed_vectors.KeyedVectors`: the vectors a build publishes, or
 vectors read from a word2vec text file with :func:`load_word2vec`.
 
 The evaluation data sets are never copied into this repository; they are located at run
@@ -18,7 +18,7 @@ the lowercased vocabulary, the most frequent case variant (lowest row) winning.
 
 Examples
 --------
->>> from pipeline.evaluate import evaluate_all, format_report, load_word2vec
+>>> from bitcipher.evaluation.evaluate import evaluate_all, format_report, load_word2vec
 >>> kv = load_word2vec("vectors.txt")                      # doctest: +SKIP
 >>> print(format_report(evaluate_all(kv)))                 # doctest: +SKIP
 """
@@ -33,8 +33,8 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import InputError, OptionError
-from .keyed_vectors import KeyedVectors
+from bitcipher.errors import InputError, OptionError
+from bitcipher.query.keyed_vectors import KeyedVectors
 
 PathLike = Union[str, "os.PathLike[str]"]
 Pair = tuple[str, str, float]
@@ -232,7 +232,7 @@ def read_similarity(path: PathLike) -> list[Pair]:
 
     Raises
     ------
-    pipeline.errors.InputError
+    bitcipher.errors.InputError
         A row without exactly three fields or with a score that is not a finite number
         (a ValueError; the message gives the file and line).
     """
@@ -271,7 +271,7 @@ def read_analogy(path: PathLike) -> list[Question]:
 
     Raises
     ------
-    pipeline.errors.InputError
+    bitcipher.errors.InputError
         A row without exactly four words (a ValueError; the message gives the file and
         line).
     """
@@ -442,9 +442,9 @@ def evaluate_analogy(kv: KeyedVectors, path: PathLike, restrict: int = 30000,
 
     Raises
     ------
-    pipeline.errors.OptionError
+    bitcipher.errors.OptionError
         `restrict` or `batch_size` is below 1.
-    pipeline.errors.InputError
+    bitcipher.errors.InputError
         The file is malformed (see :func:`read_analogy`).
     """
     if restrict < 1:
@@ -599,11 +599,11 @@ def load_word2vec(path: PathLike, counts: str = "zeros", encoding: str = "utf-8"
 
     Raises
     ------
-    pipeline.errors.InputError
+    bitcipher.errors.InputError
         A malformed header, a line without exactly `dim` numbers, a number that does not
         parse or is not finite, a repeated word, or more or fewer than `n` vector lines
         (a ValueError; the message gives the file and line).
-    pipeline.errors.OptionError
+    bitcipher.errors.OptionError
         `counts` is neither "zeros" nor "ranks".
     """
     if counts not in ("zeros", "ranks"):

@@ -46,8 +46,8 @@ Metrics
 
 Example
 -------
->>> from pipeline.evaluate import load_word2vec
->>> from pipeline.probe import run_probe
+>>> from bitcipher.evaluation.evaluate import load_word2vec
+>>> from bitcipher.evaluation.probe import run_probe
 >>> kv = load_word2vec("vectors.txt")                                  # doctest: +SKIP
 >>> print(run_probe(kv, "brown/train.conll", "brown/test.conll").table())  # doctest: +SKIP
 """
@@ -64,9 +64,9 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import InputError, OptionError
-from .keyed_vectors import KeyedVectors
-from .tokenize import PY_TOKEN_PATTERN
+from bitcipher.errors import InputError, OptionError
+from bitcipher.query.keyed_vectors import KeyedVectors
+from bitcipher.stages.tokenize import PY_TOKEN_PATTERN
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -117,7 +117,7 @@ def read_conll(path: PathLike, encoding: str = "utf-8") -> TaggedCorpus:
 
     Raises
     ------
-    pipeline.errors.InputError
+    bitcipher.errors.InputError
         The file is missing, a non-blank line has fewer than two columns, or the file holds
         no tokens (the message gives the file and line).
     """
@@ -434,7 +434,7 @@ def run_probe(vectors: KeyedVectors, train_path: PathLike, test_path: PathLike, 
     Parameters
     ----------
     vectors : KeyedVectors
-        The word vectors (a lake's, or :func:`pipeline.evaluate.load_word2vec`'s).
+        The word vectors (a lake's, or :func:`bitcipher.evaluation.evaluate.load_word2vec`'s).
     train_path, test_path : str or os.PathLike
         CoNLL-style files (see :func:`read_conll`).
     lowercase : bool
@@ -456,9 +456,9 @@ def run_probe(vectors: KeyedVectors, train_path: PathLike, test_path: PathLike, 
 
     Raises
     ------
-    pipeline.errors.InputError
+    bitcipher.errors.InputError
         A file is missing or malformed.
-    pipeline.errors.OptionError
+    bitcipher.errors.OptionError
         A bad `l2`, `max_iter` or `max_train_tokens`, or vectors with no rows.
     """
     from scipy.optimize import minimize
@@ -530,7 +530,7 @@ def lake_lowercase(lake) -> bool:
     """The ``lowercase`` build option recorded with a lake's vectors (True if unrecorded)."""
     import json
 
-    from .lake import PROP_OPTIONS, published
+    from bitcipher.lake.tables import PROP_OPTIONS, published
 
     options = published(lake).properties.get(PROP_OPTIONS)
     try:
@@ -543,7 +543,7 @@ def run_probe_cli(args, lake_vectors, lake) -> int:
     """`bitcipher probe`: the vectors from --vectors or the lake, the table on stdout."""
     import json
 
-    from .evaluate import load_word2vec
+    from bitcipher.evaluation.evaluate import load_word2vec
 
     for path in (args.train, args.test):
         if not os.path.isfile(path):

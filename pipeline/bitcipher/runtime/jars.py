@@ -1,6 +1,6 @@
 """Set up a machine once: fetch and cache Delta Lake's JARs, then record a class archive.
 
-``python -m pipeline.setup_jars`` (what ``make setup`` runs):
+``python -m bitcipher.runtime.jars`` (what ``make setup`` runs):
 
 1. starts a Spark session, which resolves ``io.delta:delta-spark_<spark>_2.13`` from Maven
    Central through Spark's own resolver and caches the JARs under ``~/.cache/bitcipher``;
@@ -23,7 +23,7 @@ import time
 
 ARCHIVE_RUN = """
 import sys
-from pipeline import BuildOptions, build, spark_session
+from bitcipher import BuildOptions, build, spark_session
 spark = spark_session(app_name="bitcipher-setup-archive")
 build(spark, sys.argv[1], sys.argv[2], BuildOptions(bits=6, window=2, min_count=1),
       report=lambda _: None)
@@ -32,7 +32,7 @@ spark.stop()
 
 
 def fetch_jars() -> None:
-    from .session import delta_artifact, spark_session
+    from bitcipher.runtime.session import delta_artifact, spark_session
 
     started = time.perf_counter()
     spark = spark_session(app_name="bitcipher-setup")
@@ -45,7 +45,7 @@ def fetch_jars() -> None:
 def fetch_s3() -> str:
     """hadoop-aws and the AWS SDK bundle into the cache; the full local classpath of an S3
     session (Delta's JARs, then these)."""
-    from .session import delta_jar_conf, fetch_s3_jars, s3_conf
+    from bitcipher.runtime.session import delta_jar_conf, fetch_s3_jars, s3_conf
 
     fetch_s3_jars(report=lambda line: print(line, flush=True))
     s3 = s3_conf(local=True)["spark.driver.extraClassPath"]
@@ -58,7 +58,7 @@ def fetch_s3() -> str:
 def make_archive(classpath: str = "") -> None:
     """Record the class archive of sessions whose driver classpath is Delta's (default) or
     `classpath` (Delta's plus the S3 JARs)."""
-    from .session import class_archive
+    from bitcipher.runtime.session import class_archive
 
     archive = class_archive(extra_classpath=classpath)
     if os.path.exists(archive):

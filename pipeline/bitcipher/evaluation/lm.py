@@ -14,7 +14,7 @@ Which lake word a token gets (first rule that finds a word in the lake wins):
 2. the token itself;
 3. the token lowercased, when the lake was built lowercased (``lowercase=True``, the build
    default; ``bitcipher export`` reads it from the lake's recorded options);
-4. the token as bit-cipher's tokenizer reads it (:func:`pipeline.tokenize.split_tokens`),
+4. the token as bit-cipher's tokenizer reads it (:func:`bitcipher.stages.tokenize.split_tokens`),
    when that gives exactly one token: ``"'s"`` -> ``"s"``, ``"U.S"`` stays unmatched (two
    tokens);
 5. otherwise the token is *missing* and gets the fallback row: the lake's ``<unk>`` vector
@@ -39,9 +39,9 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import BitCipherError, InputError, OptionError
-from .tokenize import split_tokens
-from .unigrams import UNK
+from bitcipher.errors import BitCipherError, InputError, OptionError
+from bitcipher.stages.tokenize import split_tokens
+from bitcipher.stages.unigrams import UNK
 
 FALLBACKS = ("unk", "zeros", "mean")
 FORMAT = "bitcipher-embeddings/1"
@@ -222,7 +222,7 @@ def embedding_matrix(kv, vocabulary: Optional[Vocab] = None, *, lowercase: bool 
 
 def lake_lowercase(lake) -> bool:
     """Whether the lake's published build lowercased its text (from its recorded options)."""
-    from .lake import PROP_OPTIONS, published
+    from bitcipher.lake.tables import PROP_OPTIONS, published
 
     options = json.loads(published(lake).properties.get(PROP_OPTIONS, "{}") or "{}")
     return bool(options.get("lowercase", True))
@@ -231,8 +231,8 @@ def lake_lowercase(lake) -> bool:
 def embedding_matrix_from_lake(spark, lake, vocabulary: Optional[Vocab] = None,
                                **kwargs) -> EmbeddingMatrix:
     """:func:`embedding_matrix` of the vectors a lake serves; case handling from the lake."""
-    from .keyed_vectors import KeyedVectors
-    from .lake import Lake, read_table
+    from bitcipher.query.keyed_vectors import KeyedVectors
+    from bitcipher.lake.tables import Lake, read_table
 
     lake = lake if isinstance(lake, Lake) else Lake(lake)
     kv = KeyedVectors.from_frame(read_table(spark, lake, "vectors"))

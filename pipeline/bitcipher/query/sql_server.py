@@ -1,7 +1,7 @@
 """A SQL endpoint on the lake: Spark's Thrift JDBC/ODBC server (HiveServer2 protocol).
 
 ``bitcipher serve --lake ./lake`` starts a Spark session with Delta Lake's extension and
-catalog (the one session factory, :func:`pipeline.session.spark_session`), registers the
+catalog (the one session factory, :func:`bitcipher.runtime.session.spark_session`), registers the
 lake's tables as views (``vectors``, ``unigrams``, ``cooccurrences``, ``cipher``) and the
 SQL function ``cosine(a, b)``, and then starts Spark's Thrift server in the same JVM
 (``HiveThriftServer2.startWithSparkSession``; its JAR ships inside the pyspark wheel). It
@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .errors import OptionError
-from .lake import RUN_TABLES
+from bitcipher.errors import OptionError
+from bitcipher.lake.tables import RUN_TABLES
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 10000
@@ -110,9 +110,9 @@ def start(lake, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
 
     Raises LakeError (before any JVM starts) if the lake has no published build.
     """
-    from .keyed_vectors import register_cosine
-    from .lake import Lake, published, register_tables
-    from .session import spark_session
+    from bitcipher.query.keyed_vectors import register_cosine
+    from bitcipher.lake.tables import Lake, published, register_tables
+    from bitcipher.runtime.session import spark_session
 
     lake = lake if isinstance(lake, Lake) else Lake(lake)
     published(lake)  # a clear error for an empty or foreign lake, before the JVM starts

@@ -1,7 +1,7 @@
 """What a lake has published over time, read from the Delta logs: builds, refreshes, time travel.
 
 Every commit on ``vectors`` that publishes a run carries the run's table properties (see
-:mod:`pipeline.lake`); a refresh adds ``bitcipher.refresh`` (shards added, replaced, removed,
+:mod:`bitcipher.lake.tables`); a refresh adds ``bitcipher.refresh`` (shards added, replaced, removed,
 the version of the counts table it aggregated). The log is read with fsspec, without Spark.
 """
 
@@ -15,9 +15,9 @@ from typing import Optional
 
 from fsspec.core import url_to_fs
 
-from .corpus import fsspec_uri
-from .errors import LakeError
-from .lake import PROP_OPTIONS, PROP_RUN, PROP_SNAPSHOT, Lake, read_table
+from bitcipher.lake.storage import fsspec_uri
+from bitcipher.errors import LakeError
+from bitcipher.lake.tables import PROP_OPTIONS, PROP_RUN, PROP_SNAPSHOT, Lake, read_table
 
 PROP_REFRESH = "bitcipher.refresh"
 PROP_COUNTS_VERSION = "bitcipher.counts_version"
@@ -120,7 +120,7 @@ def properties_at(lake: Lake, version: int) -> dict:
 
 
 def register_tables_as_of(spark, lake: Lake, as_of) -> int:
-    """Like :func:`pipeline.lake.register_tables`, at an earlier version; returns it.
+    """Like :func:`bitcipher.lake.tables.register_tables`, at an earlier version; returns it.
 
     ``vectors`` is read with Delta time travel; ``unigrams``, ``cooccurrences`` and ``cipher``
     come from the run that version published, if its folder is still kept

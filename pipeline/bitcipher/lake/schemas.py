@@ -7,17 +7,17 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from .errors import LakeError
+from bitcipher.errors import LakeError
 
 FORMAT_VERSION = 1
 TABLES = ("tokens", "unigrams", "cooccurrences", "cipher", "vectors")
 
 
 def _schema_dir():
-    repo = Path(__file__).resolve().parent.parent / "schemas"
+    repo = Path(__file__).resolve().parents[3] / "schemas"  # a source checkout
     if repo.is_dir():
         return repo
-    return resources.files("pipeline") / "schemas_data"
+    return resources.files("bitcipher.lake") / "schema_files"
 
 
 @lru_cache(maxsize=None)

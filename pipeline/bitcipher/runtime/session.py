@@ -105,7 +105,7 @@ S3_CREDENTIAL_PROVIDERS = ",".join([
 def uses_s3(uris) -> bool:
     """Whether any of `uris` (strings, lists of strings, None) is on S3, or
     ``BITCIPHER_S3=1`` asks for S3 support anyway (e.g. for a job or notebook session)."""
-    from .corpus import is_s3
+    from bitcipher.lake.storage import is_s3
 
     if os.environ.get("BITCIPHER_S3", "").strip().lower() in ("1", "true", "yes", "on"):
         return True
@@ -224,7 +224,7 @@ def s3_conf(local: bool = True) -> dict[str, str]:
     ``AWS_REGION``); credentials never pass through here: S3A's providers read them from
     the environment or the Hadoop/AWS configuration.
     """
-    from .corpus import s3_endpoint, s3_path_style, s3_region
+    from bitcipher.lake.storage import s3_endpoint, s3_path_style, s3_region
 
     jars = _missing_from_pyspark(s3_jars())
     conf = {
@@ -285,7 +285,7 @@ def _with_s3(settings: dict[str, str], local: bool) -> dict[str, str]:
 def class_archive(extra_classpath: str = "") -> str:
     """Where the JVM class-data-sharing archive of this installation lives.
 
-    The archive (made by ``python -m pipeline.setup_jars``) lets the driver JVM map the
+    The archive (made by ``python -m bitcipher.runtime.jars``) lets the driver JVM map the
     classes of Spark and Delta instead of loading them one by one: a local session starts
     in about half the time. It is keyed by everything that must match: the java binary,
     pyspark's version and the driver classpath (``extra_classpath``: the full classpath of
@@ -319,10 +319,10 @@ def driver_java_options() -> str:
 
 
 def package_zip() -> str:
-    """A zip of the installed ``pipeline`` package, for the executors of a cluster.
+    """A zip of the installed ``bitcipher`` package, for the executors of a cluster.
 
     Built on first use from the package's own files (modules, log4j properties and the
-    table schemas, as ``pipeline/schemas_data/*.json``) into ``$BITCIPHER_CACHE/pyfiles``
+    table schemas, as ``bitcipher/lake/schema_files/*.json``) into ``$BITCIPHER_CACHE/pyfiles``
     and named by the SHA-256 of its content, so a changed package gets a new name (Spark
     refuses a second file of the same name with other content) and an unchanged one is
     built once.
@@ -330,7 +330,7 @@ def package_zip() -> str:
     import hashlib
     import zipfile
 
-    root = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # bitcipher/
     entries: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
@@ -338,12 +338,12 @@ def package_zip() -> str:
             if name.endswith((".py", ".properties", ".json")):
                 path = os.path.join(dirpath, name)
                 rel = os.path.relpath(path, root).replace(os.sep, "/")
-                entries[f"pipeline/{rel}"] = path
-    schemas = os.path.join(os.path.dirname(root), "schemas")  # a source checkout (editable)
-    if not any(a.startswith("pipeline/schemas_data/") for a in entries) and os.path.isdir(schemas):
+                entries[f"bitcipher/{rel}"] = path
+    schemas = os.path.join(os.path.dirname(os.path.dirname(root)), "schemas")  # a checkout
+    if not any(a.startswith("bitcipher/lake/schema_files/") for a in entries) and os.path.isdir(schemas):
         for name in sorted(os.listdir(schemas)):
             if name.endswith(".json"):
-                entries[f"pipeline/schemas_data/{name}"] = os.path.join(schemas, name)
+                entries[f"bitcipher/lake/schema_files/{name}"] = os.path.join(schemas, name)
     digest = hashlib.sha256()
     contents = {}
     for arcname in sorted(entries):

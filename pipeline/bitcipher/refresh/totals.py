@@ -1,13 +1,13 @@
 """Merged totals of a count store: what a refresh aggregates from instead of every shard.
 
-The count store (:mod:`pipeline.refresh`) keeps each shard's counts apart, so a changed
+The count store (:mod:`bitcipher.refresh.run`) keeps each shard's counts apart, so a changed
 shard can be taken out. Summing all of them again at every refresh costs as much as the
 counting it saves. The totals are their sum at one version of the store, kept beside it
 under ``lake/totals``:
 
 ``<snapshot>/words.parquet``
     every word ever counted: ``idx`` (its stable dense index: the row number; new words are
-    appended), ``word``, ``key`` (:func:`pipeline.refresh.word_keys`) and ``count``.
+    appended), ``word``, ``key`` (:func:`bitcipher.refresh.run.word_keys`) and ``count``.
 ``<snapshot>/shards.parquet``
     the shard manifest those counts describe (path, size, mtime, format, documents, tokens).
 ``<snapshot>/pairs/part-NNNNN.parquet``
@@ -26,7 +26,7 @@ words to ``<unk>``), writes that bucket's part of the ``cooccurrences`` table an
 its centre words' vectors with the build's own functions. Only ``<unk>`` (rare centre words
 from every bucket) and the corpus-wide marginal of pmi/ppmi are finished on the driver, from
 integer totals. The tables are the build's, bit for bit: every centre word's rows reach
-:func:`pipeline.vectors.raw_blocks` complete and in the same (offset, context) order.
+:func:`bitcipher.stages.vectors.raw_blocks` complete and in the same (offset, context) order.
 When there is no usable snapshot (first refresh, damaged or vacuumed history) the totals are
 summed from every shard of the store, and the refresh goes on the same way.
 """
@@ -41,7 +41,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from .lake import Lake
+from bitcipher.lake.tables import Lake
 
 FORMAT = 1
 CTX_BITS = 27
@@ -101,7 +101,7 @@ def write_pointer(lake: Lake, snap: Snapshot) -> None:
     """Make `snap` the snapshot in use, in one write (rename on a local disk, one PUT on S3)."""
     from fsspec.core import url_to_fs
 
-    from .corpus import fsspec_uri
+    from bitcipher.lake.storage import fsspec_uri
 
     uri = f"{root(lake)}/current.json"
     fs, path = url_to_fs(fsspec_uri(uri))
@@ -159,7 +159,7 @@ def _read_parquet(uri: str):
     import fsspec
     import pyarrow.parquet as pq
 
-    from .corpus import fsspec_uri
+    from bitcipher.lake.storage import fsspec_uri
 
     with fsspec.open(fsspec_uri(uri), "rb") as fh:
         return pq.read_table(fh)
@@ -169,7 +169,7 @@ def _write_parquet(table, uri: str) -> None:
     import fsspec
     import pyarrow.parquet as pq
 
-    from .corpus import fsspec_uri
+    from bitcipher.lake.storage import fsspec_uri
 
     with fsspec.open(fsspec_uri(uri), "wb", auto_mkdir=True) as fh:
         pq.write_table(table, fh, compression="lz4")
@@ -188,8 +188,8 @@ def delta_router(map_bc, buckets: int, routes: list[int]) -> Callable:
     packed (route, keys, counts) of summed signed counts, one batch per bucket."""
 
     def route_batches(batches: Iterator):
-        from .cooccurrences import _aggregate, batches_by_partition
-        from .refresh import EDGE_KEY, FLUSH_PAIRS, _lookup
+        from bitcipher.stages.cooccurrences import _aggregate, batches_by_partition
+        from bitcipher.refresh.run import EDGE_KEY, FLUSH_PAIRS, _lookup
 
         sorted_keys, idx = map_bc.value
         keys_buf: list = []
@@ -235,8 +235,8 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
     def process(batches: Iterator):
         import pyarrow as pa
 
-        from .cooccurrences import KeyCodec, _aggregate, cooccurrence_part
-        from .vectors import needs_marginal
+        from bitcipher.stages.cooccurrences import KeyCodec, _aggregate, cooccurrence_part
+        from bitcipher.stages.vectors import needs_marginal
 
         job = job_bc.value
         options = job["options"]
@@ -325,7 +325,7 @@ def marginal_totals(context: np.ndarray, offset: np.ndarray, counts: np.ndarray,
 def _read_parquet_if_exists(uri: str):
     from fsspec.core import url_to_fs
 
-    from .corpus import fsspec_uri
+    from bitcipher.lake.storage import fsspec_uri
 
     fs, path = url_to_fs(fsspec_uri(uri))
     if not fs.exists(path):
@@ -346,7 +346,7 @@ def _blob_batch(kind: str, keys: np.ndarray, counts: np.ndarray):
 def _vector_rows(ids: np.ndarray, vecs: np.ndarray):
     import pyarrow as pa
 
-    from .vectors import _vector_batch
+    from bitcipher.stages.vectors import _vector_batch
 
     batch = _vector_batch(ids, vecs.astype(np.float64), pa.float64())
     n = batch.num_rows

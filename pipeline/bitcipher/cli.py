@@ -8,8 +8,8 @@ import sys
 import time
 from typing import Callable, Optional, Sequence
 
-from .errors import BitCipherError
-from .options import DEFAULTS, MODES, SMOOTHINGS, TRANSFORMS, WEIGHTINGS, BuildOptions
+from bitcipher.errors import BitCipherError
+from bitcipher.options import DEFAULTS, MODES, SMOOTHINGS, TRANSFORMS, WEIGHTINGS, BuildOptions
 
 DEFAULT_LAKE = os.environ.get("BITCIPHER_LAKE", "./lake")
 
@@ -269,7 +269,7 @@ def _options(args) -> BuildOptions:
 
 
 def _session(args):
-    from .session import spark_session
+    from bitcipher.runtime.session import spark_session
 
     started = time.perf_counter()
     spark = spark_session(master=args.master,  # s3a:// corpus or lake: hadoop-aws + settings
@@ -312,7 +312,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "build":
         options = _options(args)  # bad options fail before Spark starts
-        from .build import build
+        from bitcipher.build import build
 
         started = time.perf_counter()
         spark = _session(args)
@@ -323,8 +323,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if args.command == "refresh":
         options = _options(args)
-        from .errors import EXIT_NOTHING_TO_DO
-        from .refresh import refresh
+        from bitcipher.errors import EXIT_NOTHING_TO_DO
+        from bitcipher.refresh.run import refresh
 
         started = time.perf_counter()
         result = refresh(_session(args), args.corpus, args.lake, options,
@@ -341,8 +341,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "history":
         import json as _json
 
-        from .history import HISTORY_COLUMNS, format_history, lake_history
-        from .lake import Lake as _Lake
+        from bitcipher.lake.history import HISTORY_COLUMNS, format_history, lake_history
+        from bitcipher.lake.tables import Lake as _Lake
 
         entries = lake_history(_Lake(args.lake))
         if args.json:
@@ -352,18 +352,18 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             _print_table(HISTORY_COLUMNS, format_history(entries, DEFAULTS.recorded()))
         return 0
     if args.command == "vacuum":
-        from .refresh import vacuum
+        from bitcipher.refresh.run import vacuum
 
         vacuum(_session(args), args.lake, args.retain_hours)
         return 0
-    from .keyed_vectors import KeyedVectors, export, register_cosine
-    from .lake import Lake, read_table, register_tables
+    from bitcipher.query.keyed_vectors import KeyedVectors, export, register_cosine
+    from bitcipher.lake.tables import Lake, read_table, register_tables
 
     lake = Lake(args.lake)
     if args.command == "sql":
         spark = _session(args)
         if args.as_of is not None:
-            from .history import register_tables_as_of
+            from bitcipher.lake.history import register_tables_as_of
 
             register_tables_as_of(spark, lake, args.as_of)
         else:
@@ -374,16 +374,16 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         _print_table(df.columns, rows)
         return 0
     if args.command == "serve":
-        from .sql_server import serve
+        from bitcipher.query.sql_server import serve
 
         return serve(lake, host=args.host, port=args.port, master=args.master)
     if args.command == "neighbors" and args.as_of is None and _fast_engine(args):
-        from .fast_read import keyed_vectors
+        from bitcipher.query.fast_read import keyed_vectors
 
         _print_table(["word", "cosine"], keyed_vectors(lake).most_similar(args.word, args.k))
         return 0
     if args.command == "evaluate":
-        from .evaluate import evaluate_all, format_report, load_word2vec
+        from bitcipher.evaluation.evaluate import evaluate_all, format_report, load_word2vec
 
         if args.word2vec:
             kv = load_word2vec(args.word2vec, counts="ranks")
@@ -392,14 +392,14 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         print(format_report(evaluate_all(kv, restrict=args.restrict)))
         return 0
     if args.command == "probe":
-        from .probe import run_probe_cli
+        from bitcipher.evaluation.probe import run_probe_cli
 
         return run_probe_cli(args, lambda: KeyedVectors.from_frame(
             read_table(_session(args), lake, "vectors")), lake)
     spark = _session(args)
     as_of = getattr(args, "as_of", None)
     if as_of is not None:
-        from .history import resolve_version
+        from bitcipher.lake.history import resolve_version
 
         as_of = resolve_version(lake, as_of)
     kv = KeyedVectors.from_frame(read_table(spark, lake, "vectors", as_of=as_of))
@@ -407,7 +407,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         _print_table(["word", "cosine"], kv.most_similar(args.word, args.k))
         return 0
     if args.command == "export" and args.format == "torch":
-        from .lm import export_torch, lake_lowercase
+        from bitcipher.evaluation.lm import export_torch, lake_lowercase
 
         for path in export_torch(kv, args.out, args.vocab, lowercase=lake_lowercase(lake),
                                  fallback=args.fallback, standardize=args.standardize):

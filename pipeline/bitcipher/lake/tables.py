@@ -25,9 +25,9 @@ from typing import Optional
 import fsspec
 from fsspec.core import url_to_fs
 
-from .corpus import fsspec_uri
-from .errors import LakeError
-from .schemas import FORMAT_VERSION, check_schema
+from bitcipher.lake.storage import fsspec_uri
+from bitcipher.errors import LakeError
+from bitcipher.lake.schemas import FORMAT_VERSION, check_schema
 
 PROP_FORMAT = "bitcipher.format_version"
 PROP_RUN = "bitcipher.run"

@@ -47,7 +47,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from .build import (
+from bitcipher.build import (
     BuildResult,
     _build_run,
     _local_path,
@@ -55,14 +55,15 @@ from .build import (
 )
 from fsspec.core import url_to_fs
 
-from . import totals
-from .cooccurrences import EDGE as EDGE_ID
-from .corpus import Shard, check_shards, fsspec_uri, list_shards, read_documents
-from .errors import ConflictError, InputError, LakeError, OptionError
-from .history import PROP_COUNTS_VERSION, PROP_REFRESH, delta_commits, latest_version
-from .lake import PROP_OPTIONS, Lake, _sql_string, check_lake, published
-from .options import BuildOptions
-from .unigrams import rank_vocabulary
+from bitcipher.refresh import totals
+from bitcipher.stages.cooccurrences import EDGE as EDGE_ID
+from bitcipher.lake.storage import fsspec_uri
+from bitcipher.stages.corpus import Shard, check_shards, list_shards, read_documents
+from bitcipher.errors import ConflictError, InputError, LakeError, OptionError
+from bitcipher.lake.history import PROP_COUNTS_VERSION, PROP_REFRESH, delta_commits, latest_version
+from bitcipher.lake.tables import PROP_OPTIONS, Lake, _sql_string, check_lake, published
+from bitcipher.options import BuildOptions
+from bitcipher.stages.unigrams import rank_vocabulary
 
 APP_ID = "bitcipher-refresh"
 EDGE_KEY = -(2**63)
@@ -123,8 +124,8 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int, wind
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        from .cooccurrences import KeyCodec, _aggregate, window_keys
-        from .tokenize import tokenize_batch
+        from bitcipher.stages.cooccurrences import KeyCodec, _aggregate, window_keys
+        from bitcipher.stages.tokenize import tokenize_batch
 
         canonical = canonical_bc.value
         codec = KeyCodec(LOCAL_WORDS - 1, window)  # task-local word ids; EDGE = codec.V
@@ -285,7 +286,7 @@ def refresh(
 ) -> RefreshResult:
     """Bring a lake up to date with a corpus, counting only new or changed shards.
 
-    Parameters are those of :func:`pipeline.build.build`. `before_commit` (tests) runs
+    Parameters are those of :func:`bitcipher.build.build`. `before_commit` (tests) runs
     between planning and the count-store commit. Raises ConflictError when another refresh
     committed first, InputError for bad shards, OptionError when the counting options
     (lowercase, max_document_tokens, format, text field, a larger window) differ from the
@@ -508,7 +509,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     """Vocabulary, cipher, co-occurrences and vectors from version `version` of the count
     store, published like a build.
 
-    Starts from the totals snapshot (:mod:`pipeline.totals`) when there is one for the same
+    Starts from the totals snapshot (:mod:`bitcipher.refresh.totals`) when there is one for the same
     counting options, adding the shards that changed since its version and subtracting
     their old counts; otherwise sums every shard. `manifest` ({path: (size, mtime,
     format)} at `version`) saves reading it from the store; `counting` is the store's
@@ -518,11 +519,11 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from .build import TOKENS_PER_PARTITION
-    from .cooccurrences import (PARTIAL_SCHEMA, KeyCodec, _aggregate, cooccurrence_part,
+    from bitcipher.build import TOKENS_PER_PARTITION
+    from bitcipher.stages.cooccurrences import (PARTIAL_SCHEMA, KeyCodec, _aggregate, cooccurrence_part,
                                 partition_routes)
-    from .lake import new_run_id
-    from .vectors import context_marginal, marginal_post, needs_marginal
+    from bitcipher.lake.tables import new_run_id
+    from bitcipher.stages.vectors import context_marginal, marginal_post, needs_marginal
 
     started = time.perf_counter()
     uri = counts_uri(lake)

@@ -15,7 +15,7 @@ def _unigram_counter(lowercase: bool, max_document_tokens: int) -> Callable:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        from .tokenize import tokenize_batch
+        from bitcipher.stages.tokenize import tokenize_batch
 
         chunks = []
         stats: dict = {}
@@ -157,7 +157,7 @@ def collect_vocabulary(word_counts_df, min_count: int, max_vocab: Optional[int] 
 
 def unigram_frame(spark, vocab: Vocabulary):
     """DataFrame (word, count, id) of the vocabulary, in id order."""
-    from .schemas import schema_of
+    from bitcipher.lake.schemas import schema_of
 
     return spark.createDataFrame(unigram_arrow(vocab), schema=schema_of("unigrams"))
 
@@ -166,7 +166,7 @@ def unigram_arrow(vocab: Vocabulary):
     """The unigrams table as a pyarrow Table, in id order."""
     import pyarrow as pa
 
-    from .schemas import arrow_schema
+    from bitcipher.lake.schemas import arrow_schema
 
     table = pa.table(
         {

@@ -10,7 +10,7 @@ from math import comb
 
 import numpy as np
 
-from .errors import CapacityError, OptionError
+from bitcipher.errors import CapacityError, OptionError
 
 
 def capacity(bits: int) -> int:

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from .errors import OptionError
+from bitcipher.errors import OptionError
 
 MODES = ("sum", "concat")
 WEIGHTINGS = ("flat", "harmonic", "cosine")

@@ -1,0 +1,2 @@
+"""Evaluation: similarity and analogy benchmarks, the tagging probe, and embedding layers
+for language models."""
