@@ -14,7 +14,7 @@ WEIGHTINGS = ("flat", "harmonic", "cosine")
 SMOOTHINGS = ("nf", "f", "none")
 TRANSFORMS = ("neglog", "log1p", "none", "pmi", "ppmi")
 FORMATS = ("text", "jsonl", "parquet", "auto")
-MAX_BITS = 256
+MAX_BITS = 16_384
 MAX_WINDOW = 50
 
 
@@ -61,6 +61,13 @@ class BuildOptions:
         Shard format; "auto" decides by file extension (.jsonl/.json, .parquet, else text).
     text_field : str
         Field (JSON Lines) or column (Parquet) that holds a document's text.
+    project : int or None
+        Project every vector onto its top-k principal directions (k dimensions); None keeps
+        the D-dimensional vectors (the paper).
+    project_exponent : float
+        Singular-value exponent p of the projection: vectors become U_k Σ_k^p.
+    project_center : bool
+        Subtract the mean vector before the projection (PCA) instead of a plain SVD.
     """
 
     bits: Union[int, str] = 256
@@ -77,6 +84,9 @@ class BuildOptions:
     max_document_tokens: int = 10_000
     input_format: str = "auto"
     text_field: str = "text"
+    project: Optional[int] = None
+    project_exponent: float = 0.5
+    project_center: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -109,6 +119,14 @@ class BuildOptions:
         if self.max_vocab is not None:
             int_range("max_vocab", 1, None)
         int_range("max_document_tokens", 2, None)
+        if self.project is not None:
+            int_range("project", 1, None)
+        if (isinstance(self.project_exponent, bool)
+                or not isinstance(self.project_exponent, (int, float))
+                or not -2 <= self.project_exponent <= 2):
+            raise OptionError(f"project_exponent must be in [-2, 2]; got {self.project_exponent!r}")
+        if not isinstance(self.project_center, bool):
+            raise OptionError(f"project_center must be true or false; got {self.project_center!r}")
         if not self.text_field:
             raise OptionError("text_field must be a non-empty field name")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bitcipher.errors import LakeError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the cipher table holds code positions and beta (wide ciphers)
 TABLES = ("tokens", "unigrams", "cooccurrences", "cipher", "vectors")
 
 

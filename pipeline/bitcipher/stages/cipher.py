@@ -62,7 +62,7 @@ def code_positions(rank: int, bits: int) -> tuple[int, ...]:
     return tuple(reversed(positions))
 
 
-def code_matrix(n_words: int, bits: int) -> np.ndarray:
+def code_matrix(n_words: int, bits: int) -> np.ndarray:  # noqa: D401
     """(n_words, bits) 0/1 matrix: row r is the code of rank r (:func:`code_positions`).
 
     The one-hot and two-hot codes, all a vocabulary of up to b + C(b, 2) words needs, are
@@ -84,19 +84,75 @@ def code_matrix(n_words: int, bits: int) -> np.ndarray:
     return codes
 
 
+DENSE_MAX_BITS = 256  # up to here the vector step multiplies by the dense context matrix
+
+
+def code_position_matrix(n_words: int, bits: int) -> np.ndarray:
+    """(n_words, k_max) int32: row r holds the positions of the ones of code r
+    (:func:`code_positions`), ascending, padded with -1. Sparse counterpart of
+    :func:`code_matrix`, O(n_words * k_max) whatever `bits` is."""
+    ones = min(n_words, bits)
+    twos = min(max(n_words - bits, 0), comb(bits, 2))
+    rest = n_words - ones - twos
+    k_max = 1 if twos == 0 else 2
+    extra = [code_positions(rank, bits) for rank in range(ones + twos, n_words)] if rest else []
+    if extra:
+        k_max = max(k_max, max(len(e) for e in extra))
+    pos = np.full((n_words, k_max), -1, dtype=np.int32)
+    pos[:ones, 0] = np.arange(ones)
+    if twos:
+        p2 = np.repeat(np.arange(1, bits), np.arange(1, bits))[:twos]
+        p1 = np.arange(twos) - p2 * (p2 - 1) // 2
+        pos[ones:ones + twos, 0] = p1
+        pos[ones:ones + twos, 1] = p2
+    for i, e in enumerate(extra):
+        pos[ones + twos + i, :len(e)] = e
+    return pos
+
+
 @dataclass(frozen=True)
 class Cipher:
-    """The cipher table: one row per vocabulary word, indexed by id (= rank)."""
+    """The cipher table: one row per vocabulary word, indexed by id (= rank).
+
+    Stored sparsely, so that wide ciphers (thousands of bits) stay small: the positions of
+    each code's ones and the smoothing weight beta_t. The smoothed base vector is
+    rep_t = beta_t * c_t + (1 - beta_t) * u with c_t = code_t / k_t and u the spread of the
+    unigram bit mass (ALGORITHM.md §2): a sparse part plus a rank-one part.
+    """
 
     bits: int
     counts: np.ndarray  # (V,) int64
-    codes: np.ndarray  # (V, b) int8
-    rep: np.ndarray  # (V, b) float64, each row sums to 1
+    positions: np.ndarray  # (V, k_max) int32, ascending, -1 padded
+    beta: np.ndarray  # (V,) float64
+    u: np.ndarray  # (b,) float64
 
     @property
     def dim(self) -> int:
         """D = b + 1: the edge channel plus the b bits."""
         return self.bits + 1
+
+    @property
+    def ones(self) -> np.ndarray:
+        """(V,) number of ones k_t of each code."""
+        return (self.positions >= 0).sum(axis=1)
+
+    def code_lists(self) -> list[list[int]]:
+        """Positions of the ones of each code, as lists (the cipher table's ``code``)."""
+        return [[int(p) for p in row if p >= 0] for row in self.positions]
+
+    @property
+    def codes(self) -> np.ndarray:
+        """(V, b) int8 dense codes (small ciphers and tests)."""
+        codes = np.zeros((len(self.counts), self.bits), dtype=np.int8)
+        rows, cols = np.nonzero(self.positions >= 0)
+        codes[rows, self.positions[rows, cols]] = 1
+        return codes
+
+    @property
+    def rep(self) -> np.ndarray:
+        """(V, b) float64 dense smoothed base vectors, each row sums to 1."""
+        c = self.codes / self.ones[:, None]
+        return self.beta[:, None] * c + (1.0 - self.beta[:, None]) * self.u[None, :]
 
     def context_matrix(self) -> np.ndarray:
         """(V + 1, D) float64: row t < V is x(t) = [0, rep_t]; row V is x(EDGE) = e_0."""
@@ -104,6 +160,51 @@ class Cipher:
         x[:-1, 1:] = self.rep
         x[-1, 0] = 1.0
         return x
+
+    def context_parts(self):
+        """The context matrix as sparse + rank-one: (csr (V + 1, D), coef (V + 1,),
+        u_ext (D,)) with x = sparse + coef[:, None] * u_ext[None, :]; the EDGE row (last)
+        is e_0 with coef 0."""
+        from scipy import sparse
+
+        v = len(self.counts)
+        k = self.ones
+        rows, cols = np.nonzero(self.positions >= 0)
+        data = (self.beta / k)[rows]
+        s = sparse.csr_matrix(
+            (np.append(data, 1.0), (np.append(rows, v), np.append(self.positions[rows, cols] + 1, 0))),
+            shape=(v + 1, self.dim))
+        coef = np.append(1.0 - self.beta, 0.0)
+        return s, coef, np.append(0.0, self.u)
+
+    def context(self):
+        """What the vector step multiplies by: the dense context matrix up to
+        :data:`DENSE_MAX_BITS` bits (the float sums of the paper's settings stay as they
+        were), else :meth:`context_parts`."""
+        return self.context_matrix() if self.bits <= DENSE_MAX_BITS else self.context_parts()
+
+
+def cipher_u(counts: np.ndarray, positions: np.ndarray, bits: int) -> np.ndarray:
+    """u = (1 - q) / (b - 1), q = the share of the unigram mass on each bit (q uniform for an
+    empty corpus). Up to :data:`DENSE_MAX_BITS` with the dense arithmetic of earlier
+    versions (same float results), above it from the positions."""
+    counts = np.asarray(counts, dtype=np.int64)
+    total = counts.sum()
+    if total <= 0:
+        q = np.full(bits, 1.0 / bits)
+    elif bits <= DENSE_MAX_BITS:
+        codes = np.zeros((len(counts), bits), dtype=np.int8)
+        rows, cols = np.nonzero(positions >= 0)
+        codes[rows, positions[rows, cols]] = 1
+        c = codes / codes.sum(axis=1, keepdims=True)
+        q = (counts[:, None] * c).sum(axis=0) / total
+    else:
+        k = (positions >= 0).sum(axis=1)
+        rows, cols = np.nonzero(positions >= 0)
+        q = np.zeros(bits)
+        np.add.at(q, positions[rows, cols], counts[rows] / k[rows])
+        q = q / total
+    return (1.0 - q) / (bits - 1)
 
 
 def smoothing_beta(counts: np.ndarray, smoothing: str) -> np.ndarray:
@@ -123,11 +224,18 @@ def build_cipher(counts, bits: int, smoothing: str = "nf") -> Cipher:
     """Cipher of a vocabulary whose counts are given in rank order."""
     counts = np.asarray(counts, dtype=np.int64)
     bits = resolve_bits(bits, len(counts))
-    codes = code_matrix(len(counts), bits)
-    c = codes / codes.sum(axis=1, keepdims=True)
-    total = counts.sum()
-    q = (counts[:, None] * c).sum(axis=0) / total if total > 0 else np.full(bits, 1.0 / bits)
-    u = (1.0 - q) / (bits - 1)
-    beta = smoothing_beta(counts, smoothing)[:, None]
-    rep = beta * c + (1.0 - beta) * u[None, :]
-    return Cipher(bits=bits, counts=counts, codes=codes, rep=rep)
+    positions = code_position_matrix(len(counts), bits)
+    return Cipher(bits=bits, counts=counts, positions=positions,
+                  beta=smoothing_beta(counts, smoothing), u=cipher_u(counts, positions, bits))
+
+
+def cipher_from_table(bits: int, counts, codes: list, beta) -> Cipher:
+    """The Cipher of a stored cipher table, rows in id order: ``code`` holds the positions
+    of each code's ones, ``beta`` the smoothing weight; u follows from them."""
+    counts = np.asarray(counts, dtype=np.int64)
+    k_max = max((len(c) for c in codes), default=1)
+    positions = np.full((len(codes), k_max), -1, dtype=np.int32)
+    for i, c in enumerate(codes):
+        positions[i, :len(c)] = c
+    return Cipher(bits=bits, counts=counts, positions=positions,
+                  beta=np.asarray(beta, dtype=np.float64), u=cipher_u(counts, positions, bits))

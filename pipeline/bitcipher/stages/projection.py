@@ -1,0 +1,233 @@
+"""Stage 6 (optional), projection: every vector onto its top-k principal directions
+(docs/ALGORITHM.md, "Projection").
+
+The Gramian G = Σ_t v_t v_tᵀ (D × D) is summed on the executors and decomposed on the
+driver, so the driver holds O(D²) whatever the vocabulary. To make the result the same bit
+for bit for any partitioning, the vectors are first quantised to integers on a power-of-two
+grid small enough that every partial sum of G is an integer below 2**52: float64 sums of
+such integers are exact, so they do not depend on the order Spark adds them in. The
+projection of a vector is computed the same way (quantised vector times quantised basis),
+so a word's projected vector depends only on that word's vector and the basis.
+
+Basis: the eigenvectors of G (centred: G - n μ μᵀ, when ``center``) for the k largest
+eigenvalues λ, each with its largest-magnitude component made positive (the first such
+component on ties). A vector v maps to ((v - μ) · V_k) λ^((p - 1) / 2) with p the
+singular-value ``exponent``: p = 1 is the plain projection (U Σ of the SVD), p = 0.5 the
+U Σ^0.5 common for count-based embeddings, p = 0 whitens.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+BOUND = 64.0  # |vector values| are clipped here before quantisation
+EXACT = 2.0**52  # every partial sum stays below this: exact in float64
+MAX_INPUT_DIM = 8193  # D x D float64 Gramian of at most 512 MiB per task and on the driver
+ROW_CHUNK = 512  # rows multiplied at once in a Python worker
+GRAM_SCHEMA = "n long, gram binary, colsum binary"
+PROJECTION_FILE = "projection.npz"  # beside the run's tables
+
+
+def grid(n_rows: int, bound: float = BOUND) -> float:
+    """The power-of-two scale s of the vector grid: n_rows * (bound * s)**2 <= 2**52, so
+    every partial sum of the quantised Gramian is an exact float64 integer."""
+    return 2.0 ** math.floor(math.log2(math.sqrt(EXACT / max(n_rows, 1)) / bound))
+
+
+def quantize(v: np.ndarray, scale: float, bound: float = BOUND) -> np.ndarray:
+    """round(clip(v, -bound, bound) * scale), float64 integers."""
+    return np.rint(np.clip(np.asarray(v, dtype=np.float64), -bound, bound) * scale)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """What a projected table was made with: saved beside the run (``projection.npz``)."""
+
+    k: int
+    exponent: float
+    center: bool
+    scale: float  # vector grid
+    basis_scale: float  # basis grid
+    mean: np.ndarray  # (D,) μ of the vectors (zeros without centring)
+    basis: np.ndarray  # (D, k) V_k λ^((p-1)/2), float64
+    quantized_basis: np.ndarray  # (D, k) round(basis * basis_scale)
+    offset: np.ndarray  # (k,) μ · basis
+    eigenvalues: np.ndarray  # (k,) λ, descending
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        """Projected float32 rows of float vectors `v` (n, D)."""
+        out = np.empty((len(v), self.k), dtype=np.float32)
+        for lo in range(0, len(v), ROW_CHUNK):
+            q = quantize(v[lo:lo + ROW_CHUNK], self.scale)
+            y = (q @ self.quantized_basis) / (self.scale * self.basis_scale)
+            out[lo:lo + ROW_CHUNK] = (y - self.offset).astype(np.float32)
+        return out
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, k=self.k, exponent=self.exponent, center=self.center, scale=self.scale,
+                 basis_scale=self.basis_scale, mean=self.mean, basis=self.basis,
+                 quantized_basis=self.quantized_basis, offset=self.offset,
+                 eigenvalues=self.eigenvalues)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Projection":
+        z = np.load(io.BytesIO(data))
+        return cls(k=int(z["k"]), exponent=float(z["exponent"]), center=bool(z["center"]),
+                   scale=float(z["scale"]), basis_scale=float(z["basis_scale"]),
+                   mean=z["mean"], basis=z["basis"], quantized_basis=z["quantized_basis"],
+                   offset=z["offset"], eigenvalues=z["eigenvalues"])
+
+
+def partial_gram(v: np.ndarray, scale: float):
+    """(Gramian, column sums) of the quantised rows of `v`: exact integers in float64."""
+    d = v.shape[1]
+    gram = np.zeros((d, d))
+    colsum = np.zeros(d)
+    for lo in range(0, len(v), ROW_CHUNK):
+        q = quantize(v[lo:lo + ROW_CHUNK], scale)
+        gram += q.T @ q
+        colsum += q.sum(axis=0)
+    return gram, colsum
+
+
+def sign_convention(vectors: np.ndarray) -> np.ndarray:
+    """Flip each column so that its largest-magnitude component (the first on ties) is
+    positive."""
+    idx = np.argmax(np.abs(vectors), axis=0)
+    signs = np.sign(vectors[idx, np.arange(vectors.shape[1])])
+    signs[signs == 0] = 1.0
+    return vectors * signs
+
+
+def basis_from_gram(gram: np.ndarray, colsum: np.ndarray, n: int, scale: float, k: int,
+                    exponent: float, center: bool) -> Projection:
+    """The projection of `k` dimensions from the exact quantised Gramian of `n` vectors."""
+    from scipy.linalg import eigh
+
+    d = gram.shape[0]
+    if not 1 <= k <= d:
+        raise ValueError(f"projection to {k} dimensions needs 1 <= k <= {d}")
+    g = gram / (scale * scale)
+    mean = colsum / (max(n, 1) * scale)
+    if center:
+        g = g - n * np.outer(mean, mean)
+    else:
+        mean = np.zeros(d)
+    g = (g + g.T) / 2.0
+    values, vecs = eigh(g, subset_by_index=[d - k, d - 1])
+    order = np.argsort(-values, kind="stable")
+    values, vecs = np.maximum(values[order], 0.0), sign_convention(vecs[:, order])
+    power = np.where(values > 0, values, 1.0) ** ((exponent - 1.0) / 2.0)
+    power[values <= 0] = 0.0
+    basis = vecs * power[None, :]
+    peak = float(np.abs(basis).max()) or 1.0
+    # |q| <= BOUND * scale; D terms of |q| * |qb| must stay below 2**52
+    limit = EXACT / (d * BOUND * scale * peak)
+    basis_scale = 2.0 ** math.floor(math.log2(limit))
+    quantized_basis = np.rint(basis * basis_scale)
+    offset = mean @ basis if center else np.zeros(k)
+    return Projection(k=k, exponent=exponent, center=center, scale=scale,
+                      basis_scale=basis_scale, mean=mean, basis=basis,
+                      quantized_basis=quantized_basis, offset=offset, eigenvalues=values)
+
+
+def project_matrix(v: np.ndarray, k: int, exponent: float, center: bool) -> tuple:
+    """Projection of a whole (n, D) matrix on one machine: (projected float32, Projection).
+    The same arithmetic as the Spark stage (:func:`projected_vectors`)."""
+    scale = grid(len(v))
+    gram, colsum = partial_gram(v, scale)
+    proj = basis_from_gram(gram, colsum, len(v), scale, k, exponent, center)
+    return proj.apply(v), proj
+
+
+def _batch_rows(batch, finish: Callable):
+    ids = batch.column(0).to_numpy()
+    values = batch.column(1).flatten().to_numpy()
+    return ids, finish(ids, values.reshape(len(ids), -1) if len(ids) else values.reshape(0, 0))
+
+
+def gram_partials(finish: Callable, scale: float) -> Callable:
+    """mapInArrow: (id, vector) rows -> one row per task: its count, quantised Gramian and
+    column sums (of ``finish(ids, vectors)``, the float32 vectors the table would hold)."""
+
+    def gram_partition(batches: Iterator):
+        import pyarrow as pa
+
+        gram = colsum = None
+        n = 0
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            _, v = _batch_rows(batch, finish)
+            g, c = partial_gram(v, scale)
+            gram = g if gram is None else gram + g
+            colsum = c if colsum is None else colsum + c
+            n += len(v)
+        if n:
+            yield pa.RecordBatch.from_arrays(
+                [pa.array([n], pa.int64()), pa.array([gram.tobytes()], pa.large_binary()),
+                 pa.array([colsum.tobytes()], pa.large_binary())], names=["n", "gram", "colsum"])
+
+    return gram_partition
+
+
+def summed_gram(vec_df, finish: Callable, dim: int, scale: float):
+    """Sum of the tasks' partial Gramians, on the driver one at a time: (G, colsum, n)."""
+    gram = np.zeros((dim, dim))
+    colsum = np.zeros(dim)
+    n = 0
+    rows = vec_df.mapInArrow(gram_partials(finish, scale), GRAM_SCHEMA).toLocalIterator()
+    for row in rows:
+        gram += np.frombuffer(row["gram"], dtype=np.float64).reshape(dim, dim)
+        colsum += np.frombuffer(row["colsum"], dtype=np.float64)
+        n += int(row["n"])
+    return gram, colsum, n
+
+
+def projected_vectors(spark, finish: Callable, projection: Projection) -> Callable:
+    """Transformation (id, vector) -> (id, projected vector array<float>)."""
+    proj_bc = spark.sparkContext.broadcast(projection)
+
+    def project_partition(batches: Iterator):
+        from bitcipher.stages.vectors import vector_batch
+
+        proj = proj_bc.value
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            ids, v = _batch_rows(batch, finish)
+            yield vector_batch(ids, proj.apply(v))
+
+    def transform(vec_df):
+        return vec_df.mapInArrow(project_partition, "id int, vector array<float>")
+
+    return transform
+
+
+def project(spark, vec_df, finish: Callable, dim: int, n_rows: int, k: int, exponent: float,
+            center: bool, extra=None):
+    """Project the vectors of `vec_df` (id, vector; ``finish(ids, values)`` turns a batch
+    into the float32 vectors of the table): (projected DataFrame, Projection). `extra`
+    (n, D) rows built on the driver (``<unk>`` without contexts) join the Gramian. `n_rows`
+    bounds the number of vectors (it sets the grid). `vec_df` is read twice (Gramian, then
+    projection): persist it."""
+    if dim > MAX_INPUT_DIM:
+        from bitcipher.errors import OptionError
+
+        raise OptionError(f"a projection needs vectors of at most {MAX_INPUT_DIM} dimensions "
+                          f"(its Gramian is D x D on the driver); these have {dim}: lower "
+                          f"--bits, or use mode sum")
+    scale = grid(n_rows)
+    gram, colsum, n = summed_gram(vec_df, finish, dim, scale)
+    if extra is not None and len(extra):
+        g, c = partial_gram(np.asarray(extra), scale)
+        gram, colsum, n = gram + g, colsum + c, n + len(extra)
+    proj = basis_from_gram(gram, colsum, n, scale, min(k, dim), exponent, center)
+    return vec_df.transform(projected_vectors(spark, finish, proj)), proj

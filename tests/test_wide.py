@@ -1,0 +1,145 @@
+"""Wide ciphers (sparse codes + rank-one smoothing) and the projection stage, against the
+dense NumPy reference (tests/reference.py) and a NumPy SVD."""
+
+import hashlib
+import random
+
+import numpy as np
+import pytest
+import reference
+from conftest import CORPUS_A, CORPUS_B, write_shards
+from test_pipeline import check_against_reference, reference_opts
+
+from bitcipher import BuildOptions, build
+from bitcipher.lake.tables import Lake, published, read_bytes, read_table
+from bitcipher.stages.cipher import DENSE_MAX_BITS, build_cipher
+from bitcipher.stages.projection import PROJECTION_FILE, Projection, grid, quantize, sign_convention
+
+
+def zipf_lines(n_words=420, n_lines=160, length=14, seed=0):
+    """Lines over `n_words` distinct words with Zipf-like frequencies; every word occurs."""
+    rng = random.Random(seed)
+    words = [f"w{i}" for i in range(n_words)]
+    weights = [1.0 / (i + 1) for i in range(n_words)]
+    lines = [" ".join(rng.choices(words, weights, k=length)) for _ in range(n_lines)]
+    lines.append(" ".join(words))  # every word at least once
+    return lines
+
+
+LINES = zipf_lines()
+WIDE = 300  # above DENSE_MAX_BITS, below the vocabulary: two-hot codes in use
+
+
+def test_wide_context_parts_equal_the_dense_reference():
+    counts = np.sort(np.random.default_rng(1).integers(1, 50, 700))[::-1]
+    vocab = [(f"w{i:03d}", int(c)) for i, c in enumerate(counts)]
+    cipher = build_cipher(counts, WIDE, "nf")
+    assert cipher.bits > DENSE_MAX_BITS and (cipher.ones == 2).any()
+    s, coef, u_ext = cipher.context_parts()
+    x = s.toarray() + coef[:, None] * u_ext[None, :]
+    ref = reference.cipher(vocab, WIDE, "nf")
+    np.testing.assert_allclose(x, ref["x"], rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(cipher.codes, ref["code"])
+
+
+def tables(spark, tmp_path, options, lines=LINES, shards=3):
+    corpus = write_shards(tmp_path / "corpus", lines, shards)
+    lake = Lake(str(tmp_path / "lake"))
+    build(spark, str(corpus), lake, options, report=lambda _: None)
+    run = published(lake).run
+    out = {name: read_table(spark, lake, name, run=run).toPandas()
+           for name in ("unigrams", "cooccurrences")}
+    out["vectors"] = read_table(spark, lake, "vectors").toPandas()
+    return lake, out
+
+
+@pytest.mark.parametrize("options", [
+    BuildOptions(bits=WIDE, window=2, min_count=1),  # ppmi, sum
+    BuildOptions(bits=WIDE, window=1, mode="concat", transform="neglog", min_count=1,
+                 smoothing="f"),
+], ids=["ppmi-sum", "neglog-concat"])
+def test_wide_build_matches_the_dense_reference(spark, tmp_path, options):
+    _, got = tables(spark, tmp_path, options)
+    expected = reference.vectors(LINES, **reference_opts(options))
+    assert len(expected["vocab"]) > WIDE
+    check_against_reference(got, expected, options)
+
+
+def numpy_projection(v, k, exponent, center):
+    """An independent projection: SVD of the (centred) float64 matrix, the same sign
+    convention (largest-magnitude component of each right singular vector positive)."""
+    x = v.astype(np.float64)
+    mean = x.mean(axis=0) if center else 0.0
+    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    basis = sign_convention(vt[:k].T)
+    return ((x - mean) @ basis) * s[:k] ** (exponent - 1.0)
+
+
+@pytest.mark.parametrize("center,exponent", [(False, 0.5), (True, 1.0)])
+def test_projection_equals_a_numpy_svd(spark, tmp_path, center, exponent):
+    base = BuildOptions(bits=WIDE, window=2, min_count=1)
+    options = BuildOptions(**{**base.recorded(), "project": 12, "project_center": center,
+                              "project_exponent": exponent})
+    lake, got = tables(spark, tmp_path, options)
+    expected = reference.vectors(LINES, **reference_opts(base))
+    vec = got["vectors"].sort_values("id")
+    matrix = np.stack(vec.vector.to_numpy()).astype(np.float64)
+    assert matrix.shape == (len(expected["vocab"]), 12)
+    want = numpy_projection(expected["vectors"].astype(np.float32), 12, exponent, center)
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(matrix, want, rtol=0, atol=2e-3 * scale)
+    # the basis is saved with the run and reproduces the table from the raw vectors
+    proj = Projection.from_bytes(read_bytes(lake.table(published(lake).run, PROJECTION_FILE)))
+    assert (proj.k, proj.center, proj.exponent) == (12, center, exponent)
+    again = proj.apply(expected["vectors"].astype(np.float32))
+    np.testing.assert_allclose(again, matrix, rtol=0, atol=2e-3 * scale)
+
+
+def test_quantised_gramian_is_exact_whatever_the_split():
+    rng = np.random.default_rng(3)
+    v = (rng.standard_normal((5000, 40)) * 8).astype(np.float32)
+    s = grid(len(v))
+    q = quantize(v, s)
+    whole = q.T @ q
+    parts = sum(q[i:i + 700].T @ q[i:i + 700] for i in range(0, len(q), 700))
+    assert np.array_equal(whole, parts)
+    assert np.abs(whole).max() < 2.0**52
+
+
+@pytest.mark.parametrize("partitions", [1, 3, 8])
+def test_projected_tables_identical_for_any_partition_count(spark, tmp_path, partitions):
+    options = BuildOptions(bits=WIDE, window=2, min_count=1, project=10, project_center=True)
+    digests = []
+    for i, parts in enumerate((2, partitions)):
+        spark.conf.set("spark.bitcipher.partitions", str(parts))
+        spark.conf.set("spark.sql.files.maxPartitionBytes", str(256 * parts))
+        try:
+            _, got = tables(spark, tmp_path / str(i), options, shards=parts + 1)
+        finally:
+            spark.conf.unset("spark.bitcipher.partitions")
+            spark.conf.unset("spark.sql.files.maxPartitionBytes")
+        vec = got["vectors"].sort_values("id")
+        digests.append(hashlib.sha256(np.stack(vec.vector.to_numpy()).astype(np.float32)
+                                      .tobytes()).hexdigest())
+    assert digests[0] == digests[1]
+
+
+# sha256 of the float32 vectors (rows by id) built by bit-cipher 0.1.0 (before wide ciphers
+# and the projection) from these corpora, each line three times, 2 shards, min_count 1
+BEFORE = {
+    ("a", "paper"): "40839c29e84330cfdb96bc23fb94202256f80e3b581b423b8db0f02d3703eacc",
+    ("a", "ppmi256"): "e0578955727a9a680110052fde2897902f308594345ec3eac7a1d044055d0406",
+    ("b", "paper"): "313204705fd746406e3033daf82410996b40191385734b9436501bcaf4fd0810",
+    ("b", "ppmi256"): "662c598bd948c235612fdcad076e44850e85e1f3bfd77637c7704adb7e6c8b83",
+}
+SETTINGS = {"paper": BuildOptions(bits=32, window=5, transform="neglog", min_count=1),
+            "ppmi256": BuildOptions(bits=256, window=2, transform="ppmi", min_count=1)}
+
+
+@pytest.mark.parametrize("corpus,setting", sorted(BEFORE))
+def test_narrow_ciphers_unchanged_bit_for_bit(spark, tmp_path, corpus, setting):
+    lines = {"a": CORPUS_A, "b": CORPUS_B}[corpus] * 3
+    _, got = tables(spark, tmp_path, SETTINGS[setting], lines=lines, shards=2)
+    vec = got["vectors"].sort_values("id")
+    m = np.stack(vec.vector.to_numpy()).astype(np.float32)
+    assert hashlib.sha256(m.tobytes()).hexdigest() == BEFORE[(corpus, setting)]
