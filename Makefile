@@ -11,10 +11,11 @@ LAKE ?= ./lake
 
 # venv + package, then Delta's JARs from Maven Central and the JVM class archive (cached
 # under ~/.cache/bitcipher; a session without them resolves the JARs itself, just slower)
-$(VENV)/.ready: pyproject.toml
+# pyproject.toml states compatible ranges; constraints.txt pins the versions the tests ran with
+$(VENV)/.ready: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,bench,sql,s3,notebook]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,bench,sql,s3,notebook]"
 	$(BIN)/python -m bitcipher.runtime.jars
 	touch $@
 

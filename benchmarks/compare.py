@@ -112,7 +112,7 @@ def _save(out: Path, words: Sequence[str], matrix) -> None:
 
 def worker_bitcipher(corpus: str, out: Path, mode: str, extra: str, started: float) -> None:
     from bitcipher.build import build
-    from bitcipher.cli import _options, parser
+    from bitcipher.cli import build_options_from_args, parser
     from bitcipher.query.keyed_vectors import KeyedVectors
     from bitcipher.lake.tables import Lake, read_table
     from bitcipher.runtime.session import spark_session
@@ -120,7 +120,7 @@ def worker_bitcipher(corpus: str, out: Path, mode: str, extra: str, started: flo
     lake = str(out / "lake")
     args = parser().parse_args(["build", "--corpus", corpus, "--lake", lake,
                                 *shlex.split(extra), "--mode", mode])
-    options = _options(args)
+    options = build_options_from_args(args)
     spark = spark_session(master=args.master)
     result = build(spark, [corpus], lake, options)
     vectors = read_table(spark, Lake(lake), "vectors")
@@ -337,8 +337,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--probe-max-train-tokens", type=int, default=200_000,
                    help="train the probe on a random subset of this many of the ~0.81M "
                         "train tokens; 0: all (default 200000, as `bitcipher probe`)")
-    p.add_argument("--probe-max-iter", type=int, default=200,
-                   help="L-BFGS iterations of the probe (default 200)")
+    p.add_argument("--probe-max-iter", type=int, default=100,
+                   help="L-BFGS iterations of the probe at most (default 100, as "
+                        "`bitcipher probe`)")
     p.add_argument("--restrict", type=int, default=30000,
                    help="analogy vocabulary: most frequent words (default 30000)")
     p.add_argument("--work", default=None,

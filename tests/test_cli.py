@@ -132,3 +132,182 @@ def test_evaluate_lake_and_word2vec_agree(lake, tmp_path, capsys):
     from_file = capsys.readouterr().out
     assert "ws353" in from_lake and "google" in from_lake
     assert from_lake == from_file
+
+
+# --------------------------------------------------------------------------- help text
+
+
+@pytest.mark.parametrize("command", ["build", "refresh"])
+def test_help_describes_every_transform(command, capsys):
+    from bitcipher.options import TRANSFORMS
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for transform in TRANSFORMS:
+        assert f"{transform} = " in out, transform  # "neglog = -log10 of F ...", ...
+    assert "replaces zeros before the neglog and pmi normalisation" in out
+
+
+def test_build_help_gives_the_real_stage_order(capsys):
+    with pytest.raises(SystemExit):
+        main(["build", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "tokenize -> unigrams -> cipher -> cooccurrences + vectors" in out
+    assert out.index("-> cipher") < out.index("-> cooccurrences")
+
+
+# --------------------------------------------------------------------------- options
+
+
+NON_DEFAULT = {  # BuildOptions field: (flags, value), every value unlike the default
+    "bits": (["--bits", "17"], 17),
+    "window": (["--window", "4"], 4),
+    "mode": (["--mode", "concat"], "concat"),
+    "weighting": (["--weighting", "cosine"], "cosine"),
+    "smoothing": (["--smoothing", "f"], "f"),
+    "transform": (["--transform", "log1p"], "log1p"),
+    "epsilon": (["--epsilon", "0.25"], 0.25),
+    "min_count": (["--min-count", "3"], 3),
+    "max_vocab": (["--max-vocab", "999"], 999),
+    "include_self": (["--no-self"], False),
+    "lowercase": (["--keep-case"], False),
+    "max_document_tokens": (["--max-document-tokens", "77"], 77),
+    "input_format": (["--format", "jsonl"], "jsonl"),
+    "text_field": (["--text-field", "body"], "body"),
+    "project": (["--project", "37"], 37),
+    "project_exponent": (["--project-exponent", "0.25"], 0.25),
+    "project_center": (["--project-center"], True),
+}
+
+
+def _subparser(command):
+    import argparse
+
+    from bitcipher.cli import parser
+
+    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]
+
+
+@pytest.mark.parametrize("command", ["build", "refresh"])
+def test_every_build_option_reaches_build_options(command):
+    import dataclasses
+
+    from bitcipher.cli import build_options_from_args, parser
+    from bitcipher.options import DEFAULTS, BuildOptions
+
+    fields = [f.name for f in dataclasses.fields(BuildOptions)]
+    assert set(NON_DEFAULT) <= set(fields)
+    flags = {flag for action in _subparser(command)._actions for flag in action.option_strings}
+    for name in set(fields) - set(NON_DEFAULT):  # a field the CLI does not expose (yet)
+        assert f"--{name.replace('_', '-')}" not in flags, \
+            f"--{name.replace('_', '-')} is on the command line: add it to NON_DEFAULT"
+    for name, (_, value) in NON_DEFAULT.items():
+        assert getattr(DEFAULTS, name) != value, name
+    base = [command, "--corpus", "c", "--lake", "l"]
+    everything = build_options_from_args(parser().parse_args(
+        base + [flag for flags, _ in NON_DEFAULT.values() for flag in flags]))
+    for name, (_, value) in NON_DEFAULT.items():
+        assert getattr(everything, name) == value, name
+    for name, (flags, value) in NON_DEFAULT.items():  # one at a time: nothing else moves
+        one = build_options_from_args(parser().parse_args(base + flags))
+        assert dataclasses.asdict(one) == {**dataclasses.asdict(DEFAULTS), name: value}, name
+    assert build_options_from_args(parser().parse_args(base)) == DEFAULTS
+
+
+# --------------------------------------------------------------------------- fail fast
+
+
+@pytest.fixture
+def no_spark(monkeypatch):
+    """Any attempt to start Spark fails the test."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("spark_session was called")
+
+    monkeypatch.setattr("bitcipher.runtime.session.spark_session", refuse)
+
+
+def _other_format_lake(root):
+    log = root / "vectors" / "_delta_log"
+    log.mkdir(parents=True)
+    (log / "00000000000000000000.json").write_text(
+        '{"metaData": {"configuration": {"bitcipher.format_version": "99"}}}\n')
+    return root
+
+
+@pytest.mark.parametrize("command", ["build", "refresh"])
+def test_bad_input_fails_before_spark(command, no_spark, tmp_path, capsys):
+    import time
+
+    corpus = write_shards(tmp_path / "corpus", ["a b c"])
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("x")
+    lake = str(tmp_path / "lake")
+    cases = [
+        (["--corpus", "/nonexistent", "--lake", lake], 3,
+         "corpus path '/nonexistent' does not exist"),
+        (["--corpus", str(corpus), "file:///nonexistent/x", "--lake", lake], 3,
+         "corpus path 'file:///nonexistent/x' does not exist"),
+        (["--corpus", str(tmp_path / "empty"), "--lake", lake], 3, "holds no files"),
+        (["--corpus", str(tmp_path / "nothing-*.txt"), "--lake", lake], 3, "holds no files"),
+        (["--corpus", str(corpus), "--lake", lake, "--keep-runs", "-1"], 2,
+         "--keep-runs must be >= 0"),
+        (["--corpus", str(corpus), "--lake", str(tmp_path / "file")], 4, "is a file"),
+        (["--corpus", str(corpus), "--lake", str(_other_format_lake(tmp_path / "old"))], 4,
+         "table format 99"),
+    ]
+    for args, code, message in cases:
+        started = time.perf_counter()
+        assert main([command, *args]) == code, args
+        assert time.perf_counter() - started < 5, args
+        err = capsys.readouterr().err
+        assert message in err, (args, err)
+        assert "bitcipher: error: " in err
+
+
+def test_s3_corpus_is_not_checked_before_spark(no_spark, tmp_path):
+    with pytest.raises(AssertionError, match="spark_session was called"):
+        main(["build", "--corpus", "s3a://bucket/corpus", "--lake", str(tmp_path / "lake")])
+
+
+def test_missing_corpus_exits_3_without_a_jvm(tmp_path):
+    import time
+
+    code = ("import sys; from bitcipher.cli import main; "
+            "rc = main(['build', '--corpus', '/nonexistent', '--lake', sys.argv[1]]); "
+            "assert 'pyspark' not in sys.modules and 'py4j' not in sys.modules, 'JVM path'; "
+            "sys.exit(rc)")
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "lake")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stderr
+    assert time.perf_counter() - started < 30
+    assert "corpus path '/nonexistent' does not exist" in result.stderr
+    assert "spark session" not in result.stderr
+
+
+# --------------------------------------------------------------------------- gensim
+
+
+def test_export_round_trips_through_gensim(lake, tmp_path):
+    from gensim.models import KeyedVectors as GensimKeyedVectors
+
+    import bitcipher
+
+    kv = bitcipher.load_vectors(str(lake))
+    out = tmp_path / "vectors.txt"
+    assert main(["export", "--format", "word2vec", str(out), "--lake", str(lake)]) == 0
+    exported = GensimKeyedVectors.load_word2vec_format(str(out), binary=False)
+    assert exported.index_to_key == kv.words
+    assert exported.vectors.dtype == np.float32
+    assert np.array_equal(exported.vectors, kv.matrix)
+    assert [w for w, _ in exported.most_similar("cat", topn=3)] == \
+        [w for w, _ in kv.most_similar("cat", 3)]
+    # gensim's own writer, from to_gensim(), read back: the same vectors
+    again_path = tmp_path / "gensim.txt"
+    kv.to_gensim().save_word2vec_format(str(again_path), binary=False)
+    again = GensimKeyedVectors.load_word2vec_format(str(again_path), binary=False)
+    assert sorted(again.index_to_key) == sorted(kv.words)
+    for word in kv.words:
+        assert np.array_equal(again[word], kv.vector(word)), word

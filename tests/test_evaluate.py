@@ -60,6 +60,30 @@ def test_spearman_degenerate_and_bad_input():
         spearman([1, float("nan"), 3], [1, 2, 3])
 
 
+def test_spearman_is_scipys(monkeypatch):
+    """spearman is scipy.stats.spearmanr behind the input checks, and a constant side gives
+    NaN without scipy's ConstantInputWarning."""
+    import warnings
+
+    import scipy.stats
+
+    calls = []
+    real = scipy.stats.spearmanr
+
+    def spy(a, b, *args, **kwargs):
+        calls.append(len(a))
+        return real(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(scipy.stats, "spearmanr", spy)
+    assert spearman([1, 2, 3, 4], [2, 1, 4, 3]) == pytest.approx(0.6)
+    assert calls == [4]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(spearman([5, 5, 5, 5], [1, 2, 3, 4]))
+        assert math.isnan(spearman([1, 2, 3, 4], [0.5] * 4))
+    assert not hasattr(ev, "_average_ranks")  # no hand-written ranking left
+
+
 # --------------------------------------------------------------------------- similarity
 
 

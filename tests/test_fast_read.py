@@ -92,7 +92,7 @@ def test_neighbors_engines_agree_and_match_numpy(spark, lake, capsys):
     np.testing.assert_allclose(scores, np.sort(sims)[::-1][:4], rtol=1e-5)
 
 
-def test_fast_engine_starts_no_jvm(lake):
+def testfast_engine_starts_no_jvm(lake):
     code = ("import sys; from bitcipher.cli import main; "
             f"rc = main(['neighbors', 'dog', '-k', '2', '--lake', {lake.root!r}]); "
             "assert rc == 0, rc; "
@@ -164,17 +164,17 @@ def test_missing_deltalake_is_a_clear_error(lake, monkeypatch):
 
 
 def test_auto_engine_without_deltalake_uses_spark(lake, monkeypatch):
-    from bitcipher.cli import _fast_engine, parser
+    from bitcipher.cli import fast_engine, parser
 
     args = parser().parse_args(["neighbors", "cat", "--lake", lake.root])
-    assert args.engine == "auto" and _fast_engine(args)
-    assert not _fast_engine(parser().parse_args(["neighbors", "cat", "--master", "local[1]"]))
-    assert not _fast_engine(parser().parse_args(["neighbors", "cat", "--lake", "s3a://b/lake"]))
-    assert _fast_engine(parser().parse_args(["neighbors", "cat", "--lake", "s3a://b/lake",
+    assert args.engine == "auto" and fast_engine(args)
+    assert not fast_engine(parser().parse_args(["neighbors", "cat", "--master", "local[1]"]))
+    assert not fast_engine(parser().parse_args(["neighbors", "cat", "--lake", "s3a://b/lake"]))
+    assert fast_engine(parser().parse_args(["neighbors", "cat", "--lake", "s3a://b/lake",
                                              "--engine", "fast"]))
-    assert _fast_engine(parser().parse_args(["neighbors", "cat", "--lake", "file:///x/lake"]))
+    assert fast_engine(parser().parse_args(["neighbors", "cat", "--lake", "file:///x/lake"]))
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
-    assert not _fast_engine(args)
+    assert not fast_engine(args)
 
 
 def test_neighbors_help_documents_engines(capsys):
@@ -183,3 +183,90 @@ def test_neighbors_help_documents_engines(capsys):
     out = capsys.readouterr().out
     assert "(default: auto)" in out and "--engine {auto,fast,spark}" in out
     assert "no JVM" in out
+
+
+# --------------------------------------------------------------------------- --as-of
+
+
+@pytest.fixture
+def no_spark(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("spark_session was called")
+
+    monkeypatch.setattr("bitcipher.runtime.session.spark_session", refuse)
+
+
+def _neighbors(lake, *extra):
+    return ["neighbors", "cat", "-k", "4", "--lake", lake.root, *extra]
+
+
+def test_fast_engine_time_travels_like_spark(spark, lake, capsys, monkeypatch):
+    from bitcipher.lake.history import delta_commits
+
+    outputs = {}
+    for as_of in ("0", "1"):
+        assert main(_neighbors(lake, "--engine", "spark", "--as-of", as_of)) == 0
+        outputs["spark", as_of] = capsys.readouterr().out
+    latest_spark = main(_neighbors(lake, "--engine", "spark")), capsys.readouterr().out
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("spark_session was called")
+
+    monkeypatch.setattr("bitcipher.runtime.session.spark_session", refuse)
+    commits = delta_commits(lake.vectors)
+    assert [c.version for c in commits] == [0, 1]
+    for engine in ("fast", "auto"):
+        for as_of in ("0", "1"):
+            assert main(_neighbors(lake, "--engine", engine, "--as-of", as_of)) == 0
+            assert capsys.readouterr().out == outputs["spark", as_of], (engine, as_of)
+        # a timestamp: the last version at or before it
+        for commit in commits:
+            stamp = commit.timestamp.isoformat()
+            assert main(_neighbors(lake, "--engine", engine, "--as-of", stamp)) == 0
+            assert capsys.readouterr().out == outputs["spark", str(commit.version)], stamp
+    # version 0 (sum, bits 6) is not the latest (concat, bits 7): the answers differ
+    assert outputs["spark", "0"] != outputs["spark", "1"] == latest_spark[1]
+    assert main(_neighbors(lake, "--engine", "fast", "--as-of", "7")) == 4
+    assert "has no version 7" in capsys.readouterr().err
+    assert main(_neighbors(lake, "--engine", "fast", "--as-of", "1999-01-01")) == 4
+    assert "has no version at or before" in capsys.readouterr().err
+
+
+def test_fast_engine_as_of_starts_no_jvm(lake):
+    code = ("import sys; from bitcipher.cli import main; "
+            f"rc = main(['neighbors', 'dog', '-k', '2', '--lake', {lake.root!r}, "
+            "'--engine', 'fast', '--as-of', '0']); "
+            "assert rc == 0, rc; "
+            "assert 'pyspark' not in sys.modules and 'py4j' not in sys.modules, 'JVM path'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "spark session" not in result.stderr
+    assert len(result.stdout.splitlines()) == 4
+
+
+# --------------------------------------------------------------------------- load_vectors
+
+
+def test_load_vectors_engines_and_versions_agree(spark, lake):
+    import bitcipher
+
+    from bitcipher.query.keyed_vectors import KeyedVectors
+
+    for as_of in (None, 0, "1"):
+        want = KeyedVectors.from_frame(read_table(
+            spark, lake, "vectors", as_of=None if as_of is None else int(as_of)))
+        for engine in ("fast", "spark", "auto"):
+            have = bitcipher.load_vectors(lake.root, as_of=as_of, engine=engine)
+            assert have.words == want.words, (engine, as_of)
+            assert have.matrix.dtype == np.float32
+            assert np.array_equal(have.matrix.view(np.uint32), want.matrix.view(np.uint32))
+    assert bitcipher.load_vectors(lake, as_of=0).matrix.shape[1] == 6 + 1
+    assert bitcipher.load_vectors(lake).matrix.shape[1] == (2 * 2 + 1) * (7 + 1)
+
+
+def test_load_vectors_fast_starts_no_spark(lake, no_spark):
+    import bitcipher
+
+    assert bitcipher.load_vectors(lake.root, engine="fast").most_similar("cat", 2)
+    assert bitcipher.load_vectors(lake.root, as_of=0).most_similar("cat", 2)  # auto: local

@@ -256,7 +256,7 @@ def test_cli_probe_help_shows_defaults_and_example(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     for text in ("--train", "--test", "--vectors", "--lake", "(default: 1e-05)",
-                 "(default: 200)", "(default: 200000)", "(default: auto)", "example", "brown_conll.py"):
+                 "(default: 100)", "(default: 200000)", "(default: auto)", "example", "brown_conll.py"):
         assert text in out
 
 
@@ -389,3 +389,82 @@ def test_cli_probe_on_a_lake(spark, tmp_path, capsys):
     empty = tmp_path / "empty-lake"
     assert main(["probe", "--train", str(train), "--test", str(test), "--lake",
                  str(empty)]) == 4
+
+
+# --------------------------------------------------------------------------- speed settings
+
+
+def _synthetic(tmp_path, seed=0, words=60, dim=8, tags=4, train_sentences=400,
+               test_sentences=120, noise=0.6):
+    """Random word vectors; a token's tag is the argmax of a linear function of its own and
+    its previous word's vector, plus noise. Returns (KeyedVectors, train path, test path)."""
+    rng = np.random.default_rng(seed)
+    vocab = [f"w{i:03d}" for i in range(words)]
+    matrix = rng.normal(size=(words, dim)).astype(np.float32)
+    a, b = rng.normal(size=(dim, tags)), rng.normal(size=(dim, tags)) * 0.5
+
+    def sentences(count):
+        out = []
+        for _ in range(count):
+            ids = rng.integers(0, words, size=rng.integers(5, 13))
+            prev = np.vstack([np.zeros(dim), matrix[ids[:-1]]])
+            scores = matrix[ids] @ a + prev @ b + rng.normal(scale=noise, size=(len(ids), tags))
+            out.append([(vocab[i], f"T{t}") for i, t in zip(ids, scores.argmax(axis=1))])
+        return out
+
+    kv = KeyedVectors(vocab, np.arange(words, 0, -1), matrix)
+    return (kv, _conll(tmp_path / "train.conll", sentences(train_sentences)),
+            _conll(tmp_path / "test.conll", sentences(test_sentences)))
+
+
+def test_probe_trains_in_float32_with_a_tolerance_and_a_cap(tmp_path, monkeypatch):
+    import scipy.optimize
+
+    from bitcipher.evaluation import probe
+
+    kv, train, test = _synthetic(tmp_path)
+    seen = {}
+    real = scipy.optimize.minimize
+
+    def spy(fun, x0, **kwargs):
+        seen.update(kwargs["options"])
+        model = fun.__self__
+        seen["dtype"] = (model.z.dtype, model.s.dtype)
+        return real(fun, x0, **kwargs)
+
+    monkeypatch.setattr(scipy.optimize, "minimize", spy)
+    first = run_probe(kv, train, test)
+    assert seen["maxiter"] == probe.DEFAULT_MAX_ITER == 100
+    assert seen["ftol"] == probe.LBFGS_FTOL == 1e-4 and seen["gtol"] == probe.LBFGS_GTOL
+    assert seen["dtype"] == (np.float32, np.float32)
+    assert first.iterations <= 100
+    second = run_probe(kv, train, test)  # deterministic: the same fit twice
+    assert second.predictions == first.predictions and second.iterations == first.iterations
+
+
+def test_probe_accuracy_matches_scikit_learn(tmp_path):
+    """Our softmax regression against scikit-learn's LogisticRegression on the same
+    features with the same L2 strength (skipped without scikit-learn)."""
+    pytest.importorskip("sklearn")
+    from sklearn.linear_model import LogisticRegression
+
+    kv, train_path, test_path = _synthetic(tmp_path, seed=1)
+    l2 = 1e-3
+    ours = run_probe(kv, train_path, test_path, l2=l2)
+    assert ours.trained_on == ours.train_tokens  # no subsample: the same tokens as below
+
+    train, test = read_conll(train_path), read_conll(test_path)
+    z, train_ids, test_ids = design(kv, train, test)
+
+    def features(corpus, ids):
+        return np.hstack([_neighbour_matrix(corpus, ids, s, z.shape[0]).toarray() @ z
+                          for s in (-1, 0, 1)])
+
+    # ours: mean cross-entropy + l2/2 ||W||^2; scikit-learn: C * sum cross-entropy +
+    # 1/2 ||W||^2, the same minimiser when C = 1 / (l2 n); neither penalises the bias
+    n = len(train.tokens)
+    theirs = LogisticRegression(C=1.0 / (l2 * n), max_iter=5000, tol=1e-8)
+    theirs.fit(features(train, train_ids), train.tags)
+    sk_accuracy = accuracy(test.tags, list(theirs.predict(features(test, test_ids))))
+    assert 0.6 < sk_accuracy < 1.0  # a problem with something to learn and noise
+    assert abs(ours.accuracy - sk_accuracy) <= 0.02, (ours.accuracy, sk_accuracy)

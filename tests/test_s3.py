@@ -442,19 +442,19 @@ def test_s3_settings_come_from_the_environment(fake_s3_jars, monkeypatch):
 
 def test_s3_jars_join_the_driver_classpath_and_drop_a_class_archive_that_no_longer_fits(
         fake_s3_jars, monkeypatch, tmp_path):
-    from bitcipher.runtime.session import _with_s3
+    from bitcipher.runtime.session import with_s3
 
     monkeypatch.setenv("BITCIPHER_CACHE", str(tmp_path / "cache"))
     settings = {"spark.driver.extraClassPath": "/delta/a.jar:/delta/b.jar",
                 "spark.driver.extraJavaOptions":
                     "-XX:TieredStopAtLevel=1 -XX:SharedArchiveFile=/x/driver-1.jsa -Xshare:auto"}
-    out = _with_s3(dict(settings), local=True)
+    out = with_s3(dict(settings), local=True)
     classpath = out["spark.driver.extraClassPath"].split(os.pathsep)
     assert classpath[:2] == ["/delta/a.jar", "/delta/b.jar"]
     assert str(fake_s3_jars / "hadoop-aws-3.4.2.jar") in classpath
     assert "SharedArchiveFile" not in out["spark.driver.extraJavaOptions"]
     assert "-XX:TieredStopAtLevel=1" in out["spark.driver.extraJavaOptions"]
-    cluster = _with_s3({"spark.jars": "/delta/a.jar"}, local=False)
+    cluster = with_s3({"spark.jars": "/delta/a.jar"}, local=False)
     assert cluster["spark.jars"].startswith("/delta/a.jar,")
 
 

@@ -8,7 +8,8 @@ import sys
 import time
 from typing import Callable, Optional, Sequence
 
-from bitcipher.errors import BitCipherError
+from bitcipher import __version__
+from bitcipher.errors import BitCipherError, OptionError
 from bitcipher.options import DEFAULTS, MODES, SMOOTHINGS, TRANSFORMS, WEIGHTINGS, BuildOptions
 
 DEFAULT_LAKE = os.environ.get("BITCIPHER_LAKE", "./lake")
@@ -45,7 +46,9 @@ EXAMPLES = {
              "files: one 'token tag' per line (more columns: first = token, last = tag), a blank\n"
              "  line between sentences, -DOCSTART- lines skipped. Features: vectors of the\n"
              "  previous, current and next word, standardised (zeros at edges and for unknown\n"
-             "  words); model: softmax regression with L2, L-BFGS from zero weights.\n"
+             "  words); model: softmax regression with L2, L-BFGS from zero weights\n"
+             "  (float32 features; at most --max-iter iterations, fewer once an iteration\n"
+             "  improves the objective by less than 1e-4: the same rule for every model).\n"
              "  Baseline: each word's most frequent train tag (unknown: the most frequent tag).",
     "export": "examples:\n  bitcipher export --format word2vec vectors.txt --lake ./lake\n"
               "  bitcipher export --format npy vectors.npy --lake ./lake\n"
@@ -93,6 +96,10 @@ def _bits(value: str):
     return value if value == "auto" else int(value)
 
 
+def _project(value: str):
+    return None if value.lower() in ("none", "0") else int(value)
+
+
 OPTION_FLAGS = {
     "bits": (("--bits",), dict(type=_bits, default=DEFAULTS.bits, help="cipher bits, or 'auto'")),
     "window": (("--window",), dict(type=int, default=DEFAULTS.window, help="context window m")),
@@ -105,9 +112,14 @@ OPTION_FLAGS = {
                                          help="beta_t: 1/n(f_t), f_t/(f_t+1), or 1")),
     "transform": (("--transform",), dict(
         choices=TRANSFORMS, default=DEFAULTS.transform,
-        help="per block: -log10 of normalised block, log(1+F), or raw F")),
+        help="post-processing of each block F: neglog = -log10 of F normalised to sum 1 "
+             "(zeros -> epsilon first); log1p = log(1+F); none = raw F; pmi = log P(bit | "
+             "word, offset) - log P(bit | offset), F normalised against the normalised sum "
+             "of every word's block (zeros -> epsilon first); ppmi = max(pmi, 0), zeros "
+             "kept")),
     "epsilon": (("--epsilon",), dict(type=float, default=DEFAULTS.epsilon,
-                                     help="replaces zeros before neglog")),
+                                     help="replaces zeros before the neglog and pmi "
+                                          "normalisation (unused by log1p, none, ppmi)")),
     "min_count": (("--min-count",), dict(type=int, default=DEFAULTS.min_count,
                                          help="rarer tokens become <unk>")),
     "max_vocab": (("--max-vocab",), dict(type=int, default=DEFAULTS.max_vocab,
@@ -123,6 +135,15 @@ OPTION_FLAGS = {
                                    help="shard format; auto decides by file extension")),
     "text_field": (("--text-field",), dict(default=DEFAULTS.text_field,
                                            help="JSON field / Parquet column holding the text")),
+    "project": (("--project",), dict(
+        type=_project, default=DEFAULTS.project, metavar="K|none",
+        help="project the vectors onto their top K principal directions (K dimensions); "
+             "'none' keeps the b+1 (sum) or (b+1)(2m+1) (concat) dimensions of the paper")),
+    "project_exponent": (("--project-exponent",), dict(
+        type=float, default=DEFAULTS.project_exponent, metavar="P",
+        help="singular-value exponent of the projection: vectors U_k S_k^P")),
+    "project_center": (("--project-center",), dict(
+        action="store_true", help="subtract the mean vector before projecting (PCA)")),
 }
 """The build options as command-line flags, shared by `bitcipher` and the jobs."""
 
@@ -152,7 +173,7 @@ def _add_corpus_and_options(p: argparse.ArgumentParser, keep_runs_help: str) -> 
     _add_lake(p)
     add_options(p, "bits", "window", "mode", "weighting", "smoothing", "transform", "epsilon",
                 "min_count", "max_vocab", "no_self", "keep_case", "max_document_tokens",
-                "format", "text_field")
+                "format", "text_field", "project", "project_exponent", "project_center")
     p.add_argument("--keep-runs", type=int, default=1, help=keep_runs_help)
 
 
@@ -163,12 +184,16 @@ def parser() -> argparse.ArgumentParser:
                     "backpropagation (bit-cipher).",
         formatter_class=_Formatter,
     )
+    top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     b = sub.add_parser("build", help="build vectors from a corpus into a lake",
                        formatter_class=_Formatter, epilog=EXAMPLES["build"],
-                       description="tokenize -> unigrams -> cooccurrences -> cipher -> vectors; "
-                                   "one line per stage with rows and seconds.")
+                       description="tokenize -> unigrams -> cipher -> cooccurrences + vectors "
+                                   "(one pass over the documents) -> projection (--project) -> "
+                                   "publish the vectors "
+                                   "table; one line per stage with rows and seconds (the "
+                                   "'vectors' line includes publishing).")
     _add_corpus_and_options(b, keep_runs_help="earlier builds whose Parquet tables are kept")
 
     q = sub.add_parser("sql", help="run Spark SQL on the lake's tables",
@@ -216,7 +241,9 @@ def parser() -> argparse.ArgumentParser:
                     help="word lookup: lowercased, as written, or auto (the lake's build "
                          "option; for a file, lower when no word has an upper-case letter)")
     pr.add_argument("--l2", type=float, default=1e-5, help="L2 penalty on the weights")
-    pr.add_argument("--max-iter", type=int, default=200, help="L-BFGS iterations at most")
+    pr.add_argument("--max-iter", type=int, default=100,
+                    help="L-BFGS iterations at most (it stops earlier once an iteration "
+                         "improves the objective by less than 1e-4)")
     pr.add_argument("--max-train-tokens", type=int, default=200_000,
                     help="train on a random subset of this many train tokens (0: all)")
     pr.add_argument("--seed", type=int, default=0, help="seed of that subset")
@@ -258,13 +285,17 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _options(args) -> BuildOptions:
+def build_options_from_args(args) -> BuildOptions:
+    """The BuildOptions of parsed `build` / `refresh` arguments (validated: a bad value
+    raises OptionError before anything starts)."""
     return BuildOptions(
         bits=args.bits, window=args.window, mode=args.mode, weighting=args.weighting,
         smoothing=args.smoothing, transform=args.transform, epsilon=args.epsilon,
         min_count=args.min_count, max_vocab=args.max_vocab, include_self=not args.no_self,
         lowercase=not args.keep_case, max_document_tokens=args.max_document_tokens,
-        input_format=args.input_format, text_field=args.text_field,
+        input_format=args.input_format, text_field=args.text_field, project=args.project,
+        project_exponent=args.project_exponent,
+        project_center=args.project_center,
     )
 
 
@@ -296,22 +327,63 @@ def _print_table(columns: list[str], rows: list[tuple]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
 
 
-def _fast_engine(args) -> bool:
+def fast_engine(args) -> bool:
     """neighbors --engine: auto is fast (no JVM) for a lake on a local file system when
     deltalake is installed and no master is given; object storage stays with Spark (its
     s3a settings), unless --engine fast asks otherwise."""
-    if args.engine != "auto":
-        return args.engine == "fast"
-    from importlib.util import find_spec
+    from bitcipher.query.fast_read import use_fast_engine
 
-    local = "://" not in args.lake or args.lake.startswith("file://")
-    return local and args.master is None and find_spec("deltalake") is not None
+    return use_fast_engine(args.lake, args.engine, master=args.master)
+
+
+def _local_path(uri: str) -> Optional[str]:
+    """The local file-system path of a corpus or lake argument; None for object storage
+    and other remote schemes (s3a://, hdfs://, gs://: not checked before Spark starts)."""
+    if uri.startswith("file://"):
+        return uri[len("file://"):]
+    return None if "://" in uri else uri
+
+
+def check_before_spark(args) -> None:
+    """What `build` and `refresh` can tell wrong before the JVM starts (seconds, not a
+    minute): every local corpus path must exist and hold files, --keep-runs must not be
+    negative, and a local lake must be a directory this package can write (not a file,
+    not a lake of another format version).
+
+    Raises
+    ------
+    OptionError
+        A bad option (exit 2).
+    bitcipher.errors.InputError
+        A local corpus path that does not exist or holds no files (exit 3).
+    LakeError
+        A local lake that is a file, a bare Delta table or of another format version
+        (exit 4).
+    """
+    from bitcipher.errors import LakeError
+
+    if args.keep_runs < 0:
+        raise OptionError(f"--keep-runs must be >= 0; got {args.keep_runs}")
+    local = [c for c in args.corpus if _local_path(c) is not None]
+    if local:
+        from bitcipher.stages.corpus import list_shards
+
+        for spec in local:  # the build's own listing: the same messages, no JVM
+            list_shards(spec, args.input_format)
+    lake_path = _local_path(args.lake)
+    if lake_path is not None:
+        if os.path.exists(lake_path) and not os.path.isdir(lake_path):
+            raise LakeError(f"--lake {args.lake!r} is a file, not a lake directory")
+        from bitcipher.lake.tables import Lake as _Lake, check_lake
+
+        check_lake(_Lake(args.lake))
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "build":
-        options = _options(args)  # bad options fail before Spark starts
+        options = build_options_from_args(args)  # bad options fail before Spark starts
+        check_before_spark(args)  # so do missing corpus paths and unusable lakes
         from bitcipher.build import build
 
         started = time.perf_counter()
@@ -322,7 +394,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
               f"(run {result.run}) in {time.perf_counter() - started:.1f} s")
         return 0
     if args.command == "refresh":
-        options = _options(args)
+        options = build_options_from_args(args)
+        check_before_spark(args)
         from bitcipher.errors import EXIT_NOTHING_TO_DO
         from bitcipher.refresh.run import refresh
 
@@ -377,10 +450,16 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         from bitcipher.query.sql_server import serve
 
         return serve(lake, host=args.host, port=args.port, master=args.master)
-    if args.command == "neighbors" and args.as_of is None and _fast_engine(args):
+    if args.command == "neighbors" and fast_engine(args):
         from bitcipher.query.fast_read import keyed_vectors
 
-        _print_table(["word", "cosine"], keyed_vectors(lake).most_similar(args.word, args.k))
+        version = None
+        if args.as_of is not None:  # Delta time travel with delta-rs: still no JVM
+            from bitcipher.lake.history import resolve_version
+
+            version = resolve_version(lake, args.as_of)
+        _print_table(["word", "cosine"],
+                     keyed_vectors(lake, version).most_similar(args.word, args.k))
         return 0
     if args.command == "evaluate":
         from bitcipher.evaluation.evaluate import evaluate_all, format_report, load_word2vec

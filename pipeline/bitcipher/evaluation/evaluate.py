@@ -291,25 +291,12 @@ def read_analogy(path: PathLike) -> list[Question]:
 # --------------------------------------------------------------------------- statistics
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, tied values sharing the mean of the ranks they span."""
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    starts_run = np.r_[True, ordered[1:] != ordered[:-1]]
-    run = np.cumsum(starts_run) - 1
-    starts = np.flatnonzero(starts_run)
-    ends = np.r_[starts[1:], len(values)]  # exclusive
-    mean_rank = (starts + ends + 1) / 2.0  # mean of starts+1 .. ends
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = mean_rank[run]
-    return ranks
-
-
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman's rank correlation ρ, tied values given their average rank.
 
     ρ is Pearson's correlation of the two rank vectors; without ties it equals
-    ``1 - 6 Σd² / (n (n² - 1))``.
+    ``1 - 6 Σd² / (n (n² - 1))``. Computed by ``scipy.stats.spearmanr``; this wrapper adds
+    the input checks and returns NaN (without scipy's warning) where ρ is undefined.
 
     Parameters
     ----------
@@ -333,14 +320,11 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
                          f"{a.shape} and {b.shape}")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError("spearman needs finite values: drop the NaN/infinite pairs first")
-    if len(a) < 2:
-        return math.nan
-    ra = _average_ranks(a) - (len(a) + 1) / 2.0
-    rb = _average_ranks(b) - (len(b) + 1) / 2.0
-    denominator = math.sqrt(float(ra @ ra) * float(rb @ rb))
-    if denominator == 0:
-        return math.nan
-    return float(np.clip((ra @ rb) / denominator, -1.0, 1.0))
+    if len(a) < 2 or a.min() == a.max() or b.min() == b.max():
+        return math.nan  # fewer than two pairs, or a constant side: no ranking
+    from scipy.stats import spearmanr
+
+    return float(np.clip(spearmanr(a, b).statistic, -1.0, 1.0))
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -25,6 +25,25 @@ COLUMNS = ("word", "id", "count", "vector")
 ENGINES = ("spark", "fast")
 
 
+def use_fast_engine(lake, engine: str = "auto", master: Optional[str] = None) -> bool:
+    """Whether `engine` ("auto", "fast" or "spark") reads `lake` with this module.
+
+    "auto" is fast (no JVM) for a lake on a local file system when deltalake is installed
+    and no Spark `master` is given; a lake on object storage stays with Spark (its s3a
+    settings)."""
+    if engine not in ("auto", *ENGINES):
+        from bitcipher.errors import OptionError
+
+        raise OptionError(f"engine must be auto, fast or spark; got {engine!r}")
+    if engine != "auto":
+        return engine == "fast"
+    from importlib.util import find_spec
+
+    uri = lake.root if isinstance(lake, Lake) else str(lake)
+    local = "://" not in uri or uri.startswith("file://")
+    return local and master is None and find_spec("deltalake") is not None
+
+
 def delta_uri(lake: Lake) -> str:
     """The vectors table as delta-rs spells it: a local path, or ``s3://``, ``gs://``..."""
     uri = lake.vectors

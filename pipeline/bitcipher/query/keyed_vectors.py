@@ -27,7 +27,10 @@ def register_cosine(spark) -> None:
 
 @dataclass
 class KeyedVectors:
-    """Vectors by word: rows of `matrix` in id order, `words[i]` the word of row i."""
+    """Vectors by word: rows of `matrix` in id order, `words[i]` the word of row i.
+
+    Not gensim's class of the same name (a different API): :meth:`to_gensim` gives one.
+    """
 
     words: list[str]
     counts: np.ndarray
@@ -66,6 +69,31 @@ class KeyedVectors:
         top = np.argpartition(-scores, k)[:k] if k < len(scores) else np.arange(len(scores))
         top = top[np.lexsort((top, -scores[top]))]
         return [(self.words[i], float(scores[i])) for i in top[:k]]
+
+    def to_gensim(self):
+        """The same words and vectors as a ``gensim.models.KeyedVectors``.
+
+        Keys in the same order (row i = ``words[i]``), float32 vectors of ``vector_size``
+        dimensions, and each word's corpus count as gensim's ``count`` attribute
+        (``get_vecattr(word, "count")``; gensim's ``save_word2vec_format`` orders its
+        output by it). gensim's ``most_similar`` then ranks as :meth:`most_similar` does.
+
+        Raises
+        ------
+        ImportError
+            gensim is not installed (``pip install gensim``, or the ``test`` extra).
+        """
+        try:
+            from gensim.models import KeyedVectors as GensimKeyedVectors
+        except ImportError as exc:
+            raise ImportError("KeyedVectors.to_gensim() needs gensim: pip install "
+                              "'gensim>=4.4' (or bit-cipher[test])") from exc
+        matrix = np.ascontiguousarray(self.matrix, dtype=np.float32)
+        kv = GensimKeyedVectors(vector_size=matrix.shape[1], count=0, dtype=np.float32)
+        kv.add_vectors(list(self.words), matrix)
+        kv.allocate_vecattrs(["count"], [np.int64])
+        kv.expandos["count"][:] = np.asarray(self.counts, dtype=np.int64)
+        return kv
 
     def save_word2vec(self, path: str) -> None:
         """word2vec text format, loadable by gensim's KeyedVectors.load_word2vec_format."""

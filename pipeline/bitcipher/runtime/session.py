@@ -264,7 +264,7 @@ def _check_s3_classes(spark) -> None:
             "spark_session(storage=[...s3a:// URIs]) or BITCIPHER_S3=1")
 
 
-def _with_s3(settings: dict[str, str], local: bool) -> dict[str, str]:
+def with_s3(settings: dict[str, str], local: bool) -> dict[str, str]:
     """`settings` plus :func:`s3_conf`, the JAR lists joined rather than replaced."""
     s3 = s3_conf(local=local)
     for key, sep in (("spark.driver.extraClassPath", os.pathsep), ("spark.jars", ",")):
@@ -398,6 +398,52 @@ def local_conf(cores: Optional[int] = None) -> dict[str, str]:
     }
 
 
+DELTA_SETTINGS = {
+    "spark.sql.extensions": DELTA_EXTENSION,
+    "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+}
+"""The two static settings a session must have for Delta Lake (its SQL extension and its
+catalog); a session started elsewhere must have been started with them."""
+
+
+def missing_delta_settings(spark) -> list[str]:
+    """The settings of :data:`DELTA_SETTINGS` that `spark` lacks (empty: Delta is set up).
+
+    ``spark.sql.extensions`` may list several extensions (comma-separated); Delta's must be
+    one of them. The catalog must be Delta's."""
+    def value(key: str) -> str:
+        return spark.conf.get(key, None) or ""
+
+    missing = []
+    extensions = [e.strip() for e in value("spark.sql.extensions").split(",")]
+    if DELTA_EXTENSION not in extensions:
+        missing.append("spark.sql.extensions")
+    if value("spark.sql.catalog.spark_catalog").strip() != DELTA_CATALOG:
+        missing.append("spark.sql.catalog.spark_catalog")
+    return missing
+
+
+def check_delta_session(spark) -> None:
+    """Refuse a session without Delta Lake's extension and catalog (an already running
+    session, e.g. on Databricks, EMR or in a notebook, that this package did not start).
+
+    Raises
+    ------
+    bitcipher.errors.OptionError
+        The message names both settings and their values; they are static, so they must be
+        given when the session (or the cluster) starts.
+    """
+    from bitcipher.errors import OptionError
+
+    missing = missing_delta_settings(spark)
+    if missing:
+        wanted = " and ".join(f"{key}={value}" for key, value in DELTA_SETTINGS.items())
+        raise OptionError(
+            f"the active Spark session lacks Delta Lake's {' and '.join(missing)}: start it "
+            f"(or configure the cluster) with {wanted} (spark.sql.extensions may list other "
+            f"extensions too, comma-separated), or stop it and let bitcipher start its own")
+
+
 def spark_session(
     master: Optional[str] = None,
     app_name: str = "bitcipher",
@@ -405,6 +451,10 @@ def spark_session(
     storage=(),
 ):
     """Build (or reuse) a SparkSession with Delta Lake's extension and catalog.
+
+    An already active session (Databricks, EMR, a notebook) is returned as it is, after
+    :func:`check_delta_session`: it must have been started with Delta's extension and
+    catalog, else an :class:`~bitcipher.errors.OptionError` names the two settings.
 
     Parameters
     ----------
@@ -422,6 +472,9 @@ def spark_session(
 
     active = SparkSession.getActiveSession()
     if active is not None:
+        # someone else's session (Databricks, EMR, a notebook): its static settings are
+        # fixed, so one without Delta Lake is refused here rather than failing later
+        check_delta_session(active)
         for key, value in dict(conf or {}).items():
             active.conf.set(key, value)
         if uses_s3(storage):
@@ -437,14 +490,13 @@ def spark_session(
     settings.update(
         {
             "spark.ui.showConsoleProgress": "false",  # stages report their own lines
-            "spark.sql.extensions": DELTA_EXTENSION,
-            "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+            **DELTA_SETTINGS,
             "spark.sql.session.timeZone": "UTC",
         }
     )
     settings.update(delta_jar_conf(local=master.startswith("local")))
     if uses_s3(storage):
-        settings = _with_s3(settings, local=master.startswith("local"))
+        settings = with_s3(settings, local=master.startswith("local"))
     settings.update(dict(conf or {}))
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in settings.items():

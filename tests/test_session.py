@@ -1,0 +1,169 @@
+"""The session: an active one must have Delta's extension and catalog; `python -m
+bitcipher.runtime.jars` shows one line per step and the captured log only on failure."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bitcipher.errors import OptionError
+from bitcipher.runtime import jars
+from bitcipher.runtime.session import (DELTA_CATALOG, DELTA_EXTENSION, check_delta_session,
+                                       missing_delta_settings, spark_session)
+
+EXTENSIONS = "spark.sql.extensions"
+CATALOG = "spark.sql.catalog.spark_catalog"
+
+
+class FakeConf:
+    def __init__(self, values):
+        self.values = values
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+    def set(self, key, value):
+        self.values[key] = value
+
+
+class FakeSession:
+    def __init__(self, values):
+        self.conf = FakeConf(dict(values))
+
+
+# --------------------------------------------------------------------------- Delta check
+
+
+def test_our_session_has_delta_and_is_reused(spark):
+    assert missing_delta_settings(spark) == []
+    check_delta_session(spark)
+    assert spark_session() is spark  # the active session, accepted as it is
+
+
+@pytest.mark.parametrize("values, missing", [
+    ({}, [EXTENSIONS, CATALOG]),
+    ({CATALOG: DELTA_CATALOG}, [EXTENSIONS]),
+    ({EXTENSIONS: DELTA_EXTENSION}, [CATALOG]),
+    ({EXTENSIONS: "com.example.Other", CATALOG: DELTA_CATALOG}, [EXTENSIONS]),
+    ({EXTENSIONS: DELTA_EXTENSION, CATALOG: "org.apache.spark.sql.hive.HiveCatalog"}, [CATALOG]),
+    ({EXTENSIONS: f"com.example.Other, {DELTA_EXTENSION}", CATALOG: DELTA_CATALOG}, []),
+])
+def test_missing_delta_settings(values, missing):
+    assert missing_delta_settings(FakeSession(values)) == missing
+
+
+def test_error_names_both_settings_exactly():
+    with pytest.raises(OptionError) as info:
+        check_delta_session(FakeSession({CATALOG: DELTA_CATALOG}))
+    message = str(info.value)
+    assert f"{EXTENSIONS}={DELTA_EXTENSION}" in message
+    assert f"{CATALOG}={DELTA_CATALOG}" in message
+    assert "lacks Delta Lake's spark.sql.extensions:" in message
+    assert info.value.exit_code == 2
+
+
+def test_active_session_without_delta_is_refused(monkeypatch):
+    """Someone else's session (Databricks, EMR, a notebook) started without Delta."""
+    from pyspark.sql import SparkSession
+
+    other = FakeSession({"spark.sql.extensions": "com.example.Other"})
+    monkeypatch.setattr(SparkSession, "getActiveSession", staticmethod(lambda: other))
+    with pytest.raises(OptionError, match="spark.sql.catalog.spark_catalog="):
+        spark_session()
+    assert other.conf.values == {"spark.sql.extensions": "com.example.Other"}  # untouched
+
+
+def test_real_session_with_a_conf_lacking_delta_is_refused(spark, monkeypatch):
+    """The conftest session, its conf lookup patched to lack Delta's catalog (no second
+    JVM is started)."""
+    real = spark.conf  # a cached property: the instance attribute is what callers see
+
+    class Patched:
+        def __init__(self, conf):
+            self._conf = conf
+
+        def get(self, key, default=None):
+            return default if key == CATALOG else self._conf.get(key, default)
+
+        def set(self, key, value):
+            self._conf.set(key, value)
+
+    monkeypatch.setattr(spark, "conf", Patched(real))
+    assert missing_delta_settings(spark) == [CATALOG]
+    with pytest.raises(OptionError, match=f"{CATALOG}={DELTA_CATALOG}"):
+        spark_session()
+    monkeypatch.undo()
+    assert spark.conf is real and spark_session() is spark
+
+
+# --------------------------------------------------------------------------- set-up output
+
+
+def noisy(fail):
+    """A fake set-up step that writes the way Spark's resolver does (a child process on the
+    inherited file descriptors) and the way Python code does."""
+    def step():
+        subprocess.run([sys.executable, "-c",
+                        "import sys; print(':: resolving dependencies :: ivy line'); "
+                        "print('ivy on stderr', file=sys.stderr)"], check=True)
+        os.write(1, b"raw fd 1 line\n")
+        print("python print line")
+        if fail:
+            raise RuntimeError("resolver failed")
+        return "Spark 9.9"
+    return step
+
+
+def test_step_output_is_one_line_on_success(capfd):
+    assert jars.run_step("fetching Delta Lake JARs (x:y:1) from Maven Central",
+                         noisy(fail=False)) == "Spark 9.9"
+    out, err = capfd.readouterr()
+    assert out.startswith("fetching Delta Lake JARs (x:y:1) from Maven Central ... done in ")
+    assert out.rstrip().endswith("s (Spark 9.9)") and out.count("\n") == 1
+    assert err == ""
+    assert "ivy" not in out + err and "python print" not in out + err
+
+
+def test_step_output_shows_the_log_on_failure(capfd):
+    with pytest.raises(jars.StepFailed, match="resolver failed"):
+        jars.run_step("fetching Delta Lake JARs (x:y:1) from Maven Central", noisy(fail=True))
+    out, err = capfd.readouterr()
+    assert out.startswith("fetching Delta Lake JARs (x:y:1) from Maven Central ... failed after ")
+    for line in (":: resolving dependencies :: ivy line", "ivy on stderr", "raw fd 1 line",
+                 "python print line", "RuntimeError: resolver failed"):
+        assert line in err, line
+    # the descriptors are restored: later output is not captured
+    print("after")
+    os.write(2, b"after on fd 2\n")
+    out, err = capfd.readouterr()
+    assert out == "after\n" and err == "after on fd 2\n"
+
+
+def test_optional_step_failure_goes_on(capfd):
+    assert jars.run_step("recording the JVM class archive", noisy(fail=True),
+                         optional=True) is None
+    out, err = capfd.readouterr()
+    assert "failed after" in out and "setup goes on" in out
+    assert "raw fd 1 line" in err
+
+
+def test_setup_main_prints_one_line_per_step(monkeypatch, capfd):
+    monkeypatch.setattr(jars, "delta_jars_cached", lambda: False)
+    monkeypatch.setattr(jars, "fetch_jars", noisy(fail=False))
+    monkeypatch.setattr(jars, "make_archive", lambda classpath="": "archive.jsa")
+    assert jars.main([]) == 0
+    out, err = capfd.readouterr()
+    lines = out.splitlines()
+    assert len(lines) == 2 and err == ""
+    assert lines[0].startswith("fetching Delta Lake JARs (io.delta:delta-spark_")
+    assert "from Maven Central ... done in" in lines[0]
+    assert lines[1].startswith("recording the JVM class archive ... done in")
+    assert jars.main(["--no-archive"]) == 0
+    assert len(capfd.readouterr().out.splitlines()) == 1
+
+    monkeypatch.setattr(jars, "fetch_jars", noisy(fail=True))
+    assert jars.main([]) == 1
+    out, err = capfd.readouterr()
+    assert len(out.splitlines()) == 1 and "failed" in out  # no archive step after a failure
+    assert ":: resolving dependencies :: ivy line" in err and "setup failed" in err
