@@ -49,7 +49,7 @@ def main(argv=None) -> int:
 
     from bitcipher import build, spark_session
     from bitcipher.lake.tables import Lake, read_table
-    from bitcipher.refresh.run import refresh
+    from bitcipher.incremental.run import refresh
 
     shards = sorted(x for x in Path(args.corpus).iterdir()
                     if x.is_file() and not x.name.startswith((".", "_")))

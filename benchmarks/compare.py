@@ -4,7 +4,7 @@
 In one run, every model is trained on the same shards (each in its own measured process)
 and scored by the same code (pipeline/evaluate.py, pipeline/probe.py):
 
-  bitcipher-sum     `bitcipher.build.build`, --mode sum (other build flags: --bitcipher-args)
+  bitcipher-sum     `bitcipher.builder.build`, --mode sum (other build flags: --bitcipher-args)
   bitcipher-concat  the same with --mode concat
   sgns              gensim 4.4 Word2Vec skip-gram (negative sampling), 5 epochs
   cbow              gensim 4.4 Word2Vec CBOW, 5 epochs
@@ -111,7 +111,7 @@ def _save(out: Path, words: Sequence[str], matrix) -> None:
 
 
 def worker_bitcipher(corpus: str, out: Path, mode: str, extra: str, started: float) -> None:
-    from bitcipher.build import build
+    from bitcipher.builder import build
     from bitcipher.cli import build_options_from_args, parser
     from bitcipher.query.keyed_vectors import KeyedVectors
     from bitcipher.lake.tables import Lake, read_table

@@ -73,7 +73,7 @@ def vectors(c: Counts, options: BuildOptions) -> np.ndarray:
     keep = np.isin(c.offset, options.offsets)
     center, context, offset, count = (a[keep] for a in (c.center, c.context, c.offset, c.count))
     cipher = build_cipher(c.counts, options.bits, options.smoothing)
-    x = cipher.context_matrix()
+    x = cipher.context()
     counts_ext = np.append(c.counts, 0)
     total = int(c.counts.sum())
     marginal = None

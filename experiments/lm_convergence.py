@@ -16,7 +16,7 @@ for a fixed number of steps, three ways, with everything else equal:
 The bit-cipher vectors are built by this pipeline from the PTB *training* split only: it is
 written as text shards the way the model reads it (every sentence followed by the word ``eos``,
 50 sentences per line, so windows cross sentence boundaries as the model's context does), then
-``bitcipher.build.build`` with ``--mode concat --bits 32 --window 5 --transform neglog
+``bitcipher.builder.build`` with ``--mode concat --bits 32 --window 5 --transform neglog
 --min-count 1`` (every PTB
 training word gets its own vector; 33 x 11 = 363 dimensions). Tokens are matched to the lake
 with ``bitcipher.evaluation.lm.embedding_matrix`` (PTB's ``<unk>`` is read by the tokenizer as ``unk``:
@@ -112,7 +112,7 @@ def build_matrix(args, train, vocab) -> None:
     """Build the lake from the training split and write the vocabulary's rows to
     ``<work>/cipher_matrix.npz`` (run in a child process, so that Spark's JVM is gone before
     training starts)."""
-    from bitcipher.build import build
+    from bitcipher.builder import build
     from bitcipher.lake.tables import Lake
     from bitcipher.evaluation.lm import embedding_matrix_from_lake
     from bitcipher.runtime.session import spark_session

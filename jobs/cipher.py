@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from bitcipher.build import cipher_frame
+from bitcipher.builder import cipher_frame
 from bitcipher.stages.cipher import build_cipher
 from bitcipher.errors import LakeError
 from bitcipher.options import BuildOptions

@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from bitcipher.build import TOKENS_PER_PARTITION, cooccurrence_partitions
+from bitcipher.builder import TOKENS_PER_PARTITION, cooccurrence_partitions
 from bitcipher.stages.cooccurrences import count_cooccurrences
 from bitcipher.errors import LakeError, OptionError
 from bitcipher.options import BuildOptions

@@ -13,8 +13,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from bitcipher.build import TOKENS_PER_PARTITION, cooccurrence_partitions
-from bitcipher.stages.cipher import Cipher
+from bitcipher.builder import TOKENS_PER_PARTITION, cooccurrence_partitions
+from bitcipher.stages.cipher import Cipher, cipher_from_table
 from bitcipher.errors import InputError, LakeError, OptionError
 from bitcipher.options import DEFAULTS, BuildOptions
 from bitcipher.lake.schemas import check_schema, conform, schema_of
@@ -54,7 +54,6 @@ def parser() -> argparse.ArgumentParser:
 
 def read_cipher(spark, path: str) -> tuple[list[str], Cipher]:
     """Words and the Cipher of a cipher table, in id order."""
-    import pyarrow.compute as pc
 
     df = spark.read.parquet(path)
     check_schema(df, "cipher", path)
@@ -62,10 +61,9 @@ def read_cipher(spark, path: str) -> tuple[list[str], Cipher]:
     ids = table.column("id").to_numpy()
     if len(ids) == 0 or not np.array_equal(ids, np.arange(len(ids))):
         raise LakeError(f"cipher table {path} does not hold ids 0..{len(ids) - 1}")
-    codes = pc.list_flatten(table.column("code")).to_numpy().reshape(len(ids), -1)
-    rep = pc.list_flatten(table.column("rep")).to_numpy().reshape(len(ids), -1)
-    cipher = Cipher(bits=codes.shape[1], counts=table.column("count").to_numpy(),
-                    codes=codes.astype(np.int8), rep=rep.astype(np.float64))
+    bits = table.column("bits").to_numpy()
+    cipher = cipher_from_table(int(bits[0]), table.column("count").to_numpy(),
+                               table.column("code").to_pylist(), table.column("beta").to_numpy())
     return table.column("word").to_pylist(), cipher
 
 
@@ -113,15 +111,15 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     total = int(cipher.counts.sum())
     partitions = args.partitions or cooccurrence_partitions(spark, total)
     # All rows of a centre word in one partition, in the order the build aggregates them:
-    # (center, offset, context) with EDGE (-1) after the words, as in the packed keys of
-    # bitcipher.stages.cooccurrences, so the float sums run in the same order and agree bit for bit.
+    # (center, offset, context) with EDGE (-1) after the words, as in the co-occurrence keys
+    # (bitcipher.keys.KeyCodec), so the float sums run in the same order and agree bit for bit.
     by_center = cooc.repartition(partitions, "center").sortWithinPartitions(
         "center", "offset", F.col("context") < 0, "context"
     )
-    marginal = (cooccurrence_marginal(cooc, cipher.context_matrix(), cipher.counts, total,
+    marginal = (cooccurrence_marginal(cooc, cipher.context(), cipher.counts, total,
                                       options) if needs_marginal(options) else None)
     vec = by_center.transform(
-        contextual_vectors(spark, cipher.context_matrix(), cipher.counts, total, options,
+        contextual_vectors(spark, cipher.context(), cipher.counts, total, options,
                            marginal)
     )
     vocab = spark.createDataFrame(pa.table({

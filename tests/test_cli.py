@@ -26,7 +26,8 @@ def test_build_help_lists_every_default(capsys):
     with pytest.raises(SystemExit):
         main(["build", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    for text in ["cipher bits, or 'auto' (default: 256)", "(default: 2)", "(default: 5)",
+    for text in ["cipher bits, or 'auto' (default: 4096)", "(default: 300)", "(default: 5)",
+                 "(default: 0.5)",
                  "(default: sum)", "(default: harmonic)", "(default: nf)", "(default: ppmi)",
                  "(default: 0.001)", "(default: 10000)"]:
         assert text in out, text

@@ -189,10 +189,10 @@ def test_public_api():
         assert hasattr(bitcipher, name), name
     for name in ("load_vectors", "refresh", "__version__", "build", "spark_session"):
         assert name in bitcipher.__all__
-    from bitcipher.refresh import run, totals  # the sub-package stays importable
+    from bitcipher.incremental import run, totals  # the sub-package stays importable
 
     assert bitcipher.refresh is run.refresh and callable(bitcipher.refresh)
-    assert totals.__name__ == "bitcipher.refresh.totals"
+    assert totals.__name__ == "bitcipher.incremental.totals"
 
 
 def test_load_vectors_rejects_an_unknown_engine(tmp_path):

@@ -9,6 +9,7 @@ from conftest import CORPUS_A, CORPUS_B, CORPUS_C, write_shards
 
 from bitcipher import BuildOptions, build
 from bitcipher.lake.tables import Lake, published, read_table
+from bitcipher.stages.cipher import cipher_from_table
 from bitcipher.stages.vectors import aggregate_rows, context_marginal
 
 CORPORA = {"a": CORPUS_A, "b": CORPUS_B, "c": CORPUS_C}
@@ -53,19 +54,19 @@ def check_against_reference(tables, expected, options):
 
 # Full Spark builds: every value of every option appears at least once.
 BUILDS = [
-    ("a", BuildOptions(bits=6, window=2, min_count=2)),
-    ("a", BuildOptions(bits=5, window=3, mode="concat", weighting="flat", smoothing="f",
+    ("a", BuildOptions(project=None, bits=6, window=2, min_count=2)),
+    ("a", BuildOptions(project=None, bits=5, window=3, mode="concat", weighting="flat", smoothing="f",
                        transform="log1p", min_count=1)),
-    ("b", BuildOptions(bits=4, window=2, weighting="cosine", smoothing="none",
+    ("b", BuildOptions(project=None, bits=4, window=2, weighting="cosine", smoothing="none",
                        transform="none", min_count=2, include_self=False)),
-    ("b", BuildOptions(bits="auto", window=1, mode="concat", weighting="harmonic",
+    ("b", BuildOptions(project=None, bits="auto", window=1, mode="concat", weighting="harmonic",
                        min_count=1, max_vocab=6, epsilon=0.01)),
-    ("c", BuildOptions(bits=8, window=4, weighting="cosine", min_count=1, lowercase=False,
+    ("c", BuildOptions(project=None, bits=8, window=4, weighting="cosine", min_count=1, lowercase=False,
                        max_document_tokens=3)),
-    ("c", BuildOptions(bits=5, window=2, mode="concat", weighting="cosine", smoothing="nf",
+    ("c", BuildOptions(project=None, bits=5, window=2, mode="concat", weighting="cosine", smoothing="nf",
                        transform="neglog", min_count=2, include_self=False)),
-    ("a", BuildOptions(bits=6, window=2, transform="pmi", min_count=1)),
-    ("b", BuildOptions(bits=5, window=3, mode="concat", transform="ppmi", min_count=2)),
+    ("a", BuildOptions(project=None, bits=6, window=2, transform="pmi", min_count=1)),
+    ("b", BuildOptions(project=None, bits=5, window=3, mode="concat", transform="ppmi", min_count=2)),
 ]
 
 
@@ -76,9 +77,11 @@ def test_build_matches_numpy_reference(spark, tmp_path, corpus, options):
     expected = reference.vectors(CORPORA[corpus], **reference_opts(options))
     check_against_reference(tables, expected, options)
     cipher = tables["cipher"].sort_values("id")
-    np.testing.assert_allclose(np.stack(cipher.rep.to_numpy()), expected["cipher"]["rep"],
-                               atol=1e-12)
-    assert np.array_equal(np.stack(cipher.code.to_numpy()), expected["cipher"]["code"])
+    stored = cipher_from_table(int(cipher.bits.iloc[0]), cipher["count"].to_numpy(),
+                               [list(c) for c in cipher.code], cipher.beta.to_numpy())
+    np.testing.assert_allclose(stored.rep, expected["cipher"]["rep"], atol=1e-12)
+    assert [list(c) for c in cipher.code] == [list(np.flatnonzero(row))
+                                              for row in expected["cipher"]["code"]]
 
 
 # Every combination of mode, weighting, smoothing and transform on the vector step,
@@ -90,7 +93,7 @@ def test_build_matches_numpy_reference(spark, tmp_path, corpus, options):
 )
 @pytest.mark.parametrize("include_self", [True, False])
 def test_vector_step_matches_reference(mode, weighting, smoothing, transform, include_self):
-    options = BuildOptions(bits=5, window=2, mode=mode, weighting=weighting,
+    options = BuildOptions(project=None, bits=5, window=2, mode=mode, weighting=weighting,
                            smoothing=smoothing, transform=transform, min_count=2,
                            include_self=include_self)
     expected = reference.vectors(CORPUS_A, **reference_opts(options))

@@ -16,8 +16,8 @@ from bitcipher.cli import main
 from bitcipher.errors import InputError, OptionError
 from bitcipher.query.keyed_vectors import KeyedVectors
 from bitcipher.evaluation.probe import (
-    _neighbour_matrix,
-    _Softmax,
+    neighbour_matrix,
+    SoftmaxProbe,
     accuracy,
     design,
     macro_f1,
@@ -196,7 +196,7 @@ def test_design_matches_a_dense_construction(tmp_path):
         np.testing.assert_allclose(got, [expected(k) for k in keys], atol=1e-12)
 
     # the neighbour blocks: previous / current / next word, zero rows at edges
-    blocks = [_neighbour_matrix(train, train_ids, s, z.shape[0]) for s in (-1, 0, 1)]
+    blocks = [neighbour_matrix(train, train_ids, s, z.shape[0]) for s in (-1, 0, 1)]
     dense = np.hstack([b.toarray() @ z for b in blocks])
     sentences = [[0, 1, 2], [3, 4, 5], [6]]
     by_hand = []
@@ -222,7 +222,7 @@ def test_softmax_loss_and_gradient_match_dense_numpy():
         blocks.append(sparse.csr_matrix((np.ones(keep.sum()), (np.flatnonzero(keep),
                                                                cols[keep])), shape=(n, types)))
     y = rng.integers(0, k, size=n)
-    model = _Softmax(blocks, z, y, k, l2)
+    model = SoftmaxProbe(blocks, z, y, k, l2)
     theta = rng.normal(scale=0.3, size=3 * d * k + k)
     loss, grad = model.loss_grad(theta)
 
@@ -457,7 +457,7 @@ def test_probe_accuracy_matches_scikit_learn(tmp_path):
     z, train_ids, test_ids = design(kv, train, test)
 
     def features(corpus, ids):
-        return np.hstack([_neighbour_matrix(corpus, ids, s, z.shape[0]).toarray() @ z
+        return np.hstack([neighbour_matrix(corpus, ids, s, z.shape[0]).toarray() @ z
                           for s in (-1, 0, 1)])
 
     # ours: mean cross-entropy + l2/2 ||W||^2; scikit-learn: C * sum cross-entropy +

@@ -17,11 +17,12 @@ from test_pipeline import check_against_reference, reference_opts
 from bitcipher import BuildOptions, build
 from bitcipher.cli import main
 from bitcipher.errors import ConflictError, OptionError
+from bitcipher.keys import word_keys
 from bitcipher.lake.history import lake_history, latest_version
 from bitcipher.lake.tables import RUN_TABLES, Lake, published, read_table
-from bitcipher.refresh.run import counts_uri, refresh, word_keys
+from bitcipher.incremental.run import counts_uri, refresh
 
-OPTIONS = BuildOptions(bits=6, window=2, min_count=2)
+OPTIONS = BuildOptions(project=None, bits=6, window=2, min_count=2)
 TEXTS = {
     "a": CORPUS_A,
     "b": CORPUS_B,
@@ -197,17 +198,17 @@ def test_same_refresh_twice_changes_nothing(spark, refreshed, capsys):
 def test_vector_options_change_without_recounting(spark, refreshed, tmp_path):
     corpus, lake = refreshed
     counts_before = latest_version(counts_uri(lake))
-    other = BuildOptions(bits=5, window=1, min_count=1, include_self=False, mode="concat",
+    other = BuildOptions(project=None, bits=5, window=1, min_count=1, include_self=False, mode="concat",
                          weighting="cosine")
     result = refresh(spark, str(corpus), lake, other, report=quiet)
     assert not result.nothing_to_do and not (result.added or result.replaced or result.removed)
     assert latest_version(counts_uri(lake)) == counts_before  # nothing was counted again
     assert_equals_build(spark, lake, corpus, tmp_path / "rebuilt", other)
     with pytest.raises(OptionError, match="same lowercase"):
-        refresh(spark, str(corpus), lake, BuildOptions(bits=6, window=2, lowercase=False),
+        refresh(spark, str(corpus), lake, BuildOptions(project=None, bits=6, window=2, lowercase=False),
                 report=quiet)
     with pytest.raises(OptionError, match="window no larger"):
-        refresh(spark, str(corpus), lake, BuildOptions(bits=6, window=3), report=quiet)
+        refresh(spark, str(corpus), lake, BuildOptions(project=None, bits=6, window=3), report=quiet)
 
 
 def test_racing_refreshes_one_wins_nothing_counted_twice(spark, refreshed):
@@ -230,7 +231,7 @@ def test_racing_refreshes_one_wins_nothing_counted_twice(spark, refreshed):
 
 
 def snapshot_state(lake: Lake):
-    from bitcipher.refresh import totals
+    from bitcipher.incremental import totals
 
     snap = totals.read_pointer(lake)
     assert snap is not None

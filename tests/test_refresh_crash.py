@@ -22,13 +22,13 @@ from test_refresh import (
 
 from bitcipher.lake.history import latest_version
 from bitcipher.lake.tables import Lake, read_table
-from bitcipher.refresh.run import counts_uri, refresh
+from bitcipher.incremental.run import counts_uri, refresh
 
 
 def refresh_command(corpus, lake):
     return [sys.executable, "-m", "bitcipher.cli", "refresh", "--corpus", str(corpus), "--lake",
             lake.root, "--bits", "6", "--window", "2", "--min-count", "2",
-            "--master", "local[2]"]
+            "--project", "none", "--master", "local[2]"]
 
 
 def child_env():

@@ -33,7 +33,8 @@ from s3server import s3_server  # noqa: E402,F401  (the fixture)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUCKET = "bitcipher-test"
 LINES = CORPUS_A + CORPUS_B + CORPUS_C
-OPTIONS = ["--bits", "8", "--window", "2", "--min-count", "1", "--transform", "ppmi"]
+OPTIONS = ["--bits", "8", "--window", "2", "--min-count", "1", "--transform", "ppmi",
+           "--project", "none"]
 REFERENCE = dict(bits=8, window=2, min_count=1, transform="ppmi")
 BACKENDS = ["local", "s3"]
 

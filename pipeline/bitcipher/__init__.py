@@ -23,12 +23,12 @@ def _version() -> str:
 _SOURCE_VERSION = "0.2.0"  # = [project] version in pyproject.toml (a test keeps them equal)
 __version__ = _version()
 
-from bitcipher.build import BuildResult, build  # noqa: E402
+from bitcipher.builder import BuildResult, build  # noqa: E402
 from bitcipher.errors import (  # noqa: E402
     BitCipherError, CapacityError, InputError, LakeError, OptionError)
 from bitcipher.lake.tables import Lake  # noqa: E402
 from bitcipher.options import DEFAULTS, BuildOptions  # noqa: E402
-from bitcipher.refresh.run import refresh  # noqa: E402
+from bitcipher.incremental.run import refresh  # noqa: E402
 from bitcipher.runtime.session import spark_session  # noqa: E402
 from bitcipher.stages.cipher import (  # noqa: E402
     Cipher, build_cipher, code_positions, smallest_bits)

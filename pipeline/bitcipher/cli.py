@@ -384,7 +384,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "build":
         options = build_options_from_args(args)  # bad options fail before Spark starts
         check_before_spark(args)  # so do missing corpus paths and unusable lakes
-        from bitcipher.build import build
+        from bitcipher.builder import build
 
         started = time.perf_counter()
         spark = _session(args)
@@ -397,7 +397,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         options = build_options_from_args(args)
         check_before_spark(args)
         from bitcipher.errors import EXIT_NOTHING_TO_DO
-        from bitcipher.refresh.run import refresh
+        from bitcipher.incremental.run import refresh
 
         started = time.perf_counter()
         result = refresh(_session(args), args.corpus, args.lake, options,
@@ -425,7 +425,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             _print_table(HISTORY_COLUMNS, format_history(entries, DEFAULTS.recorded()))
         return 0
     if args.command == "vacuum":
-        from bitcipher.refresh.run import vacuum
+        from bitcipher.incremental.run import vacuum
 
         vacuum(_session(args), args.lake, args.retain_hours)
         return 0

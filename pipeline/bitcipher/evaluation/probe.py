@@ -27,7 +27,7 @@ Model
 Softmax regression with a bias, minimising the mean cross-entropy plus
 ``l2 / 2 * ||W||^2`` (the bias is not penalised) with L-BFGS (scipy), from zero weights, so
 the fit is deterministic. It is this module's own code, not scikit-learn's (see
-:class:`_Softmax` for why). The products run on distinct word types, not tokens (the token x
+:class:`SoftmaxProbe` for why). The products run on distinct word types, not tokens (the token x
 feature matrix is never built), in float32. By default the model trains on a random subset
 of 200,000 train tokens (``max_train_tokens``, chosen with ``seed``; their neighbours'
 vectors are still used) and L-BFGS stops after at most 100 iterations, or earlier once an
@@ -257,7 +257,7 @@ def most_frequent_tag_baseline(train: TaggedCorpus, test_tokens: Sequence[str],
 # --------------------------------------------------------------------------- model
 
 
-def _neighbour_matrix(corpus: TaggedCorpus, type_ids: np.ndarray, shift: int, n_types: int):
+def neighbour_matrix(corpus: TaggedCorpus, type_ids: np.ndarray, shift: int, n_types: int):
     """Sparse (tokens x types) one-hot of the word `shift` places away (-1, 0, +1);
     an empty row at a sentence edge or where that word has no vector."""
     from scipy import sparse
@@ -274,7 +274,7 @@ def _neighbour_matrix(corpus: TaggedCorpus, type_ids: np.ndarray, shift: int, n_
                              shape=(n, n_types))
 
 
-class _Softmax:
+class SoftmaxProbe:
     """Multinomial logistic regression on logits ``sum_j S_j (Z W_j) + b``.
 
     Written here rather than taken from scikit-learn, on purpose: the probe is a core
@@ -518,21 +518,21 @@ def run_probe(vectors: KeyedVectors, train_path: PathLike, test_path: PathLike, 
     classes = sorted(set(train.tags))
     class_index = {c: i for i, c in enumerate(classes)}
     y = np.array([class_index[t] for t in train.tags], dtype=np.int64)
-    blocks = [_neighbour_matrix(train, train_ids, s, n_types) for s in (-1, 0, 1)]
+    blocks = [neighbour_matrix(train, train_ids, s, n_types) for s in (-1, 0, 1)]
     chosen = np.arange(len(y))
     if max_train_tokens is not None and max_train_tokens < len(y):
         rng = np.random.default_rng(seed)
         chosen = np.sort(rng.choice(len(y), size=max_train_tokens, replace=False))
         blocks = [s[chosen] for s in blocks]
         y = y[chosen]
-    model = _Softmax(blocks, z, y, len(classes), float(l2))
+    model = SoftmaxProbe(blocks, z, y, len(classes), float(l2))
     theta0 = np.zeros(3 * dim * len(classes) + len(classes))
     fit = minimize(model.loss_grad, theta0, jac=True, method="L-BFGS-B",
                    options={"maxiter": int(max_iter), "maxfun": int(max_iter) * 2 + 20,
                             "ftol": LBFGS_FTOL, "gtol": LBFGS_GTOL})
     w, b = model.unpack(fit.x)
 
-    test_blocks = [_neighbour_matrix(test, test_ids, s, n_types) for s in (-1, 0, 1)]
+    test_blocks = [neighbour_matrix(test, test_ids, s, n_types) for s in (-1, 0, 1)]
     predicted_ids = model.logits(test_blocks, w, b).argmax(axis=1)
     predictions = [classes[i] for i in predicted_ids]
     baseline = most_frequent_tag_baseline(train, test.tokens, lowercase)

@@ -17,9 +17,9 @@ from fsspec.core import url_to_fs
 
 from bitcipher.lake.storage import fsspec_uri
 from bitcipher.errors import LakeError
-from bitcipher.lake.tables import PROP_OPTIONS, PROP_RUN, PROP_SNAPSHOT, Lake, read_table
+from bitcipher.lake.tables import PROP_OPTIONS, PROP_RUN, PROP_SNAPSHOT, Lake, published, read_table
 
-PROP_REFRESH = "bitcipher.refresh"
+PROP_REFRESH = "bitcipher.incremental"
 PROP_COUNTS_VERSION = "bitcipher.counts_version"
 _COMMIT = re.compile(r"(\d{20})\.json$")
 
@@ -77,6 +77,30 @@ def latest_version(table_uri: str) -> Optional[int]:
     return max(versions) if versions else None
 
 
+def published_runs(lake: Lake) -> list[str]:
+    """The runs the lake's vectors table has published, oldest first, each once (where it
+    was last published): those named by the commits still in the Delta log, and the run the
+    table serves now last. [] when nothing was published yet.
+
+    A build or refresh keeps the folders of the last ``--keep-runs`` of these; a run whose
+    publishing commit has left the log cannot be reached by ``--as-of`` any more.
+    """
+    runs: list[str] = []
+    for c in delta_commits(lake.vectors):
+        run = (c.configuration or {}).get(PROP_RUN)
+        if run:
+            if run in runs:
+                runs.remove(run)
+            runs.append(run)
+    try:
+        current = published(lake).run
+    except LakeError:  # no vectors table, or its run folder is gone
+        return runs
+    if current in runs:
+        runs.remove(current)
+    return [*runs, current]
+
+
 def parse_timestamp(text: str) -> dt.datetime:
     """An ISO 8601 date or date-time; without a zone it is UTC."""
     try:
@@ -123,8 +147,8 @@ def register_tables_as_of(spark, lake: Lake, as_of) -> int:
     """Like :func:`bitcipher.lake.tables.register_tables`, at an earlier version; returns it.
 
     ``vectors`` is read with Delta time travel; ``unigrams``, ``cooccurrences`` and ``cipher``
-    come from the run that version published, if its folder is still kept
-    (``--keep-runs``).
+    come from the run that version published, if its folder is still kept (a build or refresh
+    keeps the folders of the ``--keep-runs N`` runs published before it, 1 by default).
     """
     version = resolve_version(lake, as_of)
     run = properties_at(lake, version).get(PROP_RUN)
@@ -135,8 +159,9 @@ def register_tables_as_of(spark, lake: Lake, as_of) -> int:
         import sys
 
         print(f"warning: the unigrams, cooccurrences and cipher tables of run {run} (version "
-              f"{version}) were removed; only `vectors` is registered (keep more runs with "
-              f"--keep-runs)", file=sys.stderr)
+              f"{version}) were removed; only `vectors` is registered (a build or refresh "
+              f"with --keep-runs N keeps the tables of the N runs published before it)",
+              file=sys.stderr)
         return version
     for name in ("unigrams", "cooccurrences", "cipher"):
         read_table(spark, lake, name, run=run).createOrReplaceTempView(name)

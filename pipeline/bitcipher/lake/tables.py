@@ -167,13 +167,24 @@ def write_parquet(table, uri: str, part: int = 0) -> None:
         pq.write_table(table, fh, compression="snappy")
 
 
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write one small file (local or object storage)."""
+    with fsspec.open(fsspec_uri(uri), "wb", auto_mkdir=True) as fh:
+        fh.write(data)
+
+
+def read_bytes(uri: str) -> bytes:
+    with fsspec.open(fsspec_uri(uri), "rb") as fh:
+        return fh.read()
+
+
 def write_manifest(lake: Lake, run: str, manifest: dict) -> None:
     lake.write_text(f"{lake.run_dir(run)}/{MANIFEST}", json.dumps(manifest, indent=2,
                                                                   sort_keys=True))
 
 
 def remove_stale_runs(lake: Lake, keep: list[str]) -> list[str]:
-    """Delete run folders no longer referenced; return their names."""
+    """Delete the run folders not named in `keep`; return their names."""
     removed = []
     for run in lake.runs():
         if run not in keep:
@@ -182,7 +193,8 @@ def remove_stale_runs(lake: Lake, keep: list[str]) -> list[str]:
     return removed
 
 
-def _sql_string(value: str) -> str:
+def sql_string(value: str) -> str:
+    """`value` as a Spark SQL string literal, quoted and escaped."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
@@ -191,7 +203,7 @@ def publish_vectors(spark, lake: Lake, vectors_df, properties: dict) -> None:
     view = f"bitcipher_publish_{uuid.uuid4().hex[:8]}"
     vectors_df.createOrReplaceTempView(view)
     props = {PROP_FORMAT: str(FORMAT_VERSION), **properties}
-    props_sql = ", ".join(f"{_sql_string(k)} = {_sql_string(v)}" for k, v in props.items())
+    props_sql = ", ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in props.items())
     try:
         spark.sql(
             f"CREATE OR REPLACE TABLE delta.`{lake.vectors}` USING DELTA "

@@ -6,11 +6,11 @@ NumPy, and pre-aggregates them; Spark then shuffles the partial counts by centre
 second vectorised pass sums them. The partial counts travel as a few rows of packed int64
 arrays (one row per task and destination partition), so the shuffle moves bytes, not
 millions of small rows. Only pairs at positive offsets are counted and sorted;
-n(c, t, -d) = n(t, c, d) gives the other half, EDGE contexts and d = 0 are counted directly.
+n(c, t, -d) = n(t, c, d) gives the other half, edge contexts and d = 0 are counted directly.
 
-A count is keyed by one int64, ``key = (center * K + (d + m)) * C + context`` with
-K = 2m + 1 and C = V + 1 (context V stands for EDGE), so sorting keys sorts rows by
-(center, offset, context).
+A count is keyed by one int64 (:class:`bitcipher.keys.KeyCodec`), so sorting keys sorts rows
+by (center, offset, context). The merge task that writes the table and aggregates vectors
+from the same arrays is :mod:`bitcipher.stages.merge`.
 """
 
 from __future__ import annotations
@@ -19,44 +19,11 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-EDGE = -1
+from bitcipher.keys import KeyCodec, sum_by_key
+
 PARTIAL_SCHEMA = "route long, keys binary, counts binary"
 OUTPUT_BATCH_ROWS = 1 << 20
 FLUSH_TOKENS = 3_000_000  # tokens pre-aggregated together in one Python worker
-
-
-class KeyCodec:
-    """Packs (center, offset, context) into one int64 and back."""
-
-    def __init__(self, vocab_size: int, window: int):
-        self.V = vocab_size
-        self.m = window
-        self.K = 2 * window + 1
-        self.C = vocab_size + 1
-        if vocab_size * self.K * self.C >= 2**62:
-            raise OverflowError("vocabulary too large for 64-bit co-occurrence keys")
-
-    def encode(self, center, offset, context):
-        return (center * self.K + (offset + self.m)) * self.C + context
-
-    def decode(self, key):
-        context = key % self.C
-        rest = key // self.C
-        return rest // self.K, rest % self.K - self.m, context
-
-
-def _aggregate(keys: np.ndarray, counts: np.ndarray | None = None):
-    """Sorted unique keys and their summed counts."""
-    if counts is None:
-        uniq, n = np.unique(keys, return_counts=True)
-        return uniq, n.astype(np.int64)
-    order = np.argsort(keys, kind="stable")
-    keys = keys[order]
-    counts = counts[order]
-    if len(keys) == 0:
-        return keys, counts
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    return keys[starts], np.add.reduceat(counts, starts)
 
 
 def window_keys(ids: np.ndarray, lengths: np.ndarray, codec: KeyCodec, include_self: bool):
@@ -74,10 +41,10 @@ def window_keys(ids: np.ndarray, lengths: np.ndarray, codec: KeyCodec, include_s
     index = np.arange(n, dtype=np.int64)
     before = index - doc_start  # tokens before i in its document
     after = doc_end - 1 - index  # tokens after i
-    edge = codec.V
+    edge = codec.edge_context
     pair_parts = []
     other_parts = []
-    for d in range(1, codec.m + 1):
+    for d in range(1, codec.window + 1):
         has = np.flatnonzero(after >= d)
         pair_parts.append(codec.encode(ids[has], d, ids[has + d]))
         right = after < d
@@ -86,10 +53,10 @@ def window_keys(ids: np.ndarray, lengths: np.ndarray, codec: KeyCodec, include_s
         other_parts.append(codec.encode(ids[left], -d, edge))
     if include_self:
         other_parts.append(codec.encode(ids, 0, ids))
-    pair_keys, pair_counts = _aggregate(np.concatenate(pair_parts))
+    pair_keys, pair_counts = sum_by_key(np.concatenate(pair_parts))
     center, d, context = codec.decode(pair_keys)
     mirrored = codec.encode(context, -d, center)
-    other_keys, other_counts = _aggregate(np.concatenate(other_parts))
+    other_keys, other_counts = sum_by_key(np.concatenate(other_parts))
     keys = np.concatenate([pair_keys, mirrored, other_keys])
     counts = np.concatenate([pair_counts, pair_counts, other_counts])
     return keys, counts
@@ -143,7 +110,7 @@ def summed_keys(batches: Iterator):
             keys.append(np.frombuffer(blob, dtype=np.int64))
         for blob in batch.column(2).to_pylist():
             counts.append(np.frombuffer(blob, dtype=np.int64))
-    return _aggregate(np.concatenate(keys), np.concatenate(counts))
+    return sum_by_key(np.concatenate(keys), np.concatenate(counts))
 
 
 def merged_counts(batches: Iterator, codec: KeyCodec):
@@ -151,7 +118,7 @@ def merged_counts(batches: Iterator, codec: KeyCodec):
     sorted by (center, offset, context)."""
     keys, counts = summed_keys(batches)
     center, offset, context = codec.decode(keys)
-    context = np.where(context == codec.V, EDGE, context)
+    context = codec.table_context(context)
     return (center.astype(np.int32), context.astype(np.int32), offset.astype(np.int8),
             counts.astype(np.int64))
 
@@ -195,12 +162,11 @@ def partition_routes(spark, partitions: int) -> list[int]:
     return [found.get(p, p) for p in range(partitions)]
 
 
-def routed_batches(keys: np.ndarray, counts: np.ndarray, codec: "KeyCodec",
+def routed_batches(keys: np.ndarray, counts: np.ndarray, codec: KeyCodec,
                    routes) -> Iterator:
     """Packed (route, keys, counts) batches, one per merge partition that gets any key:
     the partition of a key is its centre word's (:func:`partition_routes`)."""
-    yield from batches_by_partition(keys, counts, (keys // (codec.C * codec.K)) % len(routes),
-                                    routes)
+    yield from batches_by_partition(keys, counts, codec.center_of(keys) % len(routes), routes)
 
 
 def batches_by_partition(keys: np.ndarray, counts: np.ndarray, part: np.ndarray,
@@ -220,31 +186,6 @@ def batches_by_partition(keys: np.ndarray, counts: np.ndarray, part: np.ndarray,
                  pa.array([counts[chosen].tobytes()], pa.large_binary())],
                 names=["route", "keys", "counts"],
             )
-
-
-def cooccurrence_part(keys: np.ndarray, counts: np.ndarray, codec: "KeyCodec", out_dir: str,
-                      part: int, x: np.ndarray, counts_ext: np.ndarray, total: int, options,
-                      raw: bool):
-    """Summed, sorted co-occurrence keys of whole centre words -> file `part` of the
-    cooccurrences table under `out_dir`, and those words' vectors: (ids, 2-D array), the raw
-    float64 blocks when `raw` (pmi/ppmi, finished later), else the finished float32 ones."""
-    import pyarrow as pa
-
-    from bitcipher.lake.tables import write_parquet
-    from bitcipher.lake.schemas import arrow_schema
-    from bitcipher.stages.vectors import aggregate_rows, raw_blocks
-
-    center, offset, context = codec.decode(keys)
-    context = np.where(context == codec.V, EDGE, context)
-    center, context, offset = (center.astype(np.int32), context.astype(np.int32),
-                               offset.astype(np.int8))
-    write_parquet(pa.Table.from_arrays(
-        [pa.array(center), pa.array(context), pa.array(offset), pa.array(counts)],
-        schema=arrow_schema("cooccurrences")), out_dir, part)
-    if raw:
-        ids, f = raw_blocks(center, context, offset, counts, x, counts_ext, total, options)
-        return ids, f.reshape(len(ids), -1)
-    return aggregate_rows(center, context, offset, counts, x, counts_ext, total, options)
 
 
 def partial_counts(spark, words: list[str], unk_id: int, window: int, include_self: bool,

@@ -231,3 +231,94 @@ def project(spark, vec_df, finish: Callable, dim: int, n_rows: int, k: int, expo
         gram, colsum, n = gram + g, colsum + c, n + len(extra)
     proj = basis_from_gram(gram, colsum, n, scale, min(k, dim), exponent, center)
     return vec_df.transform(projected_vectors(spark, finish, proj)), proj
+
+
+def spilled_finisher(spark, options, marginal, blocks: int) -> Callable:
+    """finish(ids, values) for spilled vectors: the pmi/ppmi `post` of raw blocks against the
+    broadcast `marginal` (float32 out), or the already finished vectors as they are."""
+    if marginal is None:
+        return lambda ids, v: v
+    marginal_bc = spark.sparkContext.broadcast(marginal)
+
+    def finish(ids, v):
+        from bitcipher.stages.vectors import post
+
+        out = np.empty((len(v), v.shape[1]), dtype=np.float32)
+        for lo in range(0, len(v), ROW_CHUNK):
+            f = v[lo:lo + ROW_CHUNK].reshape(-1, blocks, v.shape[1] // blocks)
+            out[lo:lo + ROW_CHUNK] = post(f, options.transform, options.epsilon,
+                                          marginal_bc.value).reshape(len(f), -1)
+        return out
+
+    return finish
+
+
+def _parts_frame(spark, parts: list[int]):
+    rows = [(int(p),) for p in sorted(parts)]
+    return spark.createDataFrame(rows, "part int").repartition(max(len(rows), 1), "part")
+
+
+def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, dim: int,
+                    n_rows: int, k: int, exponent: float, center: bool, extra=None):
+    """:func:`project` for vectors spilled to files (``spill_dir/part-NNNNN.npz``, see
+    :func:`bitcipher.stages.merge.spill_vectors`): the Python workers read them, write their
+    partial Gramians beside them, and return only the projected vectors, so no wide vector
+    passes through the JVM. Returns (DataFrame (id, vector array<float>), Projection)."""
+    if dim > MAX_INPUT_DIM:
+        from bitcipher.errors import OptionError
+
+        raise OptionError(f"a projection needs vectors of at most {MAX_INPUT_DIM} dimensions "
+                          f"(its Gramian is D x D on the driver); these have {dim}: lower "
+                          f"--bits, or use mode sum")
+    scale = grid(n_rows)
+
+    def gram_parts(batches: Iterator):
+        import io
+
+        import pyarrow as pa
+
+        from bitcipher.lake.tables import write_bytes
+        from bitcipher.stages.merge import read_spilled
+
+        for batch in batches:
+            for part in batch.column(0).to_pylist():
+                ids, v = read_spilled(spill_dir, part)
+                gram, colsum = partial_gram(finish(ids, v), scale)
+                buf = io.BytesIO()
+                np.savez(buf, gram=gram, colsum=colsum)
+                write_bytes(f"{spill_dir}/gram-{part:05d}.npz", buf.getvalue())
+                yield pa.RecordBatch.from_arrays(
+                    [pa.array([part], pa.int32()), pa.array([len(ids)], pa.int64())],
+                    names=["part", "n"])
+
+    import io
+
+    from bitcipher.lake.tables import read_bytes
+
+    frame = _parts_frame(spark, parts)
+    done = frame.mapInArrow(gram_parts, "part int, n long").collect()
+    gram = np.zeros((dim, dim))
+    colsum = np.zeros(dim)
+    n = 0
+    for row in sorted(done, key=lambda r: r["part"]):
+        z = np.load(io.BytesIO(read_bytes(f"{spill_dir}/gram-{row['part']:05d}.npz")))
+        gram += z["gram"]
+        colsum += z["colsum"]
+        n += int(row["n"])
+    if extra is not None and len(extra):
+        g, c = partial_gram(np.asarray(extra), scale)
+        gram, colsum, n = gram + g, colsum + c, n + len(extra)
+    proj = basis_from_gram(gram, colsum, n, scale, min(k, dim), exponent, center)
+    del gram
+    proj_bc = spark.sparkContext.broadcast(proj)
+
+    def project_parts(batches: Iterator):
+        from bitcipher.stages.merge import read_spilled
+        from bitcipher.stages.vectors import vector_batch
+
+        for batch in batches:
+            for part in batch.column(0).to_pylist():
+                ids, v = read_spilled(spill_dir, part)
+                yield vector_batch(ids, proj_bc.value.apply(finish(ids, v)))
+
+    return frame.mapInArrow(project_parts, "id int, vector array<float>"), proj

@@ -75,9 +75,19 @@ def vector_dim(options: BuildOptions, bits: int) -> int:
     return (bits + 1) * vector_blocks(options)
 
 
+def context_dim(x) -> int:
+    """D of a context matrix: a dense (V + 1, D) array or the (sparse, coef, u_ext) parts of
+    a wide cipher (:meth:`bitcipher.stages.cipher.Cipher.context`)."""
+    return x[2].shape[0] if isinstance(x, tuple) else x.shape[1]
+
+
 def raw_blocks(center, context, offset, count, x, counts_ext, total, options: BuildOptions):
     """F blocks of the centre words present in these rows, before `post`:
-    (ids, float64 array (n_words, n_blocks, D))."""
+    (ids, float64 array (n_words, n_blocks, D)).
+
+    `x` is the dense context matrix, or for a wide cipher its parts (sparse, coef, u_ext):
+    then F = S @ sparse + (S @ coef) u_ext, O(1) work per co-occurrence whatever the bits
+    (ALGORITHM.md, wide ciphers)."""
     from scipy import sparse
 
     edge = len(counts_ext) - 1
@@ -87,7 +97,7 @@ def raw_blocks(center, context, offset, count, x, counts_ext, total, options: Bu
         d, ctx, counts_ext, total, options.weighting
     )
     ids, row = np.unique(center, return_inverse=True)
-    dim = x.shape[1]
+    dim = context_dim(x)
     if options.mode == "concat":
         m = options.window
         slot = np.full(2 * m + 1, -1, dtype=np.int64)
@@ -98,7 +108,12 @@ def raw_blocks(center, context, offset, count, x, counts_ext, total, options: Bu
     else:
         n_blocks = 1
     s = sparse.csr_matrix((weights, (row, ctx)), shape=(len(ids) * n_blocks, len(counts_ext)))
-    f = np.asarray(s @ x)
+    if isinstance(x, tuple):  # a wide cipher: sparse codes + rank-one smoothing
+        sparse_x, coef, u_ext = x
+        f = (s @ sparse_x).toarray()
+        f += np.outer(s @ coef, u_ext)
+    else:
+        f = np.asarray(s @ x)
     return ids.astype(np.int32), f.reshape(len(ids), n_blocks, dim)
 
 
@@ -109,7 +124,7 @@ def context_marginal(context, offset, count, x, counts_ext, total,
     center = np.zeros(len(context), dtype=np.int64)
     _, f = raw_blocks(center, np.asarray(context), np.asarray(offset), np.asarray(count), x,
                       counts_ext, total, options)
-    return f[0] if len(f) else np.zeros((vector_blocks(options), x.shape[1]))
+    return f[0] if len(f) else np.zeros((vector_blocks(options), context_dim(x)))
 
 
 def aggregate_rows(center, context, offset, count, x, counts_ext, total, options: BuildOptions,
@@ -135,7 +150,7 @@ def _aggregator(x_bc, counts_bc, total: int, options: BuildOptions,
         ids, vecs = aggregate_rows(center, context, offset, count, x_bc.value, counts_ext,
                                    total, options,
                                    marginal_bc.value if marginal_bc is not None else None)
-        yield _vector_batch(ids, vecs)
+        yield vector_batch(ids, vecs)
 
     return aggregate_partition
 
@@ -177,56 +192,17 @@ def empty_vector(bits: int, options: BuildOptions,
     return block.ravel().astype(np.float32).tolist()
 
 
-def _fused(vocab_size: int, out_dir: str, x_bc, counts_bc, total: int,
-           options: BuildOptions) -> Callable:
-    raw = needs_marginal(options)
-
-    def merge_write_aggregate(batches: Iterator):
-        import pyarrow as pa
-        from pyspark import TaskContext
-
-        from bitcipher.stages.cooccurrences import KeyCodec, cooccurrence_part, summed_keys
-
-        keys, counts = summed_keys(batches)
-        if not len(keys):
-            return
-        ids, vecs = cooccurrence_part(keys, counts, KeyCodec(vocab_size, options.window),
-                                      out_dir, TaskContext.get().partitionId(), x_bc.value,
-                                      np.append(counts_bc.value, 0), total, options, raw)
-        yield _vector_batch(ids, vecs, pa.float64() if raw else None)
-
-    return merge_write_aggregate
-
-
-def _vector_batch(ids, vecs, value_type=None):
+def vector_batch(ids, vecs, value_type=None):
+    """Arrow batch (id, vector) of ids and their vectors (the rows of a 2-D array), with
+    float32 values unless `value_type` says otherwise (pa.float64() for raw blocks)."""
     import pyarrow as pa
 
     values = pa.array(vecs.ravel(), value_type or pa.float32())
-    offsets = pa.array(np.arange(0, vecs.size + 1, vecs.shape[1], dtype=np.int32))
+    width = vecs.shape[1]
+    offsets = pa.array(np.arange(len(ids) + 1, dtype=np.int32) * width)
     return pa.RecordBatch.from_arrays(
         [pa.array(ids), pa.ListArray.from_arrays(offsets, values)], names=["id", "vector"]
     )
-
-
-def cooccurrences_and_vectors(spark, out_dir: str, vocab_size: int, x: np.ndarray,
-                              counts: np.ndarray, total: int, options: BuildOptions) -> Callable:
-    """Transformation partial counts (partitioned by center) -> (id, vector).
-
-    Each task sums its partial counts, writes them as one Parquet file of the
-    cooccurrences table under `out_dir` (named by partition, so a retried task overwrites
-    its own file) and aggregates the vectors of its centre words from the same arrays.
-    For pmi/ppmi (:func:`needs_marginal`) the vectors are the raw blocks in float64, to be
-    finished by :func:`marginal_post` once the whole table is known.
-    """
-    x_bc = spark.sparkContext.broadcast(x)
-    counts_bc = spark.sparkContext.broadcast(np.asarray(counts, dtype=np.int64))
-    fused = _fused(vocab_size, out_dir, x_bc, counts_bc, total, options)
-    kind = "double" if needs_marginal(options) else "float"
-
-    def transform(partial_df):
-        return partial_df.mapInArrow(fused, f"id int, vector array<{kind}>")
-
-    return transform
 
 
 def marginal_post(spark, marginal: np.ndarray, options: BuildOptions) -> Callable:
@@ -240,7 +216,7 @@ def marginal_post(spark, marginal: np.ndarray, options: BuildOptions) -> Callabl
             ids = batch.column(0).to_numpy()
             f = batch.column(1).flatten().to_numpy().reshape(len(ids), n_blocks, dim)
             v = post(f, options.transform, options.epsilon, marginal_bc.value)
-            yield _vector_batch(ids, v.reshape(len(ids), -1).astype(np.float32))
+            yield vector_batch(ids, v.reshape(len(ids), -1).astype(np.float32))
 
     def transform(raw_df):
         return raw_df.mapInArrow(finish, "id int, vector array<float>")

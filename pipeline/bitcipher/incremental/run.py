@@ -15,9 +15,10 @@ refresh    one per committed refresh, in its own partition ``refresh:<seq>``: ``
            ``info`` (JSON: time, shards added / replaced / removed, counting options)
 =========  ===================================================================================
 
-A word's key is the first 8 bytes of BLAKE2b of its UTF-8 bytes (signed, little-endian);
-``EDGE_KEY`` stands for the document edge. Collisions are checked against the summed
-unigram counts at every aggregation and stop the refresh.
+A word's key is the first 8 bytes of BLAKE2b of its UTF-8 bytes (signed, little-endian:
+:func:`bitcipher.keys.word_keys`); :data:`bitcipher.keys.EDGE_WORD_KEY` stands for the
+document edge. Collisions are checked against the summed unigram counts at every aggregation
+and stop the refresh.
 
 One refresh is one Delta commit on ``counts``: ``replaceWhere shard IN (added, replaced,
 removed, refresh:<seq>)`` removes the rows of the changed shards and writes their new rows
@@ -37,7 +38,6 @@ its counts commit is completed by the next run, and a run with nothing new exits
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import sys
 import time
@@ -47,29 +47,24 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from bitcipher.build import (
-    BuildResult,
-    _build_run,
-    _local_path,
-    _Stages,
-)
+from bitcipher.builder import BuildResult, BuildRun, StageLog, finish_build, plain_path
 from fsspec.core import url_to_fs
 
-from bitcipher.refresh import totals
-from bitcipher.stages.cooccurrences import EDGE as EDGE_ID
+from bitcipher.keys import (EDGE_WORD_KEY, FLUSH_PAIRS, MAX_WORDS, KeyCodec, sum_by_key,
+                            word_keys)
+from bitcipher.incremental import totals
 from bitcipher.lake.storage import fsspec_uri
 from bitcipher.stages.corpus import Shard, check_shards, list_shards, read_documents
 from bitcipher.errors import ConflictError, InputError, LakeError, OptionError
-from bitcipher.lake.history import PROP_COUNTS_VERSION, PROP_REFRESH, delta_commits, latest_version
-from bitcipher.lake.tables import PROP_OPTIONS, Lake, _sql_string, check_lake, published
+from bitcipher.lake.history import (PROP_COUNTS_VERSION, PROP_REFRESH, delta_commits,
+                                    latest_version, published_runs)
+from bitcipher.lake.tables import PROP_OPTIONS, Lake, check_lake, published, sql_string
 from bitcipher.options import BuildOptions
 from bitcipher.stages.unigrams import rank_vocabulary
 
 APP_ID = "bitcipher-refresh"
-EDGE_KEY = -(2**63)
 LOCAL_WORDS = 1 << 26  # distinct words one counting task may meet
 PAIRS_PER_ROW = 1 << 20
-FLUSH_PAIRS = 4_000_000
 COUNTING_OPTIONS = ("lowercase", "max_document_tokens", "input_format", "text_field")
 COUNTS_SCHEMA = (
     "shard string, kind string, word string, count long, size long, mtime double, "
@@ -80,13 +75,6 @@ COUNTS_SCHEMA = (
 
 def counts_uri(lake: Lake) -> str:
     return f"{lake.uri}/counts"
-
-
-def word_keys(words: Sequence[str]) -> np.ndarray:
-    """Stable 64-bit keys of words: the first 8 bytes of BLAKE2b(UTF-8), signed little-endian."""
-    digest = b"".join(hashlib.blake2b(w.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-                      for w in words)
-    return np.frombuffer(digest, dtype="<i8").astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------
@@ -124,18 +112,18 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int, wind
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        from bitcipher.stages.cooccurrences import KeyCodec, _aggregate, window_keys
+        from bitcipher.stages.cooccurrences import window_keys
         from bitcipher.stages.tokenize import tokenize_batch
 
         canonical = canonical_bc.value
-        codec = KeyCodec(LOCAL_WORDS - 1, window)  # task-local word ids; EDGE = codec.V
+        codec = KeyCodec(LOCAL_WORDS - 1, window)  # task-local word ids
         local: dict = {}
         state: dict = {}
 
         def compact(st):
             for k, n in (("keys", "counts"), ("uids", "ucounts")):
                 if len(st[k]) > 1:
-                    a, b = _aggregate(np.concatenate(st[k]), np.concatenate(st[n]))
+                    a, b = sum_by_key(np.concatenate(st[k]), np.concatenate(st[n]))
                     st[k], st[n] = [a], [b]
             st["pending"] = 0
 
@@ -144,7 +132,7 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int, wind
             flat, lengths, lines = tokenize_batch(text, lowercase, max_document_tokens)
             encoded = pc.dictionary_encode(shard_col)
             codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-            names = [canonical.get(_local_path(n), n) for n in encoded.dictionary.to_pylist()]
+            names = [canonical.get(plain_path(n), n) for n in encoded.dictionary.to_pylist()]
             bad = np.bincount(codes, weights=invalid.to_numpy(zero_copy_only=False)
                               .astype(np.int64), minlength=len(names))
             lengths = np.asarray(lengths, dtype=np.int64)
@@ -195,9 +183,9 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int, wind
                               count=n)
             center, offset, context = codec.decode(st["keys"][0])
             counts = st["counts"][0]
-            edge = context == codec.V
+            edge = context == codec.edge_context
             ck = keys_of[center]
-            xk = np.where(edge, EDGE_KEY, keys_of[np.where(edge, 0, context)])
+            xk = np.where(edge, EDGE_WORD_KEY, keys_of[np.where(edge, 0, context)])
             off = offset.astype(np.int8)
             for lo in range(0, len(ck), PAIRS_PER_ROW):
                 hi = lo + PAIRS_PER_ROW
@@ -208,19 +196,6 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int, wind
                                   pair_counts=[counts[lo:hi].astype("<i8").tobytes()])
 
     return count_batches
-
-
-# ---------------------------------------------------------------------------------------
-# aggregation (Python workers): stable keys -> ids, in the build's partial-count format
-
-
-def _lookup(sorted_keys: np.ndarray, ids: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    pos = np.searchsorted(sorted_keys, keys)
-    pos = np.minimum(pos, len(sorted_keys) - 1)
-    if len(keys) and not np.array_equal(sorted_keys[pos], keys):
-        raise RuntimeError("the counts table holds a co-occurrence of a word that has no "
-                           "unigram count; the count store is damaged: refresh into a new lake")
-    return ids[pos]
 
 
 # ---------------------------------------------------------------------------------------
@@ -286,7 +261,7 @@ def refresh(
 ) -> RefreshResult:
     """Bring a lake up to date with a corpus, counting only new or changed shards.
 
-    Parameters are those of :func:`bitcipher.build.build`. `before_commit` (tests) runs
+    Parameters are those of :func:`bitcipher.builder.build`. `before_commit` (tests) runs
     between planning and the count-store commit. Raises ConflictError when another refresh
     committed first, InputError for bad shards, OptionError when the counting options
     (lowercase, max_document_tokens, format, text field, a larger window) differ from the
@@ -296,7 +271,7 @@ def refresh(
 
     options = options or BuildOptions()
     lake = lake if isinstance(lake, Lake) else Lake(lake)
-    stages = _Stages(report)
+    stages = StageLog(report)
     check_lake(lake)
     uri = counts_uri(lake)
 
@@ -364,14 +339,14 @@ def refresh(
                        .select("shard", "bad_record").first())
                 if bad is not None:
                     raise InputError(f"shard {bad['shard']}: {bad['bad_record']}")
-            canonical = spark.sparkContext.broadcast({_local_path(s.path): s.path
+            canonical = spark.sparkContext.broadcast({plain_path(s.path): s.path
                                                       for s in changed})
             counter = _shard_counter(canonical, options.lowercase, options.max_document_tokens,
                                      count_window)
             frame = docs.select("shard", "text", "invalid_utf8").mapInArrow(
                 counter, COUNTS_SCHEMA).unionByName(frame)
         touched = added + replaced + removed + [f"refresh:{seq:010d}"]
-        predicate = f"shard IN ({', '.join(_sql_string(p) for p in touched)})"
+        predicate = f"shard IN ({', '.join(sql_string(p) for p in touched)})"
         if before_commit is not None:
             before_commit()
         try:
@@ -482,9 +457,9 @@ def _update_words(words: list, keys: np.ndarray, counts: np.ndarray, delta):
         words = list(words) + [w for w, _ in new]
         keys = np.concatenate([keys, word_keys([w for w, _ in new])])
         counts = np.concatenate([counts, np.array([c for _, c in new], np.int64)])
-    if len(words) >= totals.MAX_WORDS:
+    if len(words) >= MAX_WORDS:
         raise LakeError(f"{len(words):,} distinct words: more than a refresh can count "
-                        f"({totals.MAX_WORDS:,}); use `bitcipher build`")
+                        f"({MAX_WORDS:,}); use `bitcipher build`")
     return words, keys, counts
 
 
@@ -493,8 +468,9 @@ def _check_keys(words: list, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     clash = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
-    if len(clash) or (len(keys) and (sorted_keys == EDGE_KEY).any()):
-        i = order[clash[0]] if len(clash) else order[np.flatnonzero(sorted_keys == EDGE_KEY)[0]]
+    if len(clash) or (len(keys) and (sorted_keys == EDGE_WORD_KEY).any()):
+        i = (order[clash[0]] if len(clash)
+             else order[np.flatnonzero(sorted_keys == EDGE_WORD_KEY)[0]])
         raise LakeError(f"word key collision: {words[i]!r} shares its 64-bit key with "
                         f"another word or the edge marker; this corpus cannot be refreshed "
                         f"incrementally: use `bitcipher build`")
@@ -509,7 +485,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     """Vocabulary, cipher, co-occurrences and vectors from version `version` of the count
     store, published like a build.
 
-    Starts from the totals snapshot (:mod:`bitcipher.refresh.totals`) when there is one for the same
+    Starts from the totals snapshot (:mod:`bitcipher.incremental.totals`) when there is one for the same
     counting options, adding the shards that changed since its version and subtracting
     their old counts; otherwise sums every shard. `manifest` ({path: (size, mtime,
     format)} at `version`) saves reading it from the store; `counting` is the store's
@@ -519,9 +495,9 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from bitcipher.build import TOKENS_PER_PARTITION
-    from bitcipher.stages.cooccurrences import (PARTIAL_SCHEMA, KeyCodec, _aggregate, cooccurrence_part,
-                                partition_routes)
+    from bitcipher.builder import TOKENS_PER_PARTITION
+    from bitcipher.stages.cooccurrences import PARTIAL_SCHEMA, partition_routes
+    from bitcipher.stages.merge import cooccurrence_part
     from bitcipher.lake.tables import new_run_id
     from bitcipher.stages.vectors import context_marginal, marginal_post, needs_marginal
 
@@ -561,7 +537,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     words, keys, wcounts = _update_words(words, keys, wcounts, delta)
     shards = sorted((Shard(p, int(s["size"]), float(s["mtime"]), s["format"])
                      for p, s in shard_info.items()), key=lambda s: s.path)
-    shard_stats = {_local_path(p): {"tokens": s["tokens"]} for p, s in shard_info.items()}
+    shard_stats = {plain_path(p): {"tokens": s["tokens"]} for p, s in shard_info.items()}
     total = sum(s["tokens"] for s in shard_info.values())
     n_docs = sum(s["documents"] for s in shard_info.values())
     if total == 0:
@@ -592,7 +568,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     persisted = []
 
     def vectors_stage(cipher, cooc_dir):
-        x = cipher.context_matrix()
+        x = cipher.context()
         routes = partition_routes(spark, buckets)
         map_bc = sc.broadcast((sorted_keys, idx_sorted))
         cols = ("center_keys", "context_keys", "offsets", "pair_counts")
@@ -642,7 +618,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
             blobs[kind][0].append(np.frombuffer(kb, dtype=np.int64))
             blobs[kind][1].append(np.frombuffer(nb, dtype=np.int64))
         empty = [np.empty(0, np.int64)]
-        uk, un = _aggregate(np.concatenate(blobs["unk"][0] + empty),
+        uk, un = sum_by_key(np.concatenate(blobs["unk"][0] + empty),
                             np.concatenate(blobs["unk"][1] + empty))
         counts_ext = np.append(counts_arr, 0)
         raw = needs_marginal(options)
@@ -659,9 +635,9 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
             unk_rows = [(int(ids[0]), v[0].astype(np.float64).tolist())]
         marginal = None
         if raw:
-            mk, mn = _aggregate(np.concatenate(m_keys + empty), np.concatenate(m_counts + empty))
-            ctx, off = mk // codec.K, mk % codec.K - codec.m
-            ctx = np.where(ctx == codec.V, EDGE_ID, ctx)
+            mk, mn = sum_by_key(np.concatenate(m_keys + empty), np.concatenate(m_counts + empty))
+            ctx, off = codec.decode_marginal(mk)
+            ctx = codec.table_context(ctx)
             order = np.lexsort((off, ctx))  # the build's ORDER BY context, offset
             marginal = context_marginal(ctx[order], off[order], mn[order], x, counts_ext,
                                         vocab.total, options)
@@ -674,21 +650,19 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
             vec = vec.select("id", F.col("vector").cast("array<float>").alias("vector"))
         return vec, marginal, f"{buckets} buckets"
 
-    run = new_run_id()
-    try:
-        previous_runs = [published(lake).run]
-    except LakeError:
-        previous_runs = []
+    previous_runs = published_runs(lake)
     started = time.perf_counter()
     extra = {PROP_COUNTS_VERSION: str(version),
              PROP_REFRESH: json.dumps({"seq": seq, "counts_version": version,
                                        **(changes or {})}, sort_keys=True)}
+    run = BuildRun(spark=spark, lake=lake, run_id=new_run_id(), options=options, vocab=vocab,
+                   docs=None, shards=shards, shard_stats=shard_stats, total_tokens=total,
+                   n_docs=n_docs, warnings=list(warnings or []), stages=stages,
+                   previous_runs=previous_runs, keep_runs=keep_runs, started=started)
     try:
-        result = _build_run(spark, lake, run, options, vocab, None, shards, shard_stats, total,
-                            n_docs, list(warnings or []), stages, previous_runs, keep_runs,
-                            started, vectors_stage=vectors_stage, extra_properties=extra)
+        result = finish_build(run, vectors_stage=vectors_stage, extra_properties=extra)
     except BaseException as exc:
-        lake.remove(lake.run_dir(run))
+        lake.remove(lake.run_dir(run.run_id))
         if _is_conflict(exc):
             raise ConflictError(f"another build or refresh published {lake.vectors} at the "
                                 f"same time: run this refresh again") from None

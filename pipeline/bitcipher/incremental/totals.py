@@ -1,19 +1,19 @@
 """Merged totals of a count store: what a refresh aggregates from instead of every shard.
 
-The count store (:mod:`bitcipher.refresh.run`) keeps each shard's counts apart, so a changed
+The count store (:mod:`bitcipher.incremental.run`) keeps each shard's counts apart, so a changed
 shard can be taken out. Summing all of them again at every refresh costs as much as the
 counting it saves. The totals are their sum at one version of the store, kept beside it
 under ``lake/totals``:
 
 ``<snapshot>/words.parquet``
     every word ever counted: ``idx`` (its stable dense index: the row number; new words are
-    appended), ``word``, ``key`` (:func:`bitcipher.refresh.run.word_keys`) and ``count``.
+    appended), ``word``, ``key`` (:func:`bitcipher.keys.word_keys`) and ``count``.
 ``<snapshot>/shards.parquet``
     the shard manifest those counts describe (path, size, mtime, format, documents, tokens).
 ``<snapshot>/pairs/part-NNNNN.parquet``
     the co-occurrence totals of bucket NNNNN (centre ``idx`` mod ``buckets``) as
     ``(key, count)``, the key packing (centre idx, offset, context idx) into one int64
-    (:func:`pack`), sorted.
+    (:func:`bitcipher.keys.pack`), sorted.
 ``current.json``
     the snapshot in use: its count-store ``version``, refresh ``seq``, ``buckets``, the
     counting options and window. Replaced in one write once a snapshot is complete, so a
@@ -41,24 +41,12 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
+from bitcipher.keys import (EDGE_WORD_KEY, FLUSH_PAIRS, PACKED_EDGE, KeyCodec, lookup_ids, pack,
+                            packed_center, sum_by_key, unpack)
 from bitcipher.lake.tables import Lake
 
 FORMAT = 1
-CTX_BITS = 27
-EDGE_SLOT = (1 << CTX_BITS) - 1  # the context slot of the document edge
-MAX_WORDS = EDGE_SLOT  # word indices 0 .. MAX_WORDS - 1
-OFF_BIAS = 128
 OUT_SCHEMA = "kind string, id int, vector array<double>, keys binary, counts binary"
-
-
-def pack(center, offset, context):
-    """One int64 per (centre idx, offset, context idx or EDGE_SLOT); sorts like the triple."""
-    return (((np.asarray(center, np.int64) << 8) | (np.asarray(offset, np.int64) + OFF_BIAS))
-            << CTX_BITS) | np.asarray(context, np.int64)
-
-
-def unpack(keys: np.ndarray):
-    return keys >> (CTX_BITS + 8), ((keys >> CTX_BITS) & 255) - OFF_BIAS, keys & EDGE_SLOT
 
 
 @dataclass
@@ -188,8 +176,7 @@ def delta_router(map_bc, buckets: int, routes: list[int]) -> Callable:
     packed (route, keys, counts) of summed signed counts, one batch per bucket."""
 
     def route_batches(batches: Iterator):
-        from bitcipher.stages.cooccurrences import _aggregate, batches_by_partition
-        from bitcipher.refresh.run import EDGE_KEY, FLUSH_PAIRS, _lookup
+        from bitcipher.stages.cooccurrences import batches_by_partition
 
         sorted_keys, idx = map_bc.value
         keys_buf: list = []
@@ -197,11 +184,10 @@ def delta_router(map_bc, buckets: int, routes: list[int]) -> Callable:
         pending = 0
 
         def flush():
-            keys, counts = _aggregate(np.concatenate(keys_buf), np.concatenate(counts_buf))
+            keys, counts = sum_by_key(np.concatenate(keys_buf), np.concatenate(counts_buf))
             nz = counts != 0
             keys, counts = keys[nz], counts[nz]
-            yield from batches_by_partition(keys, counts, (keys >> (CTX_BITS + 8)) % buckets,
-                                            routes)
+            yield from batches_by_partition(keys, counts, packed_center(keys) % buckets, routes)
 
         for batch in batches:
             columns = [batch.column(i).to_pylist() for i in range(5)]
@@ -210,10 +196,10 @@ def delta_router(map_bc, buckets: int, routes: list[int]) -> Callable:
                 xk = np.frombuffer(xb, dtype="<i8").astype(np.int64)
                 off = np.frombuffer(ob, dtype=np.int8).astype(np.int64)
                 n = np.frombuffer(nb, dtype="<i8").astype(np.int64)
-                center = _lookup(sorted_keys, idx, ck)
-                edge = xk == EDGE_KEY
-                context = np.where(edge, EDGE_SLOT,
-                                   _lookup(sorted_keys, idx, np.where(edge, ck, xk)))
+                center = lookup_ids(sorted_keys, idx, ck)
+                edge = xk == EDGE_WORD_KEY
+                context = np.where(edge, PACKED_EDGE,
+                                   lookup_ids(sorted_keys, idx, np.where(edge, ck, xk)))
                 keys_buf.append(pack(center, off, context))
                 counts_buf.append(n * int(sign))
                 pending += len(n)
@@ -235,7 +221,7 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
     def process(batches: Iterator):
         import pyarrow as pa
 
-        from bitcipher.stages.cooccurrences import KeyCodec, _aggregate, cooccurrence_part
+        from bitcipher.stages.merge import cooccurrence_part
         from bitcipher.stages.vectors import needs_marginal
 
         job = job_bc.value
@@ -252,14 +238,13 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
                 parts[1].append(np.frombuffer(nb, dtype=np.int64))
 
         id_of_idx = job["id_of_idx"]
-        V = len(counts_bc.value)
         unk = job["unk_id"]
-        codec = KeyCodec(V, options.window)
+        codec = KeyCodec(len(counts_bc.value), options.window)
         counts_ext = np.append(counts_bc.value, 0)
         raw = needs_marginal(options)
         empty = [np.empty(0, np.int64)]
         for b in sorted(deltas):
-            keys, counts = _aggregate(np.concatenate(deltas[b][0] + empty),
+            keys, counts = sum_by_key(np.concatenate(deltas[b][0] + empty),
                                       np.concatenate(deltas[b][1] + empty))
             if job["base"] is not None:
                 table = _read_parquet_if_exists(f"{job['base']}/pairs/part-{b:05d}.parquet")
@@ -280,10 +265,11 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
             if not options.include_self:
                 keep &= off != 0
             center = id_of_idx[center_idx[keep]]
-            edge = ctx_slot[keep] == EDGE_SLOT
-            context = np.where(edge, V, id_of_idx[np.where(edge, 0, ctx_slot[keep])])
-            ck, cn = _aggregate(codec.encode(center, off[keep], context), counts[keep])
-            is_unk = (ck // (codec.C * codec.K)) == unk
+            edge = ctx_slot[keep] == PACKED_EDGE
+            context = np.where(edge, codec.edge_context,
+                               id_of_idx[np.where(edge, 0, ctx_slot[keep])])
+            ck, cn = sum_by_key(codec.encode(center, off[keep], context), counts[keep])
+            is_unk = codec.center_of(ck) == unk
             if is_unk.any():
                 yield _blob_batch("unk", ck[is_unk], cn[is_unk])
             ck, cn = ck[~is_unk], cn[~is_unk]
@@ -313,11 +299,12 @@ def merge_sorted(keys: np.ndarray, counts: np.ndarray, add_keys: np.ndarray,
             np.insert(counts, pos[miss], add_counts[miss]))
 
 
-def marginal_totals(context: np.ndarray, offset: np.ndarray, counts: np.ndarray, codec):
-    """n(·, c, d) = Σ_t n(t, c, d) as (key c·K + d + m, total) of the non-zero ones; integer
-    sums (float64 bincount is exact below 2^53)."""
-    sums = np.bincount(context * codec.K + (offset + codec.m), weights=counts,
-                       minlength=codec.C * codec.K)
+def marginal_totals(context: np.ndarray, offset: np.ndarray, counts: np.ndarray,
+                    codec: KeyCodec):
+    """n(·, c, d) = Σ_t n(t, c, d) as (:meth:`KeyCodec.marginal_key`, total) of the non-zero
+    ones; integer sums (float64 bincount is exact below 2^53)."""
+    sums = np.bincount(codec.marginal_key(context, offset), weights=counts,
+                       minlength=codec.n_marginal_keys)
     keys = np.flatnonzero(sums)
     return keys.astype(np.int64), sums[keys].astype(np.int64)
 
@@ -346,9 +333,9 @@ def _blob_batch(kind: str, keys: np.ndarray, counts: np.ndarray):
 def _vector_rows(ids: np.ndarray, vecs: np.ndarray):
     import pyarrow as pa
 
-    from bitcipher.stages.vectors import _vector_batch
+    from bitcipher.stages.vectors import vector_batch
 
-    batch = _vector_batch(ids, vecs.astype(np.float64), pa.float64())
+    batch = vector_batch(ids, vecs.astype(np.float64), pa.float64())
     n = batch.num_rows
     return pa.RecordBatch.from_arrays(
         [pa.array(["vector"] * n), batch.column(0).cast(pa.int32()), batch.column(1),

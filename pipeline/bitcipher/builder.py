@@ -8,14 +8,15 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
 from bitcipher.stages.cipher import build_cipher
 from bitcipher.stages.cooccurrences import partial_counts
-from bitcipher.stages.corpus import check_shards, list_shards, read_documents
-from bitcipher.errors import InputError, LakeError
+from bitcipher.stages.corpus import Shard, check_shards, list_shards, read_documents
+from bitcipher.errors import InputError
+from bitcipher.lake.history import published_runs
 from bitcipher.lake.tables import (
     PROP_BITS,
     PROP_OPTIONS,
@@ -24,18 +25,22 @@ from bitcipher.lake.tables import (
     Lake,
     check_lake,
     parquet_rows,
+    write_bytes,
     write_parquet,
     new_run_id,
-    published,
     publish_vectors,
     remove_stale_runs,
     write_manifest,
 )
 from bitcipher.options import BuildOptions
 from bitcipher.lake.schemas import FORMAT_VERSION, arrow_schema, conform, schema_of
-from bitcipher.stages.unigrams import UNK, collect_vocabulary, count_documents, unigram_arrow, unigram_frame
-from bitcipher.stages.vectors import (cooccurrence_marginal, cooccurrences_and_vectors, empty_vector,
-                      marginal_post, needs_marginal, vector_dim)
+from bitcipher.stages.merge import cooccurrences_and_vectors
+from bitcipher.stages.unigrams import (UNK, Vocabulary, collect_vocabulary, count_documents,
+                                       unigram_arrow, unigram_frame)
+from bitcipher.stages.merge import SPILL_DIR, remove_tree, spilled_parts
+from bitcipher.stages.projection import PROJECTION_FILE, project, project_spilled, spilled_finisher
+from bitcipher.stages.vectors import (cooccurrence_marginal, empty_vector, marginal_post,
+                                      needs_marginal, vector_blocks, vector_dim)
 
 TOKENS_PER_PARTITION = 2_000_000  # corpus tokens per co-occurrence merge task
 
@@ -69,7 +74,10 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-class _Stages:
+class StageLog:
+    """The stages of one build or refresh, in order: each is recorded as a
+    :class:`StageReport` and reported as one line."""
+
     def __init__(self, report: Callable[[str], None]):
         self.report = report
         self.done: list[StageReport] = []
@@ -94,8 +102,9 @@ def cooccurrence_partitions(spark, total_tokens: int) -> int:
                math.ceil(total_tokens / TOKENS_PER_PARTITION))
 
 
-def _local_path(uri: str) -> str:
-    """One spelling of a shard's path, whatever Spark or fsspec made of it."""
+def plain_path(uri: str) -> str:
+    """One spelling of a shard's path, whatever Spark or fsspec made of it: a ``file:`` URI
+    becomes a plain path; other URIs are kept."""
     if uri.startswith("file:"):
         return "/" + uri[len("file:"):].lstrip("/")
     return uri
@@ -110,20 +119,19 @@ def cipher_arrow(words: list[str], cipher):
     """The cipher table as a pyarrow Table (built on the driver)."""
     import pyarrow as pa
 
-    v, b = cipher.codes.shape
+    v = len(cipher.counts)
+    k = cipher.ones.astype(np.int32)
     table = pa.table(
         {
             "word": pa.array(words, pa.string()),
             "id": pa.array(np.arange(v, dtype=np.int32)),
             "count": pa.array(cipher.counts, pa.int64()),
+            "bits": pa.array(np.full(v, cipher.bits, dtype=np.int32)),
             "code": pa.ListArray.from_arrays(
-                pa.array(np.arange(0, v * b + 1, b, dtype=np.int32)),
-                pa.array(cipher.codes.ravel(), pa.int8()),
+                pa.array(np.concatenate([[0], np.cumsum(k)]).astype(np.int32)),
+                pa.array(cipher.positions[cipher.positions >= 0].astype(np.int32)),
             ),
-            "rep": pa.ListArray.from_arrays(
-                pa.array(np.arange(0, v * b + 1, b, dtype=np.int32)),
-                pa.array(cipher.rep.ravel(), pa.float64()),
-            ),
+            "beta": pa.array(cipher.beta, pa.float64()),
         }
     )
     return table.cast(arrow_schema("cipher"))
@@ -159,12 +167,9 @@ def build(
 
     options = options or BuildOptions()
     lake = lake if isinstance(lake, Lake) else Lake(lake)
-    stages = _Stages(report)
+    stages = StageLog(report)
     check_lake(lake)
-    try:
-        previous_runs = [published(lake).run]
-    except LakeError:
-        previous_runs = []
+    previous_runs = published_runs(lake)
 
     started = time.perf_counter()
     shards = list_shards(corpus, options.input_format)
@@ -188,7 +193,7 @@ def build(
              F.sum("invalid_utf8").alias("invalid_utf8"))
         .collect()
     )
-    shard_stats = {_local_path(r["shard"]): r.asDict() for r in per_shard}
+    shard_stats = {plain_path(r["shard"]): r.asDict() for r in per_shard}
     total_tokens = sum(int(r["tokens"]) for r in per_shard)
     n_docs = sum(int(r["documents"]) for r in per_shard)
     for r in per_shard:
@@ -198,7 +203,7 @@ def build(
             warnings.append(w)
             report(f"warning: {w}")
     for shard in shards:
-        stats = shard_stats.get(_local_path(shard.path))
+        stats = shard_stats.get(plain_path(shard.path))
         if shard.size > 0 and (stats is None or not stats["tokens"]):
             w = f"shard {shard.path} holds no tokens"
             warnings.append(w)
@@ -216,67 +221,127 @@ def build(
     vocab = collect_vocabulary(word_counts, options.min_count, options.max_vocab,
                                total=total_tokens)
     partial.unpersist()
-    run = new_run_id()
+    run = BuildRun(spark=spark, lake=lake, run_id=new_run_id(), options=options, vocab=vocab,
+                   docs=docs, shards=shards, shard_stats=shard_stats,
+                   total_tokens=total_tokens, n_docs=n_docs, warnings=warnings, stages=stages,
+                   previous_runs=previous_runs, keep_runs=keep_runs, started=started)
     try:
-        return _build_run(spark, lake, run, options, vocab, docs, shards, shard_stats,
-                          total_tokens, n_docs, warnings, stages, previous_runs, keep_runs,
-                          started)
+        return finish_build(run)
     except BaseException:
         # the run was never published: take its half-written tables away
-        lake.remove(lake.run_dir(run))
+        lake.remove(lake.run_dir(run.run_id))
         raise
 
 
-def _build_run(spark, lake, run, options, vocab, docs, shards, shard_stats, total_tokens,
-               n_docs, warnings, stages, previous_runs, keep_runs, started,
-               vectors_stage=None, extra_properties=None) -> BuildResult:
-    """Write a run's tables and publish it. `vectors_stage(cipher, cooc_dir)` (a refresh,
-    from stored totals) instead of counting `docs`: it writes the cooccurrences table and
-    returns (vectors DataFrame (id, vector array<float>), marginal or None, detail);
-    `extra_properties` go with the publishing commit."""
+@dataclass
+class BuildRun:
+    """What a build or a refresh knows once it has its vocabulary: the input of
+    :func:`finish_build`, which writes the run's tables and publishes them."""
+
+    spark: Any  # SparkSession
+    lake: Lake
+    run_id: str  # the new run (lake.run_dir(run_id)), from new_run_id()
+    options: BuildOptions
+    vocab: Vocabulary
+    docs: Any  # DataFrame of the documents to count, None when vectors_stage counts
+    shards: list[Shard]
+    shard_stats: dict  # plain_path(shard path) -> {"tokens": ...}
+    total_tokens: int
+    n_docs: int
+    warnings: list[str]
+    stages: StageLog
+    previous_runs: list[str]  # the runs published before this one, oldest first
+    keep_runs: int  # how many of the latest previous_runs keep their folders
+    started: float  # time.perf_counter() when the unigrams stage began
+
+
+def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
+                 extra_properties: Optional[dict] = None) -> BuildResult:
+    """Write a run's tables and publish it, then remove the run folders no longer kept.
+
+    `vectors_stage(cipher, cooc_dir)` (a refresh, from stored totals) instead of counting
+    `docs`: it writes the cooccurrences table and returns (vectors DataFrame (id, vector
+    array<float>), marginal or None, detail); `extra_properties` go with the publishing
+    commit."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    write_parquet(unigram_arrow(vocab), lake.table(run, "unigrams"))
-    stages.record("unigrams", len(vocab), started,
+    spark, lake, options, vocab, stages = run.spark, run.lake, run.options, run.vocab, run.stages
+    run_id = run.run_id
+
+    write_parquet(unigram_arrow(vocab), lake.table(run_id, "unigrams"))
+    stages.record("unigrams", len(vocab), run.started,
                   f"vocabulary {len(vocab):,} (<unk> {int(vocab.counts[vocab.unk_id]):,})")
 
     started = time.perf_counter()
     cipher = build_cipher(vocab.counts, options.bits, options.smoothing)
-    write_parquet(cipher_arrow(vocab.words, cipher), lake.table(run, "cipher"))
+    write_parquet(cipher_arrow(vocab.words, cipher), lake.table(run_id, "cipher"))
     stages.record("cipher", len(vocab), started, f"bits {cipher.bits}")
 
     started = time.perf_counter()
-    cooc_dir = lake.table(run, "cooccurrences")
+    cooc_dir = lake.table(run_id, "cooccurrences")
+    spill_dir = None
     if vectors_stage is not None:
         vec, marginal, detail = vectors_stage(cipher, cooc_dir)
     else:
-        partitions = cooccurrence_partitions(spark, total_tokens)
-        partial = docs.transform(
+        partitions = cooccurrence_partitions(spark, run.total_tokens)
+        partial = run.docs.transform(
             partial_counts(spark, vocab.words, vocab.unk_id, options.window,
                            options.include_self, partitions,
                            tokenizer=(options.lowercase, options.max_document_tokens)))
+        # a projection follows: the wide vectors go to files, not through the JVM
+        spill_dir = lake.table(run_id, SPILL_DIR) if options.project else None
         vec = partial.transform(
-            cooccurrences_and_vectors(spark, cooc_dir, len(vocab), cipher.context_matrix(),
-                                      vocab.counts, vocab.total, options)
+            cooccurrences_and_vectors(spark, cooc_dir, len(vocab), cipher.context(),
+                                      vocab.counts, vocab.total, options, spill_dir)
         ).persist(StorageLevel.MEMORY_AND_DISK)
         n_vec = vec.count()
         marginal = None
         if needs_marginal(options):
             marginal = cooccurrence_marginal(spark.read.parquet(cooc_dir),
-                                             cipher.context_matrix(), vocab.counts,
+                                             cipher.context(), vocab.counts,
                                              vocab.total, options)
-            vec = vec.transform(marginal_post(spark, marginal, options))
+            if spill_dir is None:
+                vec = vec.transform(marginal_post(spark, marginal, options))
         detail = f"{partitions} partitions; {n_vec:,} vectors aggregated on the way"
     n_cooc = parquet_rows(cooc_dir)
     stages.record("cooccurrences", n_cooc, started, detail)
 
+    unk_vector = None
+    if vocab.counts[vocab.unk_id] == 0:  # <unk> has no contexts: its vector is built here
+        unk_vector = np.asarray([empty_vector(cipher.bits, options, marginal)], np.float32)
+    projection = None
+    if options.project:
+        started = time.perf_counter()
+        dim = vector_dim(options, cipher.bits)
+        if spill_dir is not None:
+            finish = spilled_finisher(spark, options, marginal, vector_blocks(options))
+            vec, projection = project_spilled(
+                spark, spill_dir, spilled_parts(spill_dir), finish, dim, len(vocab),
+                options.project, options.project_exponent, options.project_center,
+                extra=unk_vector)
+        else:
+            if not vec.is_cached:
+                vec = vec.persist(StorageLevel.MEMORY_AND_DISK)
+            vec, projection = project(spark, vec, lambda ids, v: v, dim, len(vocab),
+                                      options.project, options.project_exponent,
+                                      options.project_center, extra=unk_vector)
+        vec = vec.persist(StorageLevel.MEMORY_AND_DISK)
+        vec.count()  # the projected vectors exist before the spilled ones are removed
+        if spill_dir is not None:
+            remove_tree(spill_dir)
+        if unk_vector is not None:
+            unk_vector = projection.apply(unk_vector)
+        write_bytes(lake.table(run_id, PROJECTION_FILE), projection.to_bytes())
+        stages.record("projection", len(vocab), started,
+                      f"{vector_dim(options, cipher.bits)} -> {projection.k} dimensions")
+
     started = time.perf_counter()
     vocab_df = unigram_frame(spark, vocab).select("word", "id", "count")
     vectors = vec.join(F.broadcast(vocab_df), "id")
-    if vocab.counts[vocab.unk_id] == 0:
+    if unk_vector is not None:
         unk = spark.createDataFrame(
-            [(UNK, vocab.unk_id, 0, empty_vector(cipher.bits, options, marginal))],
+            [(UNK, vocab.unk_id, 0, unk_vector[0].tolist())],
             schema=schema_of("vectors"),
         )
         vectors = vectors.unionByName(conform(unk, "vectors"))
@@ -285,37 +350,42 @@ def _build_run(spark, lake, run, options, vocab, docs, shards, shard_stats, tota
     snapshot = {
         "shards": [
             {"path": s.path, "size": s.size, "mtime": s.mtime, "format": s.format,
-             "tokens": int((shard_stats.get(_local_path(s.path)) or {}).get("tokens") or 0)}
-            for s in shards
+             "tokens": int((run.shard_stats.get(plain_path(s.path)) or {}).get("tokens") or 0)}
+            for s in run.shards
         ],
-        "tokens": total_tokens,
-        "documents": n_docs,
+        "tokens": run.total_tokens,
+        "documents": run.n_docs,
     }
     digest = hashlib.sha256(json.dumps(snapshot["shards"], sort_keys=True).encode()).hexdigest()
     manifest = {
         "format_version": FORMAT_VERSION,
-        "run": run,
+        "run": run_id,
         "options": options.recorded(),
         "bits": cipher.bits,
-        "dim": vector_dim(options, cipher.bits),
+        "dim": projection.k if projection else vector_dim(options, cipher.bits),
+        "projection": ({"file": PROJECTION_FILE, "k": projection.k,
+                        "exponent": projection.exponent, "center": projection.center,
+                        "input_dim": vector_dim(options, cipher.bits)}
+                       if projection else None),
         "vocab_size": len(vocab),
         "snapshot": snapshot,
         "shards_sha256": digest,
-        "warnings": warnings,
+        "warnings": run.warnings,
     }
-    write_manifest(lake, run, manifest)
+    write_manifest(lake, run_id, manifest)
     properties = {
-        PROP_RUN: run,
+        PROP_RUN: run_id,
         PROP_OPTIONS: options.to_json(),
         PROP_BITS: str(cipher.bits),
-        PROP_SNAPSHOT: json.dumps({"shards": len(shards), "tokens": total_tokens,
-                                   "documents": n_docs, "shards_sha256": digest}),
+        PROP_SNAPSHOT: json.dumps({"shards": len(run.shards), "tokens": run.total_tokens,
+                                   "documents": run.n_docs, "shards_sha256": digest}),
     }
     properties.update(extra_properties or {})
     publish_vectors(spark, lake, vectors, properties)
     vec.unpersist()
     stages.record("vectors", len(vocab), started, f"dim {manifest['dim']}")
-    remove_stale_runs(lake, keep=[run, *previous_runs[-keep_runs:]] if keep_runs else [run])
-    return BuildResult(run=run, lake=lake.root, bits=cipher.bits, dim=manifest["dim"],
-                       vocab_size=len(vocab), tokens=total_tokens, shards=len(shards),
-                       stages=stages.done, warnings=warnings)
+    earlier = run.previous_runs[-run.keep_runs:] if run.keep_runs > 0 else []
+    remove_stale_runs(lake, keep=[run_id, *earlier])
+    return BuildResult(run=run_id, lake=lake.root, bits=cipher.bits, dim=manifest["dim"],
+                       vocab_size=len(vocab), tokens=run.total_tokens, shards=len(run.shards),
+                       stages=stages.done, warnings=run.warnings)

@@ -1,0 +1,154 @@
+"""Key encodings: how words and co-occurrences become int64 keys, and back.
+
+The document edge (the context beyond either end of a document, ALGORITHM.md's EDGE) has
+one name, and one representation per encoding:
+
+``EDGE_ID`` = -1
+    in tables: ``context`` of the cooccurrences table and of the vectors stage's rows.
+``KeyCodec.edge_context`` = ``vocab_size`` (the context after the last word id)
+    in co-occurrence keys of one vocabulary (:class:`KeyCodec`: the build's partial counts
+    and merge); :meth:`KeyCodec.table_context` turns it into ``EDGE_ID``.
+``PACKED_EDGE`` = 2^27 - 1
+    in the packed keys of the refresh's merged totals (:func:`pack`, ``lake/totals``), whose
+    words are stable word indices, not vocabulary ids.
+``EDGE_WORD_KEY`` = -2^63
+    in the refresh's count store (``lake/counts``), where words are 64-bit BLAKE2b keys
+    (:func:`word_keys`); no word may have it.
+
+Co-occurrence keys and packed keys sort like the triple (centre, offset, context) they
+pack, with the edge after every word.
+
+This module depends only on NumPy and the standard library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+import numpy as np
+
+EDGE_ID = -1  # the document edge in tables (cooccurrences.context)
+
+# ---------------------------------------------------------------------------------------
+# co-occurrence keys of one vocabulary (the build's merge)
+
+
+class KeyCodec:
+    """Packs (center, offset, context) into one int64 and back.
+
+    ``key = (center * n_offsets + (offset + window)) * n_contexts + context`` with
+    ``n_offsets = 2 * window + 1`` and ``n_contexts = vocab_size + 1``: word ids are
+    ``0 .. vocab_size - 1`` and context ``edge_context = vocab_size`` is the document edge.
+    Sorting keys sorts rows by (center, offset, context).
+
+    The marginal key of a (context, offset) pair (the totals n(·, c, d) summed over centre
+    words) is ``context * n_offsets + (offset + window)``, in ``0 .. n_marginal_keys - 1``.
+    """
+
+    def __init__(self, vocab_size: int, window: int):
+        self.vocab_size = vocab_size
+        self.window = window
+        self.n_offsets = 2 * window + 1
+        self.n_contexts = vocab_size + 1
+        if vocab_size * self.n_offsets * self.n_contexts >= 2**62:
+            raise OverflowError("vocabulary too large for 64-bit co-occurrence keys")
+
+    @property
+    def edge_context(self) -> int:
+        """The context that stands for the document edge (``EDGE_ID`` in tables)."""
+        return self.vocab_size
+
+    @property
+    def n_marginal_keys(self) -> int:
+        """Number of (context, offset) marginal keys: contexts times offsets."""
+        return self.n_contexts * self.n_offsets
+
+    def encode(self, center, offset, context):
+        return (center * self.n_offsets + (offset + self.window)) * self.n_contexts + context
+
+    def decode(self, key):
+        """(center, offset, context) of keys; the edge is ``edge_context``."""
+        context = key % self.n_contexts
+        rest = key // self.n_contexts
+        return rest // self.n_offsets, rest % self.n_offsets - self.window, context
+
+    def center_of(self, key):
+        """The centre word of keys (what the build partitions by)."""
+        return key // (self.n_contexts * self.n_offsets)
+
+    def table_context(self, context):
+        """Codec contexts as table ids: ``edge_context`` -> ``EDGE_ID``, words unchanged."""
+        return np.where(context == self.edge_context, EDGE_ID, context)
+
+    def marginal_key(self, context, offset):
+        """One key per (context, offset): ``context * n_offsets + offset + window``."""
+        return context * self.n_offsets + (offset + self.window)
+
+    def decode_marginal(self, key):
+        """(context, offset) of marginal keys; the edge is ``edge_context``."""
+        return key // self.n_offsets, key % self.n_offsets - self.window
+
+
+def sum_by_key(keys: np.ndarray, counts: np.ndarray | None = None):
+    """Sorted unique keys and their summed counts (each key counted once without `counts`)."""
+    if counts is None:
+        uniq, n = np.unique(keys, return_counts=True)
+        return uniq, n.astype(np.int64)
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    counts = counts[order]
+    if len(keys) == 0:
+        return keys, counts
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    return keys[starts], np.add.reduceat(counts, starts)
+
+
+# ---------------------------------------------------------------------------------------
+# packed keys of the merged totals (refresh): stable word indices, not vocabulary ids
+
+CTX_BITS = 27
+PACKED_EDGE = (1 << CTX_BITS) - 1  # the context slot of the document edge
+MAX_WORDS = PACKED_EDGE  # word indices 0 .. MAX_WORDS - 1
+OFF_BIAS = 128
+
+
+def pack(center, offset, context):
+    """One int64 per (centre idx, offset, context idx or PACKED_EDGE); sorts like the triple."""
+    return (((np.asarray(center, np.int64) << 8) | (np.asarray(offset, np.int64) + OFF_BIAS))
+            << CTX_BITS) | np.asarray(context, np.int64)
+
+
+def unpack(keys: np.ndarray):
+    """(centre idx, offset, context idx or PACKED_EDGE) of packed keys."""
+    return packed_center(keys), ((keys >> CTX_BITS) & 255) - OFF_BIAS, keys & PACKED_EDGE
+
+
+def packed_center(keys: np.ndarray):
+    """The centre word index of packed keys."""
+    return keys >> (CTX_BITS + 8)
+
+
+# ---------------------------------------------------------------------------------------
+# word keys of the count store (refresh): stable across vocabularies
+
+EDGE_WORD_KEY = -(2**63)  # the context key of the document edge; no word may have it
+FLUSH_PAIRS = 4_000_000  # co-occurrence pairs a Python worker collects before summing them
+
+
+def word_keys(words: Sequence[str]) -> np.ndarray:
+    """Stable 64-bit keys of words: the first 8 bytes of BLAKE2b(UTF-8), signed little-endian."""
+    digest = b"".join(hashlib.blake2b(w.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+                      for w in words)
+    return np.frombuffer(digest, dtype="<i8").astype(np.int64)
+
+
+def lookup_ids(sorted_keys: np.ndarray, ids: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """The id of each key in `keys`, given every known key sorted (`sorted_keys`) with its
+    id (`ids`, same order); a key that is not known is an error (a damaged count store)."""
+    pos = np.searchsorted(sorted_keys, keys)
+    pos = np.minimum(pos, len(sorted_keys) - 1)
+    if len(keys) and not np.array_equal(sorted_keys[pos], keys):
+        raise RuntimeError("the counts table holds a co-occurrence of a word that has no "
+                           "unigram count; the count store is damaged: refresh into a new lake")
+    return ids[pos]

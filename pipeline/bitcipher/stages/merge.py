@@ -1,0 +1,146 @@
+"""The fused merge task of stages 3 and 5: co-occurrence counts -> table part and vectors.
+
+Each merge task holds every partial count of its centre words (:mod:`bitcipher.stages.cooccurrences`
+routes them there), sums them, writes them as one Parquet file of the cooccurrences table and
+aggregates its centre words' vectors (:mod:`bitcipher.stages.vectors`) from the same arrays,
+so the table is not read back. The build runs it on Spark's partitions
+(:func:`cooccurrences_and_vectors`); the refresh calls :func:`cooccurrence_part` on the
+buckets of its merged totals.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+
+from bitcipher.keys import KeyCodec
+from bitcipher.lake.schemas import arrow_schema
+from bitcipher.lake.tables import write_parquet
+from bitcipher.options import BuildOptions
+from bitcipher.stages.cooccurrences import summed_keys
+from bitcipher.stages.vectors import aggregate_rows, needs_marginal, raw_blocks, vector_batch
+
+
+SPILL_DIR = "spill"  # under the run folder, removed once the projection is done
+
+
+def spilled_parts(spill_dir: str) -> list[int]:
+    """Part numbers of the files :func:`spill_vectors` wrote under `spill_dir`."""
+    import re
+
+    from fsspec.core import url_to_fs
+
+    from bitcipher.lake.storage import fsspec_uri
+
+    fs, path = url_to_fs(fsspec_uri(spill_dir))
+    if not fs.exists(path):
+        return []
+    names = [str(n).rstrip("/").rsplit("/", 1)[-1] for n in fs.ls(path, detail=False)]
+    return sorted(int(m.group(1)) for n in names if (m := re.fullmatch(r"part-(\d+)\.npz", n)))
+
+
+def remove_tree(uri: str) -> None:
+    """Remove a folder (local or object storage) if it exists."""
+    from fsspec.core import url_to_fs
+
+    from bitcipher.lake.storage import fsspec_uri
+
+    fs, path = url_to_fs(fsspec_uri(uri))
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def spill_vectors(spill_dir: str, part: int, ids: np.ndarray, vecs: np.ndarray) -> None:
+    """Write one task's vectors to ``spill_dir/part-NNNNN.npz`` (wide vectors on their way to
+    the projection stay out of the JVM)."""
+    import io
+
+    from bitcipher.lake.tables import write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, ids=ids, vectors=vecs)
+    write_bytes(f"{spill_dir}/part-{part:05d}.npz", buf.getvalue())
+
+
+def read_spilled(spill_dir: str, part: int):
+    """(ids, vectors) of :func:`spill_vectors`."""
+    import io
+
+    from bitcipher.lake.tables import read_bytes
+
+    z = np.load(io.BytesIO(read_bytes(f"{spill_dir}/part-{part:05d}.npz")))
+    return z["ids"], z["vectors"]
+
+
+def cooccurrence_part(keys: np.ndarray, counts: np.ndarray, codec: KeyCodec, out_dir: str,
+                      part: int, x: np.ndarray, counts_ext: np.ndarray, total: int, options,
+                      raw: bool, spill_dir: Optional[str] = None):
+    """Summed, sorted co-occurrence keys of whole centre words -> file `part` of the
+    cooccurrences table under `out_dir`, and those words' vectors: (ids, 2-D array), the raw
+    float64 blocks when `raw` (pmi/ppmi, finished later), else the finished float32 ones.
+    With `spill_dir` the vectors go to a file there (:func:`spill_vectors`) and the array
+    returned has no columns."""
+    import pyarrow as pa
+
+    center, offset, context = codec.decode(keys)
+    context = codec.table_context(context)
+    center, context, offset = (center.astype(np.int32), context.astype(np.int32),
+                               offset.astype(np.int8))
+    write_parquet(pa.Table.from_arrays(
+        [pa.array(center), pa.array(context), pa.array(offset), pa.array(counts)],
+        schema=arrow_schema("cooccurrences")), out_dir, part)
+    if raw:
+        ids, f = raw_blocks(center, context, offset, counts, x, counts_ext, total, options)
+        ids, vecs = ids, f.reshape(len(ids), -1)
+    else:
+        ids, vecs = aggregate_rows(center, context, offset, counts, x, counts_ext, total,
+                                   options)
+    if spill_dir is not None:
+        spill_vectors(spill_dir, part, ids, vecs)
+        vecs = vecs[:, :0]
+    return ids, vecs
+
+
+def _fused(vocab_size: int, out_dir: str, x_bc, counts_bc, total: int,
+           options: BuildOptions, spill_dir: Optional[str] = None) -> Callable:
+    raw = needs_marginal(options)
+
+    def merge_write_aggregate(batches: Iterator):
+        import pyarrow as pa
+        from pyspark import TaskContext
+
+        keys, counts = summed_keys(batches)
+        if not len(keys):
+            return
+        ids, vecs = cooccurrence_part(keys, counts, KeyCodec(vocab_size, options.window),
+                                      out_dir, TaskContext.get().partitionId(), x_bc.value,
+                                      np.append(counts_bc.value, 0), total, options, raw,
+                                      spill_dir)
+        yield vector_batch(ids, vecs, pa.float64() if raw else None)
+
+    return merge_write_aggregate
+
+
+def cooccurrences_and_vectors(spark, out_dir: str, vocab_size: int, x: np.ndarray,
+                              counts: np.ndarray, total: int, options: BuildOptions,
+                              spill_dir: Optional[str] = None) -> Callable:
+    """Transformation partial counts (partitioned by center) -> (id, vector).
+
+    Each task sums its partial counts, writes them as one Parquet file of the
+    cooccurrences table under `out_dir` (named by partition, so a retried task overwrites
+    its own file) and aggregates the vectors of its centre words from the same arrays.
+    For pmi/ppmi (:func:`bitcipher.stages.vectors.needs_marginal`) the vectors are the raw
+    blocks in float64, to be finished by :func:`bitcipher.stages.vectors.marginal_post` once
+    the whole table is known. With `spill_dir` (a projection follows) the vectors go to files
+    there and the rows carry empty vectors.
+    """
+    x_bc = spark.sparkContext.broadcast(x)
+    counts_bc = spark.sparkContext.broadcast(np.asarray(counts, dtype=np.int64))
+    fused = _fused(vocab_size, out_dir, x_bc, counts_bc, total, options, spill_dir)
+    kind = "double" if needs_marginal(options) else "float"
+
+    def transform(partial_df):
+        return partial_df.mapInArrow(fused, f"id int, vector array<{kind}>")
+
+    return transform
