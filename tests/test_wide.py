@@ -106,22 +106,30 @@ def test_quantised_gramian_is_exact_whatever_the_split():
     assert np.abs(whole).max() < 2.0**52
 
 
+PROJECTED = BuildOptions(bits=WIDE, window=2, min_count=1, project=10, project_center=True)
+
+
+def projected_digest(spark, tmp_path, parts):
+    spark.conf.set("spark.bitcipher.partitions", str(parts))
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(256 * parts))
+    try:
+        _, got = tables(spark, tmp_path, PROJECTED, shards=parts + 1)
+    finally:
+        spark.conf.unset("spark.bitcipher.partitions")
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    vec = got["vectors"].sort_values("id")
+    return hashlib.sha256(np.stack(vec.vector.to_numpy()).astype(np.float32).tobytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def projected_baseline(spark, tmp_path_factory):
+    return projected_digest(spark, tmp_path_factory.mktemp("projected"), 2)
+
+
 @pytest.mark.parametrize("partitions", [1, 3, 8])
-def test_projected_tables_identical_for_any_partition_count(spark, tmp_path, partitions):
-    options = BuildOptions(bits=WIDE, window=2, min_count=1, project=10, project_center=True)
-    digests = []
-    for i, parts in enumerate((2, partitions)):
-        spark.conf.set("spark.bitcipher.partitions", str(parts))
-        spark.conf.set("spark.sql.files.maxPartitionBytes", str(256 * parts))
-        try:
-            _, got = tables(spark, tmp_path / str(i), options, shards=parts + 1)
-        finally:
-            spark.conf.unset("spark.bitcipher.partitions")
-            spark.conf.unset("spark.sql.files.maxPartitionBytes")
-        vec = got["vectors"].sort_values("id")
-        digests.append(hashlib.sha256(np.stack(vec.vector.to_numpy()).astype(np.float32)
-                                      .tobytes()).hexdigest())
-    assert digests[0] == digests[1]
+def test_projected_tables_identical_for_any_partition_count(spark, tmp_path, partitions,
+                                                            projected_baseline):
+    assert projected_digest(spark, tmp_path, partitions) == projected_baseline
 
 
 # sha256 of the float32 vectors (rows by id) built by bit-cipher 0.1.0 (before wide ciphers
@@ -143,3 +151,26 @@ def test_narrow_ciphers_unchanged_bit_for_bit(spark, tmp_path, corpus, setting):
     vec = got["vectors"].sort_values("id")
     m = np.stack(vec.vector.to_numpy()).astype(np.float32)
     assert hashlib.sha256(m.tobytes()).hexdigest() == BEFORE[(corpus, setting)]
+
+
+def test_refresh_with_projection_equals_a_build(spark, tmp_path):
+    """The refresh's buckets spill their wide vectors like the build's merge tasks: after a
+    shard is added, the refreshed table equals a fresh build bit for bit."""
+    from bitcipher.incremental.run import refresh
+
+    corpus = write_shards(tmp_path / "corpus", LINES[:100], 2)
+    lake = Lake(str(tmp_path / "refreshed"))
+    refresh(spark, str(corpus), lake, PROJECTED, report=lambda _: None)
+    write_shards(tmp_path / "corpus", LINES[100:], 1, prefix="more")
+    refresh(spark, str(corpus), lake, PROJECTED, report=lambda _: None)
+    fresh = Lake(str(tmp_path / "built"))
+    build(spark, str(corpus), fresh, PROJECTED, report=lambda _: None)
+
+    def matrix(lk):
+        vec = read_table(spark, lk, "vectors").toPandas().sort_values("id")
+        return list(vec.word), np.stack(vec.vector.to_numpy()).astype(np.float32)
+
+    (words_a, a), (words_b, b) = matrix(lake), matrix(fresh)
+    assert words_a == words_b and a.shape[1] == 10
+    assert np.array_equal(a, b)
+    assert not any("spill" in str(p) for p in (tmp_path / "refreshed").rglob("*"))

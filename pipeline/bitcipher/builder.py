@@ -259,9 +259,10 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
                  extra_properties: Optional[dict] = None) -> BuildResult:
     """Write a run's tables and publish it, then remove the run folders no longer kept.
 
-    `vectors_stage(cipher, cooc_dir)` (a refresh, from stored totals) instead of counting
-    `docs`: it writes the cooccurrences table and returns (vectors DataFrame (id, vector
-    array<float>), marginal or None, detail); `extra_properties` go with the publishing
+    `vectors_stage(cipher, cooc_dir, spill_dir)` (a refresh, from stored totals) instead of
+    counting `docs`: it writes the cooccurrences table and returns (vectors DataFrame (id,
+    vector array<float>), marginal or None, detail); with `spill_dir` (a projection follows)
+    it writes the vectors there (:func:`bitcipher.stages.merge.spill_vectors`) instead; `extra_properties` go with the publishing
     commit."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -280,17 +281,16 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
 
     started = time.perf_counter()
     cooc_dir = lake.table(run_id, "cooccurrences")
-    spill_dir = None
+    # a projection follows: the wide vectors go to files, not through the JVM
+    spill_dir = lake.table(run_id, SPILL_DIR) if options.project else None
     if vectors_stage is not None:
-        vec, marginal, detail = vectors_stage(cipher, cooc_dir)
+        vec, marginal, detail = vectors_stage(cipher, cooc_dir, spill_dir)
     else:
         partitions = cooccurrence_partitions(spark, run.total_tokens)
         partial = run.docs.transform(
             partial_counts(spark, vocab.words, vocab.unk_id, options.window,
                            options.include_self, partitions,
                            tokenizer=(options.lowercase, options.max_document_tokens)))
-        # a projection follows: the wide vectors go to files, not through the JVM
-        spill_dir = lake.table(run_id, SPILL_DIR) if options.project else None
         vec = partial.transform(
             cooccurrences_and_vectors(spark, cooc_dir, len(vocab), cipher.context(),
                                       vocab.counts, vocab.total, options, spill_dir)

@@ -567,7 +567,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     sc = spark.sparkContext
     persisted = []
 
-    def vectors_stage(cipher, cooc_dir):
+    def vectors_stage(cipher, cooc_dir, spill_dir=None):
         x = cipher.context()
         routes = partition_routes(spark, buckets)
         map_bc = sc.broadcast((sorted_keys, idx_sorted))
@@ -594,7 +594,8 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
         job = {"options": options, "buckets": buckets, "routes": routes,
                "id_of_idx": id_of_idx, "unk_id": unk, "total": vocab.total,
                "base": totals.snapshot_dir(lake, base.name) if base is not None else None,
-               "target": totals.snapshot_dir(lake, target), "cooc_dir": cooc_dir}
+               "target": totals.snapshot_dir(lake, target), "cooc_dir": cooc_dir,
+               "spill_dir": spill_dir}
         counts_arr = np.asarray(vocab.counts, dtype=np.int64)
         out = (partial.repartition(buckets, "route")
                .mapInArrow(totals.bucket_processor(sc.broadcast(job), sc.broadcast(x),
@@ -631,7 +632,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
                 m_keys.append(mk)
                 m_counts.append(mn)
             ids, v = cooccurrence_part(uk, un, codec, cooc_dir, buckets, x, counts_ext,
-                                       vocab.total, options, raw)
+                                       vocab.total, options, raw, spill_dir)
             unk_rows = [(int(ids[0]), v[0].astype(np.float64).tolist())]
         marginal = None
         if raw:
@@ -644,6 +645,8 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
         vec = out.where(F.col("kind") == "vector").select("id", "vector")
         if unk_rows:
             vec = vec.unionByName(spark.createDataFrame(unk_rows, "id int, vector array<double>"))
+        if spill_dir is not None:  # the projection reads the vectors from the spilled files
+            return vec, marginal, f"{buckets} buckets"
         if raw:
             vec = vec.transform(marginal_post(spark, marginal, options))
         else:

@@ -279,7 +279,7 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
             if len(ck):
                 yield _vector_rows(*cooccurrence_part(ck, cn, codec, job["cooc_dir"], b,
                                                       x_bc.value, counts_ext, job["total"],
-                                                      options, raw))
+                                                      options, raw, job.get("spill_dir")))
 
     return process
 
