@@ -149,7 +149,7 @@ def test_parquet_shards(spark, tmp_path):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"bits": 1}, "bits must be between 2 and 256"),
+        ({"bits": 1}, "bits must be between 2 and 16384"),
         ({"bits": "many"}, "bits must be an integer"),
         ({"window": 0}, "window must be between 1 and 50"),
         ({"mode": "avg"}, "mode must be one of sum, concat"),

@@ -27,9 +27,18 @@ def pyproject():
 
 
 def spark_version() -> str:
-    pins = [d for d in pyproject()["project"]["dependencies"] if d.startswith("pyspark==")]
+    """The tested pyspark (constraints.txt), which the images must match; it must also lie in
+    the package's declared range."""
+    pins = [line.strip() for line in (ROOT / "constraints.txt").read_text().splitlines()
+            if line.strip().startswith("pyspark==")]
     assert len(pins) == 1, pins
-    return pins[0].split("==")[1]
+    version = pins[0].split("==")[1]
+    declared = [d for d in pyproject()["project"]["dependencies"] if d.startswith("pyspark")]
+    assert len(declared) == 1, declared
+    from packaging.specifiers import SpecifierSet
+
+    assert version in SpecifierSet(declared[0][len("pyspark"):]), declared
+    return version
 
 
 def official_image_ok(image: str) -> bool:

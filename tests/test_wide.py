@@ -54,9 +54,9 @@ def tables(spark, tmp_path, options, lines=LINES, shards=3):
 
 
 @pytest.mark.parametrize("options", [
-    BuildOptions(bits=WIDE, window=2, min_count=1),  # ppmi, sum
+    BuildOptions(bits=WIDE, window=2, min_count=1, project=None),  # ppmi, sum
     BuildOptions(bits=WIDE, window=1, mode="concat", transform="neglog", min_count=1,
-                 smoothing="f"),
+                 smoothing="f", project=None),
 ], ids=["ppmi-sum", "neglog-concat"])
 def test_wide_build_matches_the_dense_reference(spark, tmp_path, options):
     _, got = tables(spark, tmp_path, options)
@@ -77,7 +77,7 @@ def numpy_projection(v, k, exponent, center):
 
 @pytest.mark.parametrize("center,exponent", [(False, 0.5), (True, 1.0)])
 def test_projection_equals_a_numpy_svd(spark, tmp_path, center, exponent):
-    base = BuildOptions(bits=WIDE, window=2, min_count=1)
+    base = BuildOptions(bits=WIDE, window=2, min_count=1, project=None)
     options = BuildOptions(**{**base.recorded(), "project": 12, "project_center": center,
                               "project_exponent": exponent})
     lake, got = tables(spark, tmp_path, options)
@@ -140,8 +140,10 @@ BEFORE = {
     ("b", "paper"): "313204705fd746406e3033daf82410996b40191385734b9436501bcaf4fd0810",
     ("b", "ppmi256"): "662c598bd948c235612fdcad076e44850e85e1f3bfd77637c7704adb7e6c8b83",
 }
-SETTINGS = {"paper": BuildOptions(bits=32, window=5, transform="neglog", min_count=1),
-            "ppmi256": BuildOptions(bits=256, window=2, transform="ppmi", min_count=1)}
+SETTINGS = {"paper": BuildOptions(bits=32, window=5, transform="neglog", min_count=1,
+                                   project=None),
+            "ppmi256": BuildOptions(bits=256, window=2, transform="ppmi", min_count=1,
+                                    project=None)}
 
 
 @pytest.mark.parametrize("corpus,setting", sorted(BEFORE))

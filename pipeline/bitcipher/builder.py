@@ -38,7 +38,7 @@ from bitcipher.stages.merge import cooccurrences_and_vectors
 from bitcipher.stages.unigrams import (UNK, Vocabulary, collect_vocabulary, count_documents,
                                        unigram_arrow, unigram_frame)
 from bitcipher.stages.merge import SPILL_DIR, remove_tree, spilled_parts
-from bitcipher.stages.projection import PROJECTION_FILE, project, project_spilled, spilled_finisher
+from bitcipher.stages.projection import PROJECTION_FILE, project_spilled, spilled_finisher
 from bitcipher.stages.vectors import (cooccurrence_marginal, empty_vector, marginal_post,
                                       needs_marginal, vector_blocks, vector_dim)
 
@@ -314,22 +314,14 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
     if options.project:
         started = time.perf_counter()
         dim = vector_dim(options, cipher.bits)
-        if spill_dir is not None:
-            finish = spilled_finisher(spark, options, marginal, vector_blocks(options))
-            vec, projection = project_spilled(
-                spark, spill_dir, spilled_parts(spill_dir), finish, dim, len(vocab),
-                options.project, options.project_exponent, options.project_center,
-                extra=unk_vector)
-        else:
-            if not vec.is_cached:
-                vec = vec.persist(StorageLevel.MEMORY_AND_DISK)
-            vec, projection = project(spark, vec, lambda ids, v: v, dim, len(vocab),
-                                      options.project, options.project_exponent,
-                                      options.project_center, extra=unk_vector)
+        finish = spilled_finisher(spark, options, marginal, vector_blocks(options))
+        vec, projection = project_spilled(
+            spark, spill_dir, spilled_parts(spill_dir), finish, dim, len(vocab),
+            options.project, options.project_exponent, options.project_center,
+            extra=unk_vector)
         vec = vec.persist(StorageLevel.MEMORY_AND_DISK)
         vec.count()  # the projected vectors exist before the spilled ones are removed
-        if spill_dir is not None:
-            remove_tree(spill_dir)
+        remove_tree(spill_dir)
         if unk_vector is not None:
             unk_vector = projection.apply(unk_vector)
         write_bytes(lake.table(run_id, PROJECTION_FILE), projection.to_bytes())

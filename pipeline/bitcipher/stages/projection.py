@@ -29,7 +29,6 @@ BOUND = 64.0  # |vector values| are clipped here before quantisation
 EXACT = 2.0**52  # every partial sum stays below this: exact in float64
 MAX_INPUT_DIM = 8193  # D x D float64 Gramian of at most 512 MiB per task and on the driver
 ROW_CHUNK = 512  # rows multiplied at once in a Python worker
-GRAM_SCHEMA = "n long, gram binary, colsum binary"
 PROJECTION_FILE = "projection.npz"  # beside the run's tables
 
 
@@ -140,97 +139,11 @@ def basis_from_gram(gram: np.ndarray, colsum: np.ndarray, n: int, scale: float, 
 
 def project_matrix(v: np.ndarray, k: int, exponent: float, center: bool) -> tuple:
     """Projection of a whole (n, D) matrix on one machine: (projected float32, Projection).
-    The same arithmetic as the Spark stage (:func:`projected_vectors`)."""
+    The same arithmetic as the Spark stage (:func:`project_spilled`)."""
     scale = grid(len(v))
     gram, colsum = partial_gram(v, scale)
     proj = basis_from_gram(gram, colsum, len(v), scale, k, exponent, center)
     return proj.apply(v), proj
-
-
-def _batch_rows(batch, finish: Callable):
-    ids = batch.column(0).to_numpy()
-    values = batch.column(1).flatten().to_numpy()
-    return ids, finish(ids, values.reshape(len(ids), -1) if len(ids) else values.reshape(0, 0))
-
-
-def gram_partials(finish: Callable, scale: float) -> Callable:
-    """mapInArrow: (id, vector) rows -> one row per task: its count, quantised Gramian and
-    column sums (of ``finish(ids, vectors)``, the float32 vectors the table would hold)."""
-
-    def gram_partition(batches: Iterator):
-        import pyarrow as pa
-
-        gram = colsum = None
-        n = 0
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            _, v = _batch_rows(batch, finish)
-            g, c = partial_gram(v, scale)
-            gram = g if gram is None else gram + g
-            colsum = c if colsum is None else colsum + c
-            n += len(v)
-        if n:
-            yield pa.RecordBatch.from_arrays(
-                [pa.array([n], pa.int64()), pa.array([gram.tobytes()], pa.large_binary()),
-                 pa.array([colsum.tobytes()], pa.large_binary())], names=["n", "gram", "colsum"])
-
-    return gram_partition
-
-
-def summed_gram(vec_df, finish: Callable, dim: int, scale: float):
-    """Sum of the tasks' partial Gramians, on the driver one at a time: (G, colsum, n)."""
-    gram = np.zeros((dim, dim))
-    colsum = np.zeros(dim)
-    n = 0
-    rows = vec_df.mapInArrow(gram_partials(finish, scale), GRAM_SCHEMA).toLocalIterator()
-    for row in rows:
-        gram += np.frombuffer(row["gram"], dtype=np.float64).reshape(dim, dim)
-        colsum += np.frombuffer(row["colsum"], dtype=np.float64)
-        n += int(row["n"])
-    return gram, colsum, n
-
-
-def projected_vectors(spark, finish: Callable, projection: Projection) -> Callable:
-    """Transformation (id, vector) -> (id, projected vector array<float>)."""
-    proj_bc = spark.sparkContext.broadcast(projection)
-
-    def project_partition(batches: Iterator):
-        from bitcipher.stages.vectors import vector_batch
-
-        proj = proj_bc.value
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            ids, v = _batch_rows(batch, finish)
-            yield vector_batch(ids, proj.apply(v))
-
-    def transform(vec_df):
-        return vec_df.mapInArrow(project_partition, "id int, vector array<float>")
-
-    return transform
-
-
-def project(spark, vec_df, finish: Callable, dim: int, n_rows: int, k: int, exponent: float,
-            center: bool, extra=None):
-    """Project the vectors of `vec_df` (id, vector; ``finish(ids, values)`` turns a batch
-    into the float32 vectors of the table): (projected DataFrame, Projection). `extra`
-    (n, D) rows built on the driver (``<unk>`` without contexts) join the Gramian. `n_rows`
-    bounds the number of vectors (it sets the grid). `vec_df` is read twice (Gramian, then
-    projection): persist it."""
-    if dim > MAX_INPUT_DIM:
-        from bitcipher.errors import OptionError
-
-        raise OptionError(f"a projection needs vectors of at most {MAX_INPUT_DIM} dimensions "
-                          f"(its Gramian is D x D on the driver); these have {dim}: lower "
-                          f"--bits, or use mode sum")
-    scale = grid(n_rows)
-    gram, colsum, n = summed_gram(vec_df, finish, dim, scale)
-    if extra is not None and len(extra):
-        g, c = partial_gram(np.asarray(extra), scale)
-        gram, colsum, n = gram + g, colsum + c, n + len(extra)
-    proj = basis_from_gram(gram, colsum, n, scale, min(k, dim), exponent, center)
-    return vec_df.transform(projected_vectors(spark, finish, proj)), proj
 
 
 def spilled_finisher(spark, options, marginal, blocks: int) -> Callable:
