@@ -37,9 +37,11 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 test: setup
 	$(BIN)/python -m pytest tests -q --durations=25 $(PYTEST_ARGS)
 
+# the build against gensim CBOW, same run: the paper's settings, then the defaults
 bench: setup
 	$(BIN)/python benchmarks/corpora.py mix --out data/mix
-	$(BIN)/python benchmarks/bench_build.py --corpus data/mix --warmup --build-arg=--transform --build-arg=neglog
+	$(BIN)/python benchmarks/bench_build.py --corpus data/mix --warmup --build-arg=--transform --build-arg=neglog --build-arg=--project --build-arg=none
+	$(BIN)/python benchmarks/bench_build.py --corpus data/mix --no-default-opts
 
 clean:
 	rm -rf $(LAKE) data .pytest_cache

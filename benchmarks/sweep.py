@@ -68,6 +68,19 @@ class Counts:
         self.max_window = int(np.abs(self.offset).max())
 
 
+def stored_marginal(context, offset, count, x, counts_ext, total, options: BuildOptions):
+    """The pmi/ppmi marginal of stored co-occurrence rows (integer totals per context and
+    offset first, as the build sums them)."""
+    n_words = len(counts_ext) - 1
+    k = 2 * options.window + 1
+    key = np.where(context < 0, n_words, context).astype(np.int64) * k + offset + options.window
+    keys, inverse = np.unique(key, return_inverse=True)
+    totals = np.bincount(inverse, weights=count.astype(np.float64)).astype(np.int64)
+    ctx = keys // k
+    return context_marginal(np.where(ctx == n_words, -1, ctx), keys % k - options.window,
+                            totals, x, counts_ext, total, options)
+
+
 def vectors(c: Counts, options: BuildOptions) -> np.ndarray:
     """The build's vector step on the stored counts, for `options`."""
     keep = np.isin(c.offset, options.offsets)
@@ -76,16 +89,8 @@ def vectors(c: Counts, options: BuildOptions) -> np.ndarray:
     x = cipher.context()
     counts_ext = np.append(c.counts, 0)
     total = int(c.counts.sum())
-    marginal = None
-    if needs_marginal(options):
-        key = (np.where(context < 0, len(c.counts), context).astype(np.int64)
-               * (2 * options.window + 1) + offset + options.window)
-        keys, inverse = np.unique(key, return_inverse=True)
-        totals = np.bincount(inverse, weights=count.astype(np.float64)).astype(np.int64)
-        ctx = keys // (2 * options.window + 1)
-        marginal = context_marginal(np.where(ctx == len(c.counts), -1, ctx),
-                                    keys % (2 * options.window + 1) - options.window, totals,
-                                    x, counts_ext, total, options)
+    marginal = (stored_marginal(context, offset, count, x, counts_ext, total, options)
+                if needs_marginal(options) else None)
     ids, f = raw_blocks(center, context, offset, count, x, counts_ext, total, options)
     out = np.zeros((len(c.counts), f.shape[1] * f.shape[2]), dtype=np.float32)
     out[ids] = post(f, options.transform, options.epsilon, marginal).reshape(len(ids), -1)

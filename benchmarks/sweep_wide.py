@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sweep import Counts  # noqa: E402
+from sweep import Counts, stored_marginal  # noqa: E402
 
 from bitcipher.evaluation.evaluate import (analogy_dataset, evaluate_analogy,  # noqa: E402
                                            evaluate_similarity, read_similarity,
@@ -47,7 +47,7 @@ from bitcipher.options import BuildOptions  # noqa: E402
 from bitcipher.query.keyed_vectors import KeyedVectors  # noqa: E402
 from bitcipher.stages.cipher import build_cipher  # noqa: E402
 from bitcipher.stages.projection import project_matrix  # noqa: E402
-from bitcipher.stages.vectors import context_marginal, needs_marginal, post, raw_blocks  # noqa: E402
+from bitcipher.stages.vectors import needs_marginal, post, raw_blocks  # noqa: E402
 
 CHUNK = 3000  # centre words per raw_blocks call (bounds memory at wide ciphers)
 
@@ -64,15 +64,7 @@ def view_vectors(c: Counts, options: BuildOptions, alpha: float = 1.0) -> np.nda
     total = int(c.counts.sum())
     marginal = None
     if needs_marginal(options):
-        k = 2 * options.window + 1
-        key = (np.where(context < 0, len(c.counts), context).astype(np.int64) * k
-               + offset + options.window)
-        keys, inverse = np.unique(key, return_inverse=True)
-        totals = np.bincount(inverse, weights=count.astype(np.float64)).astype(np.int64)
-        ctx = keys // k
-        marginal = context_marginal(np.where(ctx == len(c.counts), -1, ctx),
-                                    keys % k - options.window, totals, x, counts_ext, total,
-                                    options)
+        marginal = stored_marginal(context, offset, count, x, counts_ext, total, options)
         if alpha != 1.0:
             marginal = marginal ** alpha
     blocks = len(options.offsets) if options.mode == "concat" else 1

@@ -185,7 +185,7 @@ def test_same_refresh_twice_changes_nothing(spark, refreshed, capsys):
     result = refresh(spark, str(corpus), lake, OPTIONS, report=lines.append)
     assert result.nothing_to_do and "nothing to do" in lines[-1]
     args = ["refresh", "--corpus", str(corpus), "--lake", lake.root, "--bits", "6",
-            "--window", "2", "--min-count", "2"]
+            "--window", "2", "--min-count", "2", "--project", "none"]
     assert main(args) == 5
     assert latest_version(counts_uri(lake)) == counts_before
     assert latest_version(lake.vectors) == vectors_before
