@@ -63,11 +63,40 @@ def assert_same_tables(got: dict, want: dict) -> None:
         assert table_rows(got[name], keys) == table_rows(want[name], keys), name
 
 
-def assert_equals_build(spark, lake: Lake, corpus: Path, scratch: Path, options=OPTIONS):
-    rebuilt = Lake(str(scratch))
-    shutil.rmtree(scratch, ignore_errors=True)
-    build(spark, str(corpus), rebuilt, options, report=quiet)
-    assert_same_tables(lake_tables(spark, lake), lake_tables(spark, rebuilt))
+def corpus_key(corpus: Path, options) -> tuple:
+    """What a build's tables depend on: the shards (name and bytes) and the options."""
+    return repr(options), tuple((p.name, p.read_bytes()) for p in sorted(corpus.glob("*.txt")))
+
+
+@pytest.fixture(scope="module")
+def built(spark, tmp_path_factory):
+    """The tables of a full build of a corpus, built once per corpus content and options in
+    this module (a corpus state that two tests, or two steps of one, reach is built once)."""
+    done: dict = {}
+    scratch = tmp_path_factory.mktemp("rebuilt")
+
+    def get(corpus: Path, options=OPTIONS) -> dict:
+        key = corpus_key(corpus, options)
+        if key not in done:
+            rebuilt = Lake(str(scratch / f"lake-{len(done)}"))
+            build(spark, str(corpus), rebuilt, options, report=quiet)
+            assert corpus_key(corpus, options) == key  # the corpus did not change meanwhile
+            done[key] = lake_tables(spark, rebuilt)
+        return done[key]
+
+    return get
+
+
+def assert_equals_build(spark, lake: Lake, corpus: Path, built, options=OPTIONS):
+    """The refreshed lake's tables equal those of a full build of the same corpus."""
+    assert_same_tables(lake_tables(spark, lake), built(corpus, options))
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    """A copy keeping every file's mtime (the shard manifest and Delta time travel use them)."""
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst, copy_function=shutil.copy2)
+    return dst
 
 
 def corpus_lines(corpus: Path) -> list[str]:
@@ -90,18 +119,20 @@ def manifest_rows(spark, lake: Lake) -> list[str]:
     return sorted(r["shard"] for r in df.where(F.col("kind") == "shard").collect())
 
 
-def test_refresh_equals_build_through_add_replace_remove_and_mix(spark, tmp_path):
+def test_refresh_equals_build_through_add_replace_remove_and_mix(spark, tmp_path, built):
     corpus, lake = tmp_path / "corpus", Lake(str(tmp_path / "lake"))
     put(corpus, "s0", TEXTS["a"])
     put(corpus, "s1", TEXTS["b"])
     put(corpus, "s2", TEXTS["d"])
+    # the removal takes the added shard out again (back to the first corpus: its build is
+    # reused), and the mix ends at the corpus the totals test below compares with a build
     steps = [
         ("from empty", lambda: None, (3, 0, 0)),
         ("add", lambda: put(corpus, "s3", TEXTS["c"]), (1, 0, 0)),
-        ("replace", lambda: put(corpus, "s1", TEXTS["e"] + TEXTS["d"]), (0, 1, 0)),
-        ("remove", lambda: (corpus / "s0.txt").unlink(), (0, 0, 1)),
-        ("mix", lambda: ((corpus / "s2.txt").unlink(), put(corpus, "s4", TEXTS["a"]),
-                         put(corpus, "s3", TEXTS["b"] + ["cat cat dog"])), (1, 1, 1)),
+        ("remove", lambda: (corpus / "s3.txt").unlink(), (0, 0, 1)),
+        ("replace", lambda: put(corpus, "s1", TEXTS["e"]), (0, 1, 0)),
+        ("mix", lambda: ((corpus / "s0.txt").unlink(), put(corpus, "s3", TEXTS["c"]),
+                         put(corpus, "s2", TEXTS["b"])), (1, 1, 1)),
     ]
     versions = []
     for label, change, (added, replaced, removed) in steps:
@@ -110,7 +141,7 @@ def test_refresh_equals_build_through_add_replace_remove_and_mix(spark, tmp_path
         assert (len(result.added), len(result.replaced), len(result.removed)) == \
             (added, replaced, removed), label
         assert not result.nothing_to_do
-        assert_equals_build(spark, lake, corpus, tmp_path / "rebuilt")
+        assert_equals_build(spark, lake, corpus, built)
         assert manifest_rows(spark, lake) == sorted(f"file://{p}" for p in
                                                     map(str, corpus.glob("*.txt")))
         versions.append(result.counts_version)
@@ -169,12 +200,24 @@ def test_refresh_sequences_match_the_numpy_reference(spark, plan):
             assert_matches_reference(spark, lake, corpus)
 
 
-@pytest.fixture
-def refreshed(spark, tmp_path):
-    corpus, lake = tmp_path / "corpus", Lake(str(tmp_path / "lake"))
+@pytest.fixture(scope="module")
+def first_refresh(spark, tmp_path_factory):
+    """One refresh of a two-shard corpus for the module; each test gets a copy of it."""
+    base = tmp_path_factory.mktemp("first-refresh")
+    corpus, lake = base / "corpus", Lake(str(base / "lake"))
     put(corpus, "s0", TEXTS["a"])
     put(corpus, "s1", TEXTS["d"])
     refresh(spark, str(corpus), lake, OPTIONS, report=quiet)
+    copy_tree(corpus, base / "corpus-as-refreshed")
+    return base
+
+
+@pytest.fixture
+def refreshed(first_refresh, tmp_path):
+    """The corpus (back in its place: the count store names its shards by path, size and
+    mtime, all kept) and a copy of the lake at a path of this test's own."""
+    corpus = copy_tree(first_refresh / "corpus-as-refreshed", first_refresh / "corpus")
+    lake = Lake(str(copy_tree(first_refresh / "lake", tmp_path / "lake")))
     return corpus, lake
 
 
@@ -195,7 +238,7 @@ def test_same_refresh_twice_changes_nothing(spark, refreshed, capsys):
     assert latest_version(counts_uri(lake)) == counts_before + 1
 
 
-def test_vector_options_change_without_recounting(spark, refreshed, tmp_path):
+def test_vector_options_change_without_recounting(spark, refreshed, built):
     corpus, lake = refreshed
     counts_before = latest_version(counts_uri(lake))
     other = BuildOptions(project=None, bits=5, window=1, min_count=1, include_self=False, mode="concat",
@@ -203,7 +246,7 @@ def test_vector_options_change_without_recounting(spark, refreshed, tmp_path):
     result = refresh(spark, str(corpus), lake, other, report=quiet)
     assert not result.nothing_to_do and not (result.added or result.replaced or result.removed)
     assert latest_version(counts_uri(lake)) == counts_before  # nothing was counted again
-    assert_equals_build(spark, lake, corpus, tmp_path / "rebuilt", other)
+    assert_equals_build(spark, lake, corpus, built, other)
     with pytest.raises(OptionError, match="same lowercase"):
         refresh(spark, str(corpus), lake, BuildOptions(project=None, bits=6, window=2, lowercase=False),
                 report=quiet)
@@ -238,17 +281,14 @@ def snapshot_state(lake: Lake):
     return snap, Path(lake.root) / "totals"
 
 
-def test_totals_track_the_count_store_and_are_rebuilt_when_unusable(spark, tmp_path):
+def test_totals_track_the_count_store_and_are_rebuilt_when_unusable(spark, refreshed, built):
     """The merged totals: kept at the store's version by every refresh; an older snapshot is
     brought forward over several refreshes' changes; a damaged one, or one whose store
     version was vacuumed away, is summed again from every shard."""
-    corpus, lake = tmp_path / "corpus", Lake(str(tmp_path / "lake"))
-    put(corpus, "s0", TEXTS["a"])
-    put(corpus, "s1", TEXTS["d"])
-    refresh(spark, str(corpus), lake, OPTIONS, report=quiet)
+    corpus, lake = refreshed  # s0, s1 refreshed once
     snap, root = snapshot_state(lake)
     assert snap.version == latest_version(counts_uri(lake))
-    kept = tmp_path / "kept-totals"
+    kept = Path(lake.root).parent / "kept-totals"
     shutil.copytree(root, kept)
 
     # two refreshes, then the snapshot of before them is put back (as if both had been
@@ -264,19 +304,16 @@ def test_totals_track_the_count_store_and_are_rebuilt_when_unusable(spark, tmp_p
     lines = []
     refresh(spark, str(corpus), lake, OPTIONS, report=lines.append)
     assert any(f"totals of version {snap.version} -2 +3 shards" in ln for ln in lines), lines
-    assert_equals_build(spark, lake, corpus, tmp_path / "rebuilt")
+    assert_equals_build(spark, lake, corpus, built)
     now, _ = snapshot_state(lake)
     assert now.version == latest_version(counts_uri(lake)) and now.name != snap.name
     assert sorted(p.name for p in root.iterdir()) == sorted(["current.json", now.name])
 
     # an old snapshot whose store version was vacuumed away: a warning, then a full sum
-    old_pointer = (root / "current.json").read_text()
-    shutil.copytree(root / now.name, kept / now.name)
-    (corpus / "s2.txt").unlink()
-    refresh(spark, str(corpus), lake, OPTIONS, report=quiet)
+    # (the first snapshot again: its shards s0 and s1 were removed and replaced since)
     assert main(["vacuum", "--lake", lake.root, "--retain-hours", "0"]) == 0
-    shutil.copytree(kept / now.name, root / now.name)
-    (root / "current.json").write_text(old_pointer)
+    shutil.copytree(kept / snap.name, root / snap.name)
+    (root / "current.json").write_text((kept / "current.json").read_text())
     put(corpus, "s4", TEXTS["d"])
     lines = []
     refresh(spark, str(corpus), lake, OPTIONS, report=lines.append)

@@ -15,6 +15,7 @@ from test_refresh import (
     OPTIONS,
     TEXTS,
     assert_matches_reference,
+    copy_tree,
     manifest_rows,
     put,
     quiet,
@@ -36,16 +37,25 @@ def child_env():
                                                                       "1g")}
 
 
-@pytest.fixture
-def lake_with_change(spark, tmp_path):
-    corpus, lake = tmp_path / "corpus", Lake(str(tmp_path / "lake"))
+@pytest.fixture(scope="module")
+def refreshed_before_change(spark, tmp_path_factory):
+    """One refresh for the module, then the change every test's refresh works on (the corpus
+    is only read from here on; each test gets its own copy of the lake)."""
+    base = tmp_path_factory.mktemp("crash")
+    corpus, lake = base / "corpus", Lake(str(base / "lake"))
     put(corpus, "s0", TEXTS["a"])
     put(corpus, "s1", TEXTS["d"])
     refresh(spark, str(corpus), lake, OPTIONS, report=quiet)
     put(corpus, "s2", TEXTS["b"] * 30)  # the change the killed refresh works on
     put(corpus, "s1", TEXTS["e"])
     (corpus / "s0.txt").unlink()
-    return corpus, lake
+    return corpus, base / "lake"
+
+
+@pytest.fixture
+def lake_with_change(refreshed_before_change, tmp_path):
+    corpus, lake = refreshed_before_change
+    return corpus, Lake(str(copy_tree(lake, tmp_path / "lake")))
 
 
 @pytest.mark.parametrize("stage", ["plan", "count", "cooccurrences"])

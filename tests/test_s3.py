@@ -234,12 +234,13 @@ def test_refresh_on_s3_matches_the_reference_and_keeps_its_totals_there(
     corpus = s3_server.upload_dir(first, BUCKET, "refresh-corpus")  # the bucket: s3_corpus
     lake = f"s3a://{BUCKET}/lakes/refreshed"
     args = ("--corpus", corpus, "--lake", lake, "--master", "local[2]", *OPTIONS)
-    result = _cli("refresh", *args)
-    assert result.returncode == 0, result.stderr[-3000:]
-    s3_server.upload_dir(extra, BUCKET, "refresh-corpus")
-    result = _cli("refresh", *args)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "totals of version 0 -0 +1 shards" in result.stderr, result.stderr[-3000:]
+    # both refreshes through `bitcipher refresh` in one child process (one JVM start):
+    # the second one, after the upload, reads what the first one left on S3
+    first_code, second_code, first_err, second_err = _refresh_twice(
+        args, between=lambda: s3_server.upload_dir(extra, BUCKET, "refresh-corpus"))
+    assert first_code == 0, first_err[-3000:]
+    assert second_code == 0, second_err[-3000:]
+    assert "totals of version 0 -0 +1 shards" in second_err, second_err[-3000:]
 
     lines = [line for d in (first, extra) for f in sorted(d.iterdir())
              for line in f.read_text(encoding="utf-8").splitlines()]
@@ -257,6 +258,54 @@ def test_refresh_on_s3_matches_the_reference_and_keeps_its_totals_there(
     names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(f"{root}/totals"))
     assert names == sorted(["current.json", pointer["name"]])  # the old snapshot is gone
     assert pointer["version"] == 1
+
+
+REFRESH_TWICE = """
+import sys
+from bitcipher.cli import main
+code = main(["refresh", *sys.argv[1:]])
+print(f"\\n@@first refresh exit {code}", flush=True)
+print("\\n@@second refresh", file=sys.stderr, flush=True)
+if code != 0 or sys.stdin.readline().strip() != "go":
+    sys.exit(code or 99)
+sys.exit(main(["refresh", *sys.argv[1:]]))
+"""
+
+
+def _refresh_twice(args, between, timeout: int = 600):
+    """`bitcipher refresh ARGS` twice in one child process, `between()` run in between;
+    (first exit code, second exit code, first stderr, second stderr)."""
+    import tempfile
+
+    env = dict(os.environ)
+    env.setdefault("BITCIPHER_DRIVER_MEMORY", "1g")
+    env.pop("BITCIPHER_MASTER", None)
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, "-c", REFRESH_TWICE, *args], env=env, cwd=ROOT,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                text=True)
+        out, first, second = [], None, None
+        try:
+            for line in proc.stdout:
+                out.append(line)
+                if line.startswith("@@first refresh exit "):
+                    first = int(line.split()[-1])
+                    break
+            if first == 0:
+                between()
+                proc.stdin.write("go\n")
+            proc.stdin.close()
+            out.append(proc.stdout.read())
+            second = proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err.seek(0)
+        text = err.read()
+    OUTPUTS.extend(["".join(out), text])
+    first_err, _, second_err = text.partition("@@second refresh")
+    return first, (second if first == 0 else None), first_err, second_err
 
 
 SPARK_READ = """
