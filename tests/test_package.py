@@ -236,3 +236,12 @@ def test_to_gensim_without_gensim_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "gensim.models", None)
     with pytest.raises(ImportError, match="to_gensim.*needs gensim: pip install"):
         small_kv().to_gensim()
+
+
+def test_jars_setup_has_help_and_refuses_unknown_flags(capsys):
+    from bitcipher.runtime.jars import main as setup_main
+
+    assert setup_main(["--help"]) == 0
+    assert "--no-archive" in capsys.readouterr().out
+    assert setup_main(["--s4"]) == 2
+    assert "usage:" in capsys.readouterr().err

@@ -175,6 +175,11 @@ def main(argv=None) -> int:
     from bitcipher.runtime.session import delta_artifact, s3_artifact
 
     argv = sys.argv[1:] if argv is None else argv
+    unknown = [a for a in argv if a not in ("--s3", "--no-archive")]
+    if unknown:
+        print(f"usage: python -m bitcipher.runtime.jars [--s3] [--no-archive]\n\n{__doc__}",
+              file=sys.stdout if unknown in (["-h"], ["--help"]) else sys.stderr)
+        return 0 if unknown in (["-h"], ["--help"]) else 2
     try:
         if os.environ.get("BITCIPHER_JARS"):
             title = (f"starting Spark with the Delta Lake JARs in "
