@@ -11,7 +11,7 @@ from conftest import CORPUS_A, CORPUS_B, write_shards
 from test_pipeline import check_against_reference, reference_opts
 
 from bitcipher import BuildOptions, build
-from bitcipher.lake.tables import Lake, published, read_bytes, read_table
+from bitcipher.lake.tables import Lake, published, read_table
 from bitcipher.stages.cipher import DENSE_MAX_BITS, build_cipher
 from bitcipher.stages.projection import PROJECTION_FILE, Projection, grid, quantize, sign_convention
 
@@ -89,7 +89,7 @@ def test_projection_equals_a_numpy_svd(spark, tmp_path, center, exponent):
     scale = np.abs(want).max()
     np.testing.assert_allclose(matrix, want, rtol=0, atol=2e-3 * scale)
     # the basis is saved with the run and reproduces the table from the raw vectors
-    proj = Projection.from_bytes(read_bytes(lake.table(published(lake).run, PROJECTION_FILE)))
+    proj = Projection.load(lake.table(published(lake).run, PROJECTION_FILE))
     assert (proj.k, proj.center, proj.exponent) == (12, center, exponent)
     again = proj.apply(expected["vectors"].astype(np.float32))
     np.testing.assert_allclose(again, matrix, rtol=0, atol=2e-3 * scale)

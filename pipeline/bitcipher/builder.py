@@ -25,7 +25,6 @@ from bitcipher.lake.tables import (
     Lake,
     check_lake,
     parquet_rows,
-    write_bytes,
     write_parquet,
     new_run_id,
     publish_vectors,
@@ -324,7 +323,7 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
         remove_tree(spill_dir)
         if unk_vector is not None:
             unk_vector = projection.apply(unk_vector)
-        write_bytes(lake.table(run_id, PROJECTION_FILE), projection.to_bytes())
+        projection.save(lake.table(run_id, PROJECTION_FILE))
         stages.record("projection", len(vocab), started,
                       f"{vector_dim(options, cipher.bits)} -> {projection.k} dimensions")
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import fsspec
+import numpy as np
 from fsspec.core import url_to_fs
 
 from bitcipher.lake.storage import fsspec_uri
@@ -176,6 +177,23 @@ def write_bytes(uri: str, data: bytes) -> None:
 def read_bytes(uri: str) -> bytes:
     with fsspec.open(fsspec_uri(uri), "rb") as fh:
         return fh.read()
+
+
+def write_npz(uri: str, **arrays) -> None:
+    """Write NumPy arrays as one ``.npz`` file (local or object storage)."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_bytes(uri, buf.getvalue())
+
+
+def read_npz(uri: str) -> dict:
+    """The arrays of :func:`write_npz`, by name."""
+    import io
+
+    with np.load(io.BytesIO(read_bytes(uri))) as z:
+        return {name: z[name] for name in z.files}
 
 
 def write_manifest(lake: Lake, run: str, manifest: dict) -> None:

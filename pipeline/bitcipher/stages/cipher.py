@@ -62,26 +62,10 @@ def code_positions(rank: int, bits: int) -> tuple[int, ...]:
     return tuple(reversed(positions))
 
 
-def code_matrix(n_words: int, bits: int) -> np.ndarray:  # noqa: D401
-    """(n_words, bits) 0/1 matrix: row r is the code of rank r (:func:`code_positions`).
-
-    The one-hot and two-hot codes, all a vocabulary of up to b + C(b, 2) words needs, are
-    laid out with NumPy in the same order (colex: p2 ascending, then p1); any further ranks
-    take :func:`code_positions` one by one.
-    """
-    codes = np.zeros((n_words, bits), dtype=np.int8)
-    ones = min(n_words, bits)
-    codes[np.arange(ones), np.arange(ones)] = 1
-    twos = min(max(n_words - bits, 0), comb(bits, 2))
-    if twos:
-        p2 = np.repeat(np.arange(1, bits), np.arange(1, bits))[:twos]
-        p1 = (np.arange(twos) - p2 * (p2 - 1) // 2)
-        rows = bits + np.arange(twos)
-        codes[rows, p1] = 1
-        codes[rows, p2] = 1
-    for rank in range(bits + comb(bits, 2), n_words):
-        codes[rank, list(code_positions(rank, bits))] = 1
-    return codes
+def code_matrix(n_words: int, bits: int) -> np.ndarray:
+    """(n_words, bits) 0/1 matrix: row r is the code of rank r (:func:`code_positions`),
+    laid out by :func:`code_position_matrix`."""
+    return dense_codes(code_position_matrix(n_words, bits), bits)
 
 
 DENSE_MAX_BITS = 256  # up to here the vector step multiplies by the dense context matrix
@@ -89,8 +73,10 @@ DENSE_MAX_BITS = 256  # up to here the vector step multiplies by the dense conte
 
 def code_position_matrix(n_words: int, bits: int) -> np.ndarray:
     """(n_words, k_max) int32: row r holds the positions of the ones of code r
-    (:func:`code_positions`), ascending, padded with -1. Sparse counterpart of
-    :func:`code_matrix`, O(n_words * k_max) whatever `bits` is."""
+    (:func:`code_positions`), ascending, padded with -1; O(n_words * k_max) whatever `bits`
+    is. The one-hot and two-hot codes, all a vocabulary of up to b + C(b, 2) words needs,
+    are laid out with NumPy in the same order (colex: p2 ascending, then p1); any further
+    ranks take :func:`code_positions` one by one."""
     ones = min(n_words, bits)
     twos = min(max(n_words - bits, 0), comb(bits, 2))
     rest = n_words - ones - twos
@@ -108,6 +94,14 @@ def code_position_matrix(n_words: int, bits: int) -> np.ndarray:
     for i, e in enumerate(extra):
         pos[ones + twos + i, :len(e)] = e
     return pos
+
+
+def dense_codes(positions: np.ndarray, bits: int) -> np.ndarray:
+    """(V, bits) int8 0/1 matrix of codes given by their positions (-1 padded)."""
+    codes = np.zeros((len(positions), bits), dtype=np.int8)
+    rows, cols = np.nonzero(positions >= 0)
+    codes[rows, positions[rows, cols]] = 1
+    return codes
 
 
 @dataclass(frozen=True)
@@ -143,10 +137,7 @@ class Cipher:
     @property
     def codes(self) -> np.ndarray:
         """(V, b) int8 dense codes (small ciphers and tests)."""
-        codes = np.zeros((len(self.counts), self.bits), dtype=np.int8)
-        rows, cols = np.nonzero(self.positions >= 0)
-        codes[rows, self.positions[rows, cols]] = 1
-        return codes
+        return dense_codes(self.positions, self.bits)
 
     @property
     def rep(self) -> np.ndarray:
@@ -193,9 +184,7 @@ def cipher_u(counts: np.ndarray, positions: np.ndarray, bits: int) -> np.ndarray
     if total <= 0:
         q = np.full(bits, 1.0 / bits)
     elif bits <= DENSE_MAX_BITS:
-        codes = np.zeros((len(counts), bits), dtype=np.int8)
-        rows, cols = np.nonzero(positions >= 0)
-        codes[rows, positions[rows, cols]] = 1
+        codes = dense_codes(positions, bits)
         c = codes / codes.sum(axis=1, keepdims=True)
         q = (counts[:, None] * c).sum(axis=0) / total
     else:

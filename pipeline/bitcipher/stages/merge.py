@@ -16,7 +16,7 @@ import numpy as np
 
 from bitcipher.keys import KeyCodec
 from bitcipher.lake.schemas import arrow_schema
-from bitcipher.lake.tables import write_parquet
+from bitcipher.lake.tables import read_npz, write_npz, write_parquet
 from bitcipher.options import BuildOptions
 from bitcipher.stages.cooccurrences import summed_keys
 from bitcipher.stages.vectors import aggregate_rows, needs_marginal, raw_blocks, vector_batch
@@ -54,22 +54,12 @@ def remove_tree(uri: str) -> None:
 def spill_vectors(spill_dir: str, part: int, ids: np.ndarray, vecs: np.ndarray) -> None:
     """Write one task's vectors to ``spill_dir/part-NNNNN.npz`` (wide vectors on their way to
     the projection stay out of the JVM)."""
-    import io
-
-    from bitcipher.lake.tables import write_bytes
-
-    buf = io.BytesIO()
-    np.savez(buf, ids=ids, vectors=vecs)
-    write_bytes(f"{spill_dir}/part-{part:05d}.npz", buf.getvalue())
+    write_npz(f"{spill_dir}/part-{part:05d}.npz", ids=ids, vectors=vecs)
 
 
 def read_spilled(spill_dir: str, part: int):
     """(ids, vectors) of :func:`spill_vectors`."""
-    import io
-
-    from bitcipher.lake.tables import read_bytes
-
-    z = np.load(io.BytesIO(read_bytes(f"{spill_dir}/part-{part:05d}.npz")))
+    z = read_npz(f"{spill_dir}/part-{part:05d}.npz")
     return z["ids"], z["vectors"]
 
 
@@ -92,7 +82,7 @@ def cooccurrence_part(keys: np.ndarray, counts: np.ndarray, codec: KeyCodec, out
         schema=arrow_schema("cooccurrences")), out_dir, part)
     if raw:
         ids, f = raw_blocks(center, context, offset, counts, x, counts_ext, total, options)
-        ids, vecs = ids, f.reshape(len(ids), -1)
+        vecs = f.reshape(len(ids), -1)
     else:
         ids, vecs = aggregate_rows(center, context, offset, counts, x, counts_ext, total,
                                    options)

@@ -18,9 +18,8 @@ U Σ^0.5 common for count-based embeddings, p = 0 whitens.
 
 from __future__ import annotations
 
-import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Iterator
 
 import numpy as np
@@ -67,17 +66,17 @@ class Projection:
             out[lo:lo + ROW_CHUNK] = (y - self.offset).astype(np.float32)
         return out
 
-    def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        np.savez(buf, k=self.k, exponent=self.exponent, center=self.center, scale=self.scale,
-                 basis_scale=self.basis_scale, mean=self.mean, basis=self.basis,
-                 quantized_basis=self.quantized_basis, offset=self.offset,
-                 eigenvalues=self.eigenvalues)
-        return buf.getvalue()
+    def save(self, uri: str) -> None:
+        """Write the projection as one ``.npz`` file (:data:`PROJECTION_FILE` of a run)."""
+        from bitcipher.lake.tables import write_npz
+
+        write_npz(uri, **{f.name: getattr(self, f.name) for f in fields(self)})
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Projection":
-        z = np.load(io.BytesIO(data))
+    def load(cls, uri: str) -> "Projection":
+        from bitcipher.lake.tables import read_npz
+
+        z = read_npz(uri)
         return cls(k=int(z["k"]), exponent=float(z["exponent"]), center=bool(z["center"]),
                    scale=float(z["scale"]), basis_scale=float(z["basis_scale"]),
                    mean=z["mean"], basis=z["basis"], quantized_basis=z["quantized_basis"],
@@ -173,10 +172,13 @@ def _parts_frame(spark, parts: list[int]):
 
 def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, dim: int,
                     n_rows: int, k: int, exponent: float, center: bool, extra=None):
-    """:func:`project` for vectors spilled to files (``spill_dir/part-NNNNN.npz``, see
-    :func:`bitcipher.stages.merge.spill_vectors`): the Python workers read them, write their
-    partial Gramians beside them, and return only the projected vectors, so no wide vector
-    passes through the JVM. Returns (DataFrame (id, vector array<float>), Projection)."""
+    """Project vectors spilled to files (``spill_dir/part-NNNNN.npz``, see
+    :func:`bitcipher.stages.merge.spill_vectors`; ``finish(ids, values)`` turns a file's
+    values into the float32 vectors the table would hold): the Python workers read them,
+    write their partial Gramians beside them and return only the projected vectors, so no
+    wide vector passes through the JVM. `extra` (n, D) rows built on the driver (``<unk>``
+    without contexts) join the Gramian; `n_rows` bounds the number of vectors (it sets the
+    grid). Returns (DataFrame (id, vector array<float>), Projection)."""
     if dim > MAX_INPUT_DIM:
         from bitcipher.errors import OptionError
 
@@ -186,27 +188,21 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
     scale = grid(n_rows)
 
     def gram_parts(batches: Iterator):
-        import io
-
         import pyarrow as pa
 
-        from bitcipher.lake.tables import write_bytes
+        from bitcipher.lake.tables import write_npz
         from bitcipher.stages.merge import read_spilled
 
         for batch in batches:
             for part in batch.column(0).to_pylist():
                 ids, v = read_spilled(spill_dir, part)
                 gram, colsum = partial_gram(finish(ids, v), scale)
-                buf = io.BytesIO()
-                np.savez(buf, gram=gram, colsum=colsum)
-                write_bytes(f"{spill_dir}/gram-{part:05d}.npz", buf.getvalue())
+                write_npz(f"{spill_dir}/gram-{part:05d}.npz", gram=gram, colsum=colsum)
                 yield pa.RecordBatch.from_arrays(
                     [pa.array([part], pa.int32()), pa.array([len(ids)], pa.int64())],
                     names=["part", "n"])
 
-    import io
-
-    from bitcipher.lake.tables import read_bytes
+    from bitcipher.lake.tables import read_npz
 
     frame = _parts_frame(spark, parts)
     done = frame.mapInArrow(gram_parts, "part int, n long").collect()
@@ -214,7 +210,7 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
     colsum = np.zeros(dim)
     n = 0
     for row in sorted(done, key=lambda r: r["part"]):
-        z = np.load(io.BytesIO(read_bytes(f"{spill_dir}/gram-{row['part']:05d}.npz")))
+        z = read_npz(f"{spill_dir}/gram-{row['part']:05d}.npz")
         gram += z["gram"]
         colsum += z["colsum"]
         n += int(row["n"])
