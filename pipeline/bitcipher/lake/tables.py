@@ -181,11 +181,8 @@ def read_bytes(uri: str) -> bytes:
 
 def write_npz(uri: str, **arrays) -> None:
     """Write NumPy arrays as one ``.npz`` file (local or object storage)."""
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    write_bytes(uri, buf.getvalue())
+    with fsspec.open(fsspec_uri(uri), "wb", auto_mkdir=True) as fh:
+        np.savez(fh, **arrays)  # straight to the file: no second copy in memory
 
 
 def read_npz(uri: str) -> dict:

@@ -51,15 +51,17 @@ def remove_tree(uri: str) -> None:
         fs.rm(path, recursive=True)
 
 
-def spill_vectors(spill_dir: str, part: int, ids: np.ndarray, vecs: np.ndarray) -> None:
+def spill_vectors(spill_dir: str, part: int, ids: np.ndarray, vecs: np.ndarray,
+                  kind: str = "part") -> None:
     """Write one task's vectors to ``spill_dir/part-NNNNN.npz`` (wide vectors on their way to
-    the projection stay out of the JVM)."""
-    write_npz(f"{spill_dir}/part-{part:05d}.npz", ids=ids, vectors=vecs)
+    the projection stay out of the JVM); `kind` ``"finished"`` names the copy the projection
+    makes once a part's vectors are finished (``finished-NNNNN.npz``)."""
+    write_npz(f"{spill_dir}/{kind}-{part:05d}.npz", ids=ids, vectors=vecs)
 
 
-def read_spilled(spill_dir: str, part: int):
+def read_spilled(spill_dir: str, part: int, kind: str = "part"):
     """(ids, vectors) of :func:`spill_vectors`."""
-    z = read_npz(f"{spill_dir}/part-{part:05d}.npz")
+    z = read_npz(f"{spill_dir}/{kind}-{part:05d}.npz")
     return z["ids"], z["vectors"]
 
 

@@ -27,7 +27,8 @@ import numpy as np
 BOUND = 64.0  # |vector values| are clipped here before quantisation
 EXACT = 2.0**52  # every partial sum stays below this: exact in float64
 MAX_INPUT_DIM = 8193  # D x D float64 Gramian of at most 512 MiB per task and on the driver
-ROW_CHUNK = 512  # rows multiplied at once in a Python worker
+ROW_CHUNK = 512  # rows finished or projected at once in a Python worker
+GRAM_CHUNK = 2048  # rows of one Gramian product (larger products run nearer BLAS's peak)
 PROJECTION_FILE = "projection.npz"  # beside the run's tables
 
 
@@ -38,7 +39,15 @@ def grid(n_rows: int, bound: float = BOUND) -> float:
 
 
 def quantize(v: np.ndarray, scale: float, bound: float = BOUND) -> np.ndarray:
-    """round(clip(v, -bound, bound) * scale), float64 integers."""
+    """round(clip(v, -bound, bound) * scale), float64 integers.
+
+    float32 input is quantised in float32, which gives the same integers: `bound` and the
+    power-of-two `scale` are exact in float32, so are the clip and the product, and every
+    |value| <= bound * scale < 2**24 rounds exactly; only then is it widened."""
+    v = np.asarray(v)
+    if v.dtype == np.float32 and bound * scale < 2.0**24 and float(scale).is_integer():
+        return np.rint(np.clip(v, np.float32(-bound), np.float32(bound))
+                       * np.float32(scale)).astype(np.float64)
     return np.rint(np.clip(np.asarray(v, dtype=np.float64), -bound, bound) * scale)
 
 
@@ -88,8 +97,8 @@ def partial_gram(v: np.ndarray, scale: float):
     d = v.shape[1]
     gram = np.zeros((d, d))
     colsum = np.zeros(d)
-    for lo in range(0, len(v), ROW_CHUNK):
-        q = quantize(v[lo:lo + ROW_CHUNK], scale)
+    for lo in range(0, len(v), GRAM_CHUNK):
+        q = quantize(v[lo:lo + GRAM_CHUNK], scale)
         gram += q.T @ q
         colsum += q.sum(axis=0)
     return gram, colsum
@@ -166,8 +175,11 @@ def spilled_finisher(spark, options, marginal, blocks: int) -> Callable:
 
 
 def _parts_frame(spark, parts: list[int]):
+    """One task per spilled part: a slice of its own each (hash partitioning of the part
+    numbers would put some parts in the same task and leave cores idle)."""
     rows = [(int(p),) for p in sorted(parts)]
-    return spark.createDataFrame(rows, "part int").repartition(max(len(rows), 1), "part")
+    rdd = spark.sparkContext.parallelize(rows, max(len(rows), 1))
+    return spark.createDataFrame(rdd, "part int")
 
 
 def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, dim: int,
@@ -191,13 +203,17 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
         import pyarrow as pa
 
         from bitcipher.lake.tables import write_npz
-        from bitcipher.stages.merge import read_spilled
+        from bitcipher.stages.merge import read_spilled, spill_vectors
 
         for batch in batches:
             for part in batch.column(0).to_pylist():
                 ids, v = read_spilled(spill_dir, part)
-                gram, colsum = partial_gram(finish(ids, v), scale)
+                v = finish(ids, v)
+                gram, colsum = partial_gram(v, scale)
                 write_npz(f"{spill_dir}/gram-{part:05d}.npz", gram=gram, colsum=colsum)
+                # the finished (float32) vectors beside the raw ones (a retried task still
+                # finds those): the projection reads half as much and finishes nothing again
+                spill_vectors(spill_dir, part, ids, v, kind="finished")
                 yield pa.RecordBatch.from_arrays(
                     [pa.array([part], pa.int32()), pa.array([len(ids)], pa.int64())],
                     names=["part", "n"])
@@ -227,7 +243,7 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
 
         for batch in batches:
             for part in batch.column(0).to_pylist():
-                ids, v = read_spilled(spill_dir, part)
-                yield vector_batch(ids, proj_bc.value.apply(finish(ids, v)))
+                ids, v = read_spilled(spill_dir, part, kind="finished")
+                yield vector_batch(ids, proj_bc.value.apply(v))
 
     return frame.mapInArrow(project_parts, "id int, vector array<float>"), proj
