@@ -13,10 +13,12 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from bitcipher.stages.cipher import build_cipher
+from bitcipher.stages.epoch import (Epoch, differing_options, drift, drift_line, epoch_at,
+                                    frozen_vocabulary)
 from bitcipher.stages.cooccurrences import partial_counts
 from bitcipher.stages.corpus import Shard, check_shards, list_shards, read_documents
-from bitcipher.errors import InputError
-from bitcipher.lake.history import published_runs
+from bitcipher.errors import InputError, OptionError
+from bitcipher.lake.history import PROP_EPOCH, published_runs
 from bitcipher.lake.tables import (
     PROP_BITS,
     PROP_OPTIONS,
@@ -67,6 +69,8 @@ class BuildResult:
     shards: int
     stages: list[StageReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    frozen_to: Optional[str] = None  # a frozen run: the exact run whose epoch it kept
+    drift: Optional[dict] = None  # a frozen run: :func:`bitcipher.stages.epoch.drift`
 
 
 def _stderr(message: str) -> None:
@@ -143,6 +147,7 @@ def build(
     options: Optional[BuildOptions] = None,
     report: Callable[[str], None] = _stderr,
     keep_runs: int = 1,
+    cipher_from=None,
 ) -> BuildResult:
     """Build vectors from a corpus into a lake and publish them atomically.
 
@@ -160,6 +165,10 @@ def build(
         Receives one line per stage (rows, seconds); default: stderr.
     keep_runs : int
         Earlier published runs whose Parquet tables are kept (0 keeps only this one).
+    cipher_from : int or str, optional
+        A version (or timestamp) of the lake's vectors table: build with the cipher epoch
+        of the run it published (its vocabulary, codes and projection; docs/ALGORITHM.md,
+        "Frozen refresh"), as ``refresh --frozen`` does. The options must be that run's.
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -169,6 +178,14 @@ def build(
     stages = StageLog(report)
     check_lake(lake)
     previous_runs = published_runs(lake)
+    epoch = None
+    if cipher_from is not None:
+        epoch = epoch_at(lake, cipher_from)
+        differ = differing_options(epoch, options)
+        if differ:
+            raise OptionError(f"--cipher-from {cipher_from}: run {epoch.folder_run} was made "
+                              f"with other {', '.join(differ)}; a frozen build takes the "
+                              f"epoch's options: {json.dumps(epoch.options, sort_keys=True)}")
 
     started = time.perf_counter()
     shards = list_shards(corpus, options.input_format)
@@ -219,11 +236,25 @@ def build(
     )
     vocab = collect_vocabulary(word_counts, options.min_count, options.max_vocab,
                                total=total_tokens)
+    drift_info = None
+    if epoch is not None:
+        # the current counts of the epoch's words, whatever they are now
+        names = spark.createDataFrame([(w,) for w in epoch.words if w != UNK], "word string")
+        table = word_counts.join(F.broadcast(names), "word").toArrow()
+        counted = dict(zip(table.column("word").to_pylist(),
+                           table.column("count").to_pylist()))
+        counted.update((w, int(c)) for w, c in zip(vocab.words, vocab.counts) if w != UNK)
+        words, counts = list(counted), np.array(list(counted.values()), dtype=np.int64)
+        drift_info = drift(epoch, words, counts, total_tokens, options.min_count,
+                           options.max_vocab)
+        report(f"epoch: run {epoch.run}; {drift_line(drift_info)}")
+        vocab = frozen_vocabulary(epoch, words, counts, total_tokens)
     partial.unpersist()
     run = BuildRun(spark=spark, lake=lake, run_id=new_run_id(), options=options, vocab=vocab,
                    docs=docs, shards=shards, shard_stats=shard_stats,
                    total_tokens=total_tokens, n_docs=n_docs, warnings=warnings, stages=stages,
-                   previous_runs=previous_runs, keep_runs=keep_runs, started=started)
+                   previous_runs=previous_runs, keep_runs=keep_runs, started=started,
+                   epoch=epoch, drift=drift_info)
     try:
         return finish_build(run)
     except BaseException:
@@ -252,6 +283,8 @@ class BuildRun:
     previous_runs: list[str]  # the runs published before this one, oldest first
     keep_runs: int  # how many of the latest previous_runs keep their folders
     started: float  # time.perf_counter() when the unigrams stage began
+    epoch: Optional[Epoch] = None  # a frozen run: the cipher and projection it keeps
+    drift: Optional[dict] = None  # a frozen run: how far the counts moved from the epoch
 
 
 def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
@@ -274,9 +307,13 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
                   f"vocabulary {len(vocab):,} (<unk> {int(vocab.counts[vocab.unk_id]):,})")
 
     started = time.perf_counter()
-    cipher = build_cipher(vocab.counts, options.bits, options.smoothing)
+    if run.epoch is not None:  # frozen: the epoch's codes, whatever the counts are now
+        cipher = run.epoch.cipher
+    else:
+        cipher = build_cipher(vocab.counts, options.bits, options.smoothing)
     write_parquet(cipher_arrow(vocab.words, cipher), lake.table(run_id, "cipher"))
-    stages.record("cipher", len(vocab), started, f"bits {cipher.bits}")
+    stages.record("cipher", len(vocab), started, f"bits {cipher.bits}" + (
+        f", frozen to run {run.epoch.run}" if run.epoch is not None else ""))
 
     started = time.perf_counter()
     cooc_dir = lake.table(run_id, "cooccurrences")
@@ -317,7 +354,7 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
         vec, projection = project_spilled(
             spark, spill_dir, spilled_parts(spill_dir), finish, dim, len(vocab),
             options.project, options.project_exponent, options.project_center,
-            extra=unk_vector)
+            extra=unk_vector, projection=run.epoch.projection if run.epoch else None)
         vec = vec.persist(StorageLevel.MEMORY_AND_DISK)
         vec.count()  # the projected vectors exist before the spilled ones are removed
         remove_tree(spill_dir)
@@ -325,7 +362,8 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
             unk_vector = projection.apply(unk_vector)
         projection.save(lake.table(run_id, PROJECTION_FILE))
         stages.record("projection", len(vocab), started,
-                      f"{vector_dim(options, cipher.bits)} -> {projection.k} dimensions")
+                      f"{vector_dim(options, cipher.bits)} -> {projection.k} dimensions"
+                      + (" (the epoch's basis)" if run.epoch is not None else ""))
 
     started = time.perf_counter()
     vocab_df = unigram_frame(spark, vocab).select("word", "id", "count")
@@ -362,6 +400,8 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
         "snapshot": snapshot,
         "shards_sha256": digest,
         "warnings": run.warnings,
+        "epoch": ({"run": run.epoch.run, "drift": run.drift} if run.epoch is not None
+                  else None),
     }
     write_manifest(lake, run_id, manifest)
     properties = {
@@ -371,6 +411,9 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
         PROP_SNAPSHOT: json.dumps({"shards": len(run.shards), "tokens": run.total_tokens,
                                    "documents": run.n_docs, "shards_sha256": digest}),
     }
+    if run.epoch is not None:
+        properties[PROP_EPOCH] = json.dumps({"run": run.epoch.run, "drift": run.drift},
+                                            sort_keys=True)
     properties.update(extra_properties or {})
     publish_vectors(spark, lake, vectors, properties)
     vec.unpersist()
@@ -379,4 +422,6 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
     remove_stale_runs(lake, keep=[run_id, *earlier])
     return BuildResult(run=run_id, lake=lake.root, bits=cipher.bits, dim=manifest["dim"],
                        vocab_size=len(vocab), tokens=run.total_tokens, shards=len(run.shards),
-                       stages=stages.done, warnings=run.warnings)
+                       stages=stages.done, warnings=run.warnings,
+                       frozen_to=run.epoch.run if run.epoch is not None else None,
+                       drift=run.drift)

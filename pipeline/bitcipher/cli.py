@@ -195,6 +195,10 @@ def parser() -> argparse.ArgumentParser:
                                    "table; one line per stage with rows and seconds (the "
                                    "'vectors' line includes publishing).")
     _add_corpus_and_options(b, keep_runs_help="earlier builds whose Parquet tables are kept")
+    b.add_argument("--cipher-from", metavar="VERSION", default=None,
+                   help="keep the cipher epoch (vocabulary, codes, projection) of the run that "
+                        "this version (or timestamp) of the vectors table published, as "
+                        "`refresh --frozen` does; the options must be that run's")
 
     q = sub.add_parser("sql", help="run Spark SQL on the lake's tables",
                        formatter_class=_Formatter, epilog=EXAMPLES["sql"])
@@ -271,6 +275,15 @@ def parser() -> argparse.ArgumentParser:
                                    "current shards would; one line per stage.")
     _add_corpus_and_options(
         r, keep_runs_help="earlier runs whose Parquet tables are kept (for --as-of)")
+    r.add_argument("--frozen", action="store_true",
+                   help="keep the published cipher epoch (vocabulary, codes, projection): new "
+                        "words stay <unk> until the next exact refresh; exact when the lake "
+                        "has no epoch or the options differ from its (docs/refresh.md)")
+    r.add_argument("--max-drift", type=float, default=None, metavar="X",
+                   help="with --frozen: refresh exactly (a new epoch) when the drift passes X "
+                        "(share of the tokens whose word's code would change tier, one-hot "
+                        "to two-hot or out of the vocabulary, or that are <unk> but would "
+                        "have a vector of their own)")
 
     h = sub.add_parser("history", help="list the builds and refreshes of a lake",
                        formatter_class=_Formatter, epilog=EXAMPLES["history"])
@@ -388,7 +401,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
         started = time.perf_counter()
         spark = _session(args)
-        result = build(spark, args.corpus, args.lake, options, keep_runs=args.keep_runs)
+        result = build(spark, args.corpus, args.lake, options, keep_runs=args.keep_runs,
+                       cipher_from=args.cipher_from)
         print(f"built {result.vocab_size:,} vectors of dimension {result.dim} (bits {result.bits}) "
               f"from {result.tokens:,} tokens in {result.shards} shards into {result.lake} "
               f"(run {result.run}) in {time.perf_counter() - started:.1f} s")
@@ -400,13 +414,17 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         from bitcipher.incremental.run import refresh
 
         started = time.perf_counter()
+        if args.max_drift is not None and not args.frozen:
+            raise OptionError("--max-drift applies to a frozen refresh: add --frozen")
         result = refresh(_session(args), args.corpus, args.lake, options,
-                         keep_runs=args.keep_runs)
+                         keep_runs=args.keep_runs, frozen=args.frozen,
+                         max_drift=args.max_drift)
         if result.nothing_to_do:
             print(f"nothing to do: {args.lake} is up to date (refresh {result.seq})")
             return EXIT_NOTHING_TO_DO
         b = result.build
-        print(f"refreshed {args.lake}: +{len(result.added)} ~{len(result.replaced)} "
+        mode = f"frozen to run {b.frozen_to}" if b.frozen_to else "exact"
+        print(f"refreshed {args.lake} ({mode}): +{len(result.added)} ~{len(result.replaced)} "
               f"-{len(result.removed)} shards; {b.vocab_size:,} vectors of dimension {b.dim} from "
               f"{b.tokens:,} tokens in {b.shards} shards (run {b.run}, refresh {result.seq}) in "
               f"{time.perf_counter() - started:.1f} s")

@@ -60,6 +60,8 @@ from bitcipher.lake.history import (PROP_COUNTS_VERSION, PROP_REFRESH, delta_com
                                     latest_version, published_runs)
 from bitcipher.lake.tables import PROP_OPTIONS, Lake, check_lake, published, sql_string
 from bitcipher.options import BuildOptions
+from bitcipher.stages.epoch import (differing_options, drift, drift_line, frozen_vocabulary,
+                                    published_epoch)
 from bitcipher.stages.unigrams import rank_vocabulary
 
 APP_ID = "bitcipher-refresh"
@@ -258,11 +260,16 @@ def refresh(
     report: Callable[[str], None] = _stderr,
     keep_runs: int = 1,
     before_commit: Optional[Callable[[], None]] = None,
+    frozen: bool = False,
+    max_drift: Optional[float] = None,
 ) -> RefreshResult:
     """Bring a lake up to date with a corpus, counting only new or changed shards.
 
     Parameters are those of :func:`bitcipher.builder.build`. `before_commit` (tests) runs
-    between planning and the count-store commit. Raises ConflictError when another refresh
+    between planning and the count-store commit. `frozen` keeps the cipher epoch of the
+    published version (:mod:`bitcipher.stages.epoch`): its vocabulary, codes and projection;
+    without one, or with other options than the epoch's, or when the epoch has drifted past
+    `max_drift`, the refresh is exact (a new epoch), with a line saying why. Raises ConflictError when another refresh
     committed first, InputError for bad shards, OptionError when the counting options
     (lowercase, max_document_tokens, format, text field, a larger window) differ from the
     ones the store was counted with.
@@ -271,6 +278,10 @@ def refresh(
 
     options = options or BuildOptions()
     lake = lake if isinstance(lake, Lake) else Lake(lake)
+    if max_drift is not None and not frozen:
+        raise OptionError("--max-drift applies to a frozen refresh: add --frozen")
+    if max_drift is not None and max_drift < 0:
+        raise OptionError(f"--max-drift must be >= 0; got {max_drift}")
     stages = StageLog(report)
     check_lake(lake)
     uri = counts_uri(lake)
@@ -392,7 +403,8 @@ def refresh(
     result.build = aggregate(spark, lake, options, version, seq, stages, keep_runs,
                              {"added": len(added), "replaced": len(replaced),
                               "removed": len(removed)}, result.warnings,
-                             counting=counting, manifest=manifest, report=report)
+                             counting=counting, manifest=manifest, report=report,
+                             frozen=frozen, max_drift=max_drift)
     return result
 
 
@@ -480,8 +492,8 @@ def _check_keys(words: list, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, stages,
               keep_runs: int = 1, changes: Optional[dict] = None,
               warnings: Optional[list] = None, counting: Optional[dict] = None,
-              manifest: Optional[dict] = None, report: Callable[[str], None] = _stderr
-              ) -> BuildResult:
+              manifest: Optional[dict] = None, report: Callable[[str], None] = _stderr,
+              frozen: bool = False, max_drift: Optional[float] = None) -> BuildResult:
     """Vocabulary, cipher, co-occurrences and vectors from version `version` of the count
     store, published like a build.
 
@@ -489,7 +501,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     counting options, adding the shards that changed since its version and subtracting
     their old counts; otherwise sums every shard. `manifest` ({path: (size, mtime,
     format)} at `version`) saves reading it from the store; `counting` is the store's
-    counting options (with its window).
+    counting options (with its window). `frozen`, `max_drift`: as :func:`refresh`.
     """
     import pyarrow as pa
     from pyspark import StorageLevel
@@ -503,6 +515,17 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
 
     started = time.perf_counter()
     uri = counts_uri(lake)
+    epoch = None
+    if frozen:
+        epoch = published_epoch(lake)
+        if epoch is None:
+            report("frozen: the lake serves no run whose cipher can be kept (no epoch yet): "
+                   "an exact refresh makes one")
+        elif differing_options(epoch, options):
+            report(f"frozen: these options differ from the epoch's (run {epoch.run}): "
+                   f"{', '.join(differing_options(epoch, options))}; an exact refresh makes a "
+                   f"new epoch")
+            epoch = None
     if manifest is None or counting is None:
         manifest, _, last = _read_state(spark, uri, version)
         counting = last["counting"]
@@ -546,9 +569,20 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
         raise LakeError(f"{uri} version {version}: word counts sum to {int(wcounts.sum())} "
                         f"but the shards hold {total} tokens; the count store is damaged")
     sorted_keys, idx_sorted = _check_keys(words, keys)
-    present = wcounts >= options.min_count
-    vocab = rank_vocabulary([(w, int(c)) for w, c, k in zip(words, wcounts, present) if k],
-                            total, options.max_vocab)
+    drift_info = None
+    if epoch is not None:
+        drift_info = drift(epoch, words, wcounts, total, options.min_count, options.max_vocab)
+        report(f"epoch: run {epoch.run}; {drift_line(drift_info)}")
+        if max_drift is not None and drift_info["drift"] > max_drift:
+            report(f"drift {drift_info['drift']:.4f} > --max-drift {max_drift}: an exact "
+                   f"refresh makes a new epoch")
+            epoch, drift_info = None, None
+    if epoch is not None:
+        vocab = frozen_vocabulary(epoch, words, wcounts, total)
+    else:
+        present = wcounts >= options.min_count
+        vocab = rank_vocabulary([(w, int(c)) for w, c, k in zip(words, wcounts, present) if k],
+                                total, options.max_vocab)
     unk = vocab.unk_id
     id_of_idx = pc_index_in(words, vocab.words)
     id_of_idx[id_of_idx < 0] = unk
@@ -657,11 +691,13 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     started = time.perf_counter()
     extra = {PROP_COUNTS_VERSION: str(version),
              PROP_REFRESH: json.dumps({"seq": seq, "counts_version": version,
+                                       "mode": "frozen" if epoch is not None else "exact",
                                        **(changes or {})}, sort_keys=True)}
     run = BuildRun(spark=spark, lake=lake, run_id=new_run_id(), options=options, vocab=vocab,
                    docs=None, shards=shards, shard_stats=shard_stats, total_tokens=total,
                    n_docs=n_docs, warnings=list(warnings or []), stages=stages,
-                   previous_runs=previous_runs, keep_runs=keep_runs, started=started)
+                   previous_runs=previous_runs, keep_runs=keep_runs, started=started,
+                   epoch=epoch, drift=drift_info)
     try:
         result = finish_build(run, vectors_stage=vectors_stage, extra_properties=extra)
     except BaseException as exc:

@@ -21,6 +21,7 @@ from bitcipher.lake.tables import PROP_OPTIONS, PROP_RUN, PROP_SNAPSHOT, Lake, p
 
 PROP_REFRESH = "bitcipher.incremental"
 PROP_COUNTS_VERSION = "bitcipher.counts_version"
+PROP_EPOCH = "bitcipher.epoch"  # frozen runs: {"run": the epoch's exact run, "drift": {...}}
 _COMMIT = re.compile(r"(\d{20})\.json$")
 
 
@@ -177,10 +178,13 @@ def lake_history(lake: Lake) -> list[dict]:
             continue
         snapshot = json.loads(config.get(PROP_SNAPSHOT, "{}"))
         refresh = json.loads(config[PROP_REFRESH]) if PROP_REFRESH in config else None
+        epoch = json.loads(config[PROP_EPOCH]) if PROP_EPOCH in config else None
+        kind = "refresh" if refresh else "build"
         entries.append({
             "version": c.version,
             "time": c.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-            "kind": "refresh" if refresh else "build",
+            "kind": f"{kind} (frozen)" if epoch else kind,
+            "epoch": epoch,
             "run": config[PROP_RUN],
             "shards": snapshot.get("shards"),
             "added": refresh.get("added") if refresh else None,
@@ -198,7 +202,7 @@ def format_history(entries: list[dict], defaults: dict) -> list[tuple]:
     for e in entries:
         changed = {k: v for k, v in e["options"].items() if defaults.get(k) != v}
         opts = " ".join(f"{k}={v}" for k, v in sorted(changed.items())) or "defaults"
-        delta = ("" if e["kind"] == "build"
+        delta = ("" if e["kind"].startswith("build")
                  else f"+{e['added']} ~{e['replaced']} -{e['removed']}")
         rows.append((e["version"], e["time"], e["kind"], e["shards"], delta, e["tokens"],
                      opts, e["run"]))
