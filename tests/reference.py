@@ -315,8 +315,14 @@ def post(block: np.ndarray, transform: str = "neglog", epsilon: float = 1e-3,
 
 def vectors(lines, bits=32, window=5, mode="sum", weighting="harmonic", smoothing="nf",
             transform="neglog", epsilon=1e-3, min_count=5, max_vocab=None,
-            include_self=True, lowercase=True, max_document_tokens=10000) -> dict:
+            include_self=True, lowercase=True, max_document_tokens=10000,
+            epoch_vocab=None) -> dict:
     """Full pipeline, sections 0-3.
+
+    `epoch_vocab` ([(word, count)] of an earlier run, in its id order): a frozen run
+    (docs/ALGORITHM.md, "Frozen refresh"): the ids and the cipher come from it (its counts
+    make the codes and the smoothing), every other word is <unk>; the vocabulary's counts
+    (and so the weights and the totals) are the current ones.
 
     Returns {"vocab", "ids", "unigram_total" (M), "bits", "docs", "docs_ids", "cooc",
     "cipher", "x", "F" (V, 2m+1, D) per-offset blocks indexed by d + m, "offsets",
@@ -330,13 +336,21 @@ def vectors(lines, bits=32, window=5, mode="sum", weighting="harmonic", smoothin
         raise ValueError(f"unknown weighting {weighting!r}")
 
     docs = documents(lines, lowercase=lowercase, max_document_tokens=max_document_tokens)
-    vocab = vocabulary(docs, min_count=min_count, max_vocab=max_vocab)
+    if epoch_vocab is None:
+        vocab = vocabulary(docs, min_count=min_count, max_vocab=max_vocab)
+        cipher_vocab = vocab
+    else:
+        now = Counter(token for doc in docs for token in doc)
+        in_epoch = {w for w, _ in epoch_vocab}
+        unk_now = sum(c for w, c in now.items() if w not in in_epoch)
+        vocab = [(w, unk_now if w == UNK else now.get(w, 0)) for w, _ in epoch_vocab]
+        cipher_vocab = list(epoch_vocab)
     ids = {w: i for i, (w, _) in enumerate(vocab)}
     counts = [c for _, c in vocab]
     M = sum(counts)
     V = len(vocab)
 
-    ciph = cipher(vocab, bits, smoothing=smoothing)
+    ciph = cipher(cipher_vocab, bits, smoothing=smoothing)
     b = ciph["bits"]
     x = ciph["x"]
     D = b + 1

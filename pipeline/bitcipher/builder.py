@@ -343,9 +343,14 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
     n_cooc = parquet_rows(cooc_dir)
     stages.record("cooccurrences", n_cooc, started, detail)
 
+    # words with no contexts get the vector of an empty block, built here: <unk> when every
+    # word is in the vocabulary; in a frozen run also an epoch word no longer in the corpus
+    empty_ids = np.flatnonzero(np.asarray(vocab.counts) == 0)
     unk_vector = None
-    if vocab.counts[vocab.unk_id] == 0:  # <unk> has no contexts: its vector is built here
-        unk_vector = np.asarray([empty_vector(cipher.bits, options, marginal)], np.float32)
+    if len(empty_ids):
+        unk_vector = np.repeat(
+            np.asarray([empty_vector(cipher.bits, options, marginal)], np.float32),
+            len(empty_ids), axis=0)
     projection = None
     if options.project:
         started = time.perf_counter()
@@ -370,7 +375,7 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
     vectors = vec.join(F.broadcast(vocab_df), "id")
     if unk_vector is not None:
         unk = spark.createDataFrame(
-            [(UNK, vocab.unk_id, 0, unk_vector[0].tolist())],
+            [(vocab.words[i], int(i), 0, row.tolist()) for i, row in zip(empty_ids, unk_vector)],
             schema=schema_of("vectors"),
         )
         vectors = vectors.unionByName(conform(unk, "vectors"))

@@ -1,0 +1,205 @@
+"""`refresh --frozen` and `build --cipher-from`: the cipher epoch (vocabulary, codes,
+projection) is kept; every table equals the NumPy reference run with the epoch's vocabulary,
+and a frozen refresh equals a frozen build of the same shards bit for bit."""
+
+import json
+
+import numpy as np
+import pytest
+import reference
+from conftest import CORPUS_A, CORPUS_B, CORPUS_C
+from test_pipeline import check_against_reference, reference_opts
+from test_refresh import assert_same_tables, copy_tree, corpus_lines, lake_tables, put, quiet
+
+from bitcipher import BuildOptions, build
+from bitcipher.cli import main
+from bitcipher.errors import LakeError, OptionError
+from bitcipher.incremental.run import refresh
+from bitcipher.lake.history import PROP_EPOCH, lake_history
+from bitcipher.lake.tables import Lake, published
+from bitcipher.stages.cipher import build_cipher
+from bitcipher.stages.epoch import Epoch, drift, read_epoch
+from bitcipher.stages.projection import PROJECTION_FILE, Projection
+from bitcipher.stages.unigrams import UNK
+
+OPTIONS = BuildOptions(project=None, bits=6, window=2, min_count=2)
+PROJECTED = BuildOptions(bits=8, window=2, min_count=1, transform="ppmi", project=4)
+NEW = ["zebra yurt zebra quill yurt zebra", "quill zebra yurt"]
+
+
+def epoch_vocab(lines, options):
+    """The reference's (word, count) vocabulary of an exact run over `lines`."""
+    docs = reference.documents(lines)
+    return reference.vocabulary(docs, min_count=options.min_count, max_vocab=options.max_vocab)
+
+
+def check_frozen_reference(spark, lake, corpus, epoch, options):
+    expected = reference.vectors(corpus_lines(corpus), **reference_opts(options),
+                                 epoch_vocab=epoch)
+    check_against_reference(lake_tables(spark, lake), expected, options)
+
+
+@pytest.fixture(scope="module")
+def epoch_lake(spark, tmp_path_factory):
+    """A lake built (exactly) from shards a and b, and a copy of its corpus; each test copies
+    both."""
+    base = tmp_path_factory.mktemp("epoch")
+    corpus, lake = base / "corpus", Lake(str(base / "lake"))
+    put(corpus, "s0", CORPUS_A)
+    put(corpus, "s1", CORPUS_B)
+    build(spark, str(corpus), lake, OPTIONS, report=quiet)
+    return base
+
+
+@pytest.fixture
+def lake_copy(epoch_lake, tmp_path):
+    corpus = copy_tree(epoch_lake / "corpus", tmp_path / "corpus")
+    lake = Lake(str(copy_tree(epoch_lake / "lake", tmp_path / "lake")))
+    twin = Lake(str(copy_tree(epoch_lake / "lake", tmp_path / "twin")))
+    return corpus, lake, twin
+
+
+def test_frozen_refresh_keeps_the_epoch_and_matches_the_reference(spark, lake_copy):
+    corpus, lake, twin = lake_copy
+    first = published(lake).run
+    vocab_before = epoch_vocab(corpus_lines(corpus), OPTIONS)
+    put(corpus, "s2", CORPUS_C)
+    put(corpus, "s3", NEW)  # words new to the corpus, frequent enough for an exact run
+    lines = []
+    result = refresh(spark, str(corpus), lake, OPTIONS, report=lines.append, frozen=True)
+    assert result.build.frozen_to == first
+    # the reference, run with the epoch's vocabulary: ids, codes, counts, co-occurrences,
+    # vectors
+    check_frozen_reference(spark, lake, corpus, vocab_before, OPTIONS)
+    tables = lake_tables(spark, lake)
+    words = set(tables["vectors"].word)
+    assert "über" not in words and "zebra" not in words  # new words stay <unk>
+    assert [w for w, _ in vocab_before] == list(tables["unigrams"].sort_values("id").word)
+    # the exact vocabulary would have them: the drift says so
+    exact = [w for w, _ in epoch_vocab(corpus_lines(corpus), OPTIONS)]
+    assert "über" in exact and "zebra" in exact
+    assert result.build.drift["new_words"] == len(set(exact) - {w for w, _ in vocab_before})
+    assert any(line.startswith("epoch: run " + first) for line in lines)
+    # the same shards built with --cipher-from: the same tables, bit for bit
+    build(spark, str(corpus), twin, OPTIONS, report=quiet, cipher_from=0)
+    assert_same_tables(lake_tables(spark, lake), lake_tables(spark, twin))
+    # history: which mode made each version, and from which epoch
+    kinds = [e["kind"] for e in lake_history(lake)]
+    assert kinds == ["build", "refresh (frozen)"]
+    assert lake_history(lake)[-1]["epoch"]["run"] == first
+    assert json.loads(published(lake).properties[PROP_EPOCH])["run"] == first
+    # a second frozen refresh keeps the same epoch (read from the frozen run's own folder)
+    (corpus / "s2.txt").unlink()
+    again = refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
+    assert again.build.frozen_to == first
+    assert read_epoch(lake, published(lake).run).run == first
+    check_frozen_reference(spark, lake, corpus, vocab_before, OPTIONS)
+
+
+def test_removed_words_keep_their_id_with_the_empty_vector(spark, lake_copy):
+    corpus, lake, twin = lake_copy
+    vocab_before = epoch_vocab(corpus_lines(corpus), OPTIONS)
+    (corpus / "s1.txt").unlink()  # the number words are gone
+    refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
+    tables = lake_tables(spark, lake)
+    vec = tables["vectors"].set_index("word")
+    assert vec.loc["three", "count"] == 0
+    check_frozen_reference(spark, lake, corpus, vocab_before, OPTIONS)
+    build(spark, str(corpus), twin, OPTIONS, report=quiet, cipher_from=0)
+    assert_same_tables(tables, lake_tables(spark, twin))
+
+
+def test_fallbacks_to_an_exact_refresh_say_why(spark, lake_copy, tmp_path):
+    corpus, lake, _ = lake_copy
+    put(corpus, "s3", NEW)
+    # other options than the epoch's: exact, a new epoch
+    other = BuildOptions(project=None, bits=7, window=2, min_count=2)
+    lines = []
+    result = refresh(spark, str(corpus), lake, other, report=lines.append, frozen=True)
+    assert result.build.frozen_to is None
+    assert any("differ from the epoch's" in line and "bits" in line for line in lines)
+    assert lake_history(lake)[-1]["kind"] == "refresh"
+    # drift past --max-drift: exact
+    put(corpus, "s4", NEW)
+    lines = []
+    result = refresh(spark, str(corpus), lake, other, report=lines.append, frozen=True,
+                     max_drift=0.0)
+    assert result.build.frozen_to is None
+    assert any("> --max-drift 0.0" in line for line in lines)
+    # no epoch at all (an empty lake): exact, with a line
+    empty = Lake(str(tmp_path / "empty"))
+    lines = []
+    result = refresh(spark, str(corpus), empty, OPTIONS, report=lines.append, frozen=True)
+    assert result.build.frozen_to is None
+    assert any("no epoch yet" in line for line in lines)
+    # a frozen build with other options is refused
+    latest = lake_history(lake)[-1]["version"]
+    with pytest.raises(OptionError, match="--cipher-from"):
+        build(spark, str(corpus), lake, BuildOptions(project=None, bits=5), report=quiet,
+              cipher_from=latest)
+    # an epoch whose run folder is gone (--keep-runs): a clear error
+    with pytest.raises(LakeError, match="keep-runs"):
+        build(spark, str(corpus), lake, other, report=quiet, cipher_from=0)
+
+
+def test_max_drift_needs_frozen_before_spark(capsys, tmp_path):
+    put(tmp_path / "c", "s0", CORPUS_A)
+    code = main(["refresh", "--corpus", str(tmp_path / "c"), "--lake", str(tmp_path / "l"),
+                 "--max-drift", "0.1"])
+    assert code == 2
+    assert "--frozen" in capsys.readouterr().err
+
+
+def test_frozen_refresh_applies_the_epochs_projection(spark, tmp_path):
+    corpus, lake = tmp_path / "corpus", Lake(str(tmp_path / "lake"))
+    twin = Lake(str(tmp_path / "twin"))
+    put(corpus, "s0", CORPUS_A)
+    put(corpus, "s1", CORPUS_B)
+    build(spark, str(corpus), lake, PROJECTED, report=quiet)
+    copy_tree(tmp_path / "lake", tmp_path / "twin")
+    first = published(lake).run
+    basis = Projection.load(lake.table(first, PROJECTION_FILE))
+    vocab_before = epoch_vocab(corpus_lines(corpus), PROJECTED)
+    put(corpus, "s2", NEW + CORPUS_A)
+    refresh(spark, str(corpus), lake, PROJECTED, report=quiet, frozen=True)
+    run = published(lake).run
+    kept = Projection.load(lake.table(run, PROJECTION_FILE))
+    assert np.array_equal(kept.basis, basis.basis) and np.array_equal(kept.mean, basis.mean)
+    # the reference's wide vectors, projected with the epoch's basis by NumPy
+    expected = reference.vectors(corpus_lines(corpus), **reference_opts(PROJECTED),
+                                 epoch_vocab=vocab_before)
+    tables = lake_tables(spark, lake)
+    vec = tables["vectors"].sort_values("id")
+    got = np.stack(vec.vector.to_numpy()).astype(np.float64)
+    want = (expected["vectors"][list(vec.id)] - basis.mean) @ basis.basis
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    build(spark, str(corpus), twin, PROJECTED, report=quiet, cipher_from=0)
+    assert_same_tables(tables, lake_tables(spark, twin))
+
+
+def make_epoch(vocab: list[tuple[str, int]], bits: int) -> Epoch:
+    counts = np.array([c for _, c in vocab], dtype=np.int64)
+    return Epoch(run="r0", folder_run="r0", words=[w for w, _ in vocab], counts=counts,
+                 cipher=build_cipher(counts, bits, "nf"), projection=None,
+                 options={"smoothing": "nf"})
+
+
+def test_drift_worked_example():
+    """docs/ALGORITHM.md, "Frozen refresh": drift by hand."""
+    # epoch (3 bits): the(9) rank 0 code 100, cat(5) rank 1 010, <unk>(3) rank 2 001,
+    # mat(2) rank 3 110
+    epoch = make_epoch([("the", 9), ("cat", 5), (UNK, 3), ("mat", 2)], bits=3)
+    assert [list(p[p >= 0]) for p in epoch.cipher.positions] == [[0], [1], [2], [0, 1]]
+    # now (total 25): the 9, dog 6 (new), cat 5, mat 2, emu 1, owl 1, yak 1
+    words = ["the", "dog", "cat", "mat", "emu", "owl", "yak"]
+    counts = np.array([9, 6, 5, 2, 1, 1, 1])
+    d = drift(epoch, words, counts, 25, min_count=2, max_vocab=None)
+    # exact now: the(9) 0 [0], dog(6) 1 [1], cat(5) 2 [2], <unk>(3) 3 [0,1], mat(2) 4 [0,2]
+    # epoch words the, cat, mat: the keeps [0]; cat [1] -> [2] changes, same tier; mat
+    # [0,1] -> [0,2] changes, same tier
+    assert d["code_words"] == pytest.approx(2 / 3)
+    assert d["code_tokens"] == pytest.approx((5 + 2) / (9 + 5 + 2))
+    assert d["tier_tokens"] == 0.0
+    assert d["new_words"] == 1
+    assert d["unk_tokens"] == pytest.approx(6 / 25)
+    assert d["drift"] == pytest.approx(6 / 25)
