@@ -3,6 +3,7 @@ projection) is kept; every table equals the NumPy reference run with the epoch's
 and a frozen refresh equals a frozen build of the same shards bit for bit."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,3 +204,10 @@ def test_drift_worked_example():
     assert d["new_words"] == 1
     assert d["unk_tokens"] == pytest.approx(6 / 25)
     assert d["drift"] == pytest.approx(6 / 25)
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "ALGORITHM.md").read_text()
+    for text in ("code_words = 2/3, code_tokens = 7/16", "tier_tokens = 0",
+                 "unk_tokens = 6/25 = 0.24", "drift = 0.24"):
+        assert text in doc
+    # the exact codes the example states (100, 010, 001, 110, 101 by rank)
+    exact = build_cipher(np.array([9, 6, 5, 3, 2]), 3, "nf").positions
+    assert [list(p[p >= 0]) for p in exact] == [[0], [1], [2], [0, 1], [0, 2]]
