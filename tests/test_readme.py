@@ -525,6 +525,14 @@ def test_airflow_example_retries_conflicts_only(monkeypatch):
                         3: "failed, no retry", 4: "failed, no retry", 5: "skipped",
                         6: "failed, retried"}
     assert ran and all(parse(shlex.join(argv)).command == "refresh" for argv in ran)
+    # frozen on weekdays, exact (a new epoch) on Sundays
+    import datetime as dt
+
+    exit_code["rc"] = 0
+    for day, frozen in ((dt.datetime(2026, 12, 5), True), (dt.datetime(2026, 12, 6), False)):
+        ran.clear()
+        callable_(logical_date=day)
+        assert parse(shlex.join(ran[0])).frozen is frozen, day.strftime("%A")
 
 
 # --------------------------------------------------------------------------- links

@@ -224,9 +224,11 @@ def test_rebuild_on_s3_publishes_a_second_commit_and_removes_the_old_run(
 
 def test_refresh_on_s3_matches_the_reference_and_keeps_its_totals_there(
         s3_server, s3_corpus, tmp_path):
-    """`bitcipher refresh` with corpus and lake on S3: from empty, then after a new shard
-    arrives (counted alone, merged into the totals kept on S3); the tables equal the NumPy
-    reference on all shards (refresh = build, table by table, is tested on local disk)."""
+    """`bitcipher refresh` with corpus and lake on S3: from empty (exact), then `--frozen`
+    after a new shard arrives (counted alone, merged into the totals kept on S3, coded with
+    the epoch read back from S3); the tables equal the NumPy reference on all shards with
+    the first run's vocabulary (refresh = build, table by table, exact and frozen, is tested
+    on local disk)."""
     first = write_shards(tmp_path / "first", CORPUS_A + CORPUS_B, shards=2)
     extra = tmp_path / "extra"
     extra.mkdir()
@@ -237,15 +239,22 @@ def test_refresh_on_s3_matches_the_reference_and_keeps_its_totals_there(
     # both refreshes through `bitcipher refresh` in one child process (one JVM start):
     # the second one, after the upload, reads what the first one left on S3
     first_code, second_code, first_err, second_err = _refresh_twice(
-        args, between=lambda: s3_server.upload_dir(extra, BUCKET, "refresh-corpus"))
+        args, between=lambda: s3_server.upload_dir(extra, BUCKET, "refresh-corpus"),
+        then=("--frozen",))
     assert first_code == 0, first_err[-3000:]
     assert second_code == 0, second_err[-3000:]
     assert "totals of version 0 -0 +1 shards" in second_err, second_err[-3000:]
+    assert "frozen to run" in second_err, second_err[-3000:]
 
+    before = [line for f in sorted(first.iterdir())
+              for line in f.read_text(encoding="utf-8").splitlines()]
+    epoch = reference.vocabulary(reference.documents(before), min_count=REFERENCE["min_count"])
     lines = [line for d in (first, extra) for f in sorted(d.iterdir())
              for line in f.read_text(encoding="utf-8").splitlines()]
     tables = read_lake(lake, s3_server)
-    expected = reference.vectors(lines, **REFERENCE)
+    expected = reference.vectors(lines, **REFERENCE, epoch_vocab=epoch)
+    assert any(w not in {v for v, _ in epoch} for w, _ in
+               reference.vocabulary(reference.documents(lines), min_count=1))  # new words
     uni = tables["unigrams"]
     assert list(zip(uni.word, uni["count"])) == expected["vocab"]
     cooc = tables["cooccurrences"]
@@ -263,25 +272,29 @@ def test_refresh_on_s3_matches_the_reference_and_keeps_its_totals_there(
 REFRESH_TWICE = """
 import sys
 from bitcipher.cli import main
-code = main(["refresh", *sys.argv[1:]])
+args, _, then = " ".join(sys.argv[1:]).partition(" @@then")
+code = main(["refresh", *args.split()])
 print(f"\\n@@first refresh exit {code}", flush=True)
 print("\\n@@second refresh", file=sys.stderr, flush=True)
 if code != 0 or sys.stdin.readline().strip() != "go":
     sys.exit(code or 99)
-sys.exit(main(["refresh", *sys.argv[1:]]))
+sys.exit(main(["refresh", *args.split(), *then.split()]))
 """
 
 
-def _refresh_twice(args, between, timeout: int = 600):
-    """`bitcipher refresh ARGS` twice in one child process, `between()` run in between;
-    (first exit code, second exit code, first stderr, second stderr)."""
+def _refresh_twice(args, between, timeout: int = 600, then=()):
+    """`bitcipher refresh ARGS` twice in one child process, `between()` run in between, the
+    second time with the flags `then` too; (first exit code, second exit code, first
+    stderr, second stderr). No argument may hold a space."""
     import tempfile
 
     env = dict(os.environ)
     env.setdefault("BITCIPHER_DRIVER_MEMORY", "1g")
     env.pop("BITCIPHER_MASTER", None)
     with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([sys.executable, "-c", REFRESH_TWICE, *args], env=env, cwd=ROOT,
+        assert not any(" " in a for a in [*args, *then])
+        proc = subprocess.Popen([sys.executable, "-c", REFRESH_TWICE, *args, "@@then", *then],
+                                env=env, cwd=ROOT,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                 text=True)
         out, first, second = [], None, None
