@@ -13,8 +13,11 @@ drift  for each --fractions f: a lake refreshed exactly on the first B shards, t
        both tables, the cosine between its frozen and its exact vector: as published, and
        after aligning the frozen vectors to the exact ones with one orthogonal matrix
        (Procrustes; a projection fitted again may rotate within near-equal eigenvalues,
-       which moves every coordinate and changes no similarity). Mean and 5th percentile,
-       with the drift the frozen refresh reported.
+       which moves every coordinate and changes no similarity), and the correlation of its
+       cosine similarities to 1,000 sampled words (coordinate-free); the same correlation
+       between the vectors before and after the exact refresh (how far an exact refresh
+       moves them itself); similarity scores of both. Mean and 5th percentile, with the
+       drift the frozen refresh reported.
 
 examples:
   python benchmarks/corpora.py mix --out data/mix101 --shards 101
@@ -49,29 +52,54 @@ def place(shards, corpus: Path) -> None:
 def vectors(lake_root: str) -> dict:
     from deltalake import DeltaTable
 
-    t = DeltaTable(f"{lake_root}/vectors").to_pyarrow_table(columns=["word", "vector"])
-    return dict(zip(t.column("word").to_pylist(),
-                    np.stack(t.column("vector").to_numpy(zero_copy_only=False))))
+    t = DeltaTable(f"{lake_root}/vectors").to_pyarrow_table(columns=["word", "count", "vector"])
+    t = t.sort_by([("count", "descending"), ("word", "ascending")])
+    return {"words": t.column("word").to_pylist(), "counts": t.column("count").to_numpy(),
+            "matrix": np.stack(t.column("vector").to_numpy(zero_copy_only=False))}
 
 
-def compare(frozen: dict, exact: dict) -> dict:
-    words = sorted(set(frozen) & set(exact) - {"<unk>"})
-    a = np.stack([frozen[w] for w in words]).astype(np.float64)
-    b = np.stack([exact[w] for w in words]).astype(np.float64)
+def unit(m: np.ndarray) -> np.ndarray:
+    m = m.astype(np.float64)
+    n = np.linalg.norm(m, axis=1, keepdims=True)
+    return m / np.where(n > 0, n, 1.0)
 
-    def cosines(x, y):
-        num = (x * y).sum(axis=1)
-        den = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
-        return num / np.where(den > 0, den, 1.0)
 
-    direct = cosines(a, b)
-    out = {"words": len(words), "cos_mean": float(direct.mean()),
-           "cos_p5": float(np.percentile(direct, 5))}
+def scores(v: dict) -> dict:
+    """Spearman rho on WS353, SimLex-999 and MEN (when hyperhyper is installed)."""
+    from bitcipher.evaluation.evaluate import evaluate_similarity, similarity_datasets
+    from bitcipher.query.keyed_vectors import KeyedVectors
+
+    kv = KeyedVectors(v["words"], v["counts"], v["matrix"].astype(np.float32))
+    sets = similarity_datasets()
+    return {name: round(evaluate_similarity(kv, sets[name])["rho"], 4)
+            for name in ("ws353", "simlex999", "men") if name in sets}
+
+
+def compare(frozen: dict, exact: dict, anchors: int = 1000) -> dict:
+    """Per word of both tables: the cosine of its two vectors (direct, and after an
+    orthogonal Procrustes alignment), and the correlation of its cosine similarities to
+    `anchors` sampled words (coordinate-free: the same whatever basis each table is in)."""
+    f_index = {w: i for i, w in enumerate(frozen["words"])}
+    e_index = {w: i for i, w in enumerate(exact["words"])}
+    words = sorted(set(f_index) & set(e_index) - {"<unk>"})
+    a = unit(frozen["matrix"][[f_index[w] for w in words]])
+    b = unit(exact["matrix"][[e_index[w] for w in words]])
+    out = {"words": len(words)}
     if a.shape[1] == b.shape[1]:
+        direct = (a * b).sum(axis=1)
         u, _, vt = np.linalg.svd(a.T @ b)
-        aligned = cosines(a @ (u @ vt), b)
-        out.update(aligned_mean=float(aligned.mean()),
+        aligned = ((a @ (u @ vt)) * b).sum(axis=1)
+        out.update(cos_mean=float(direct.mean()), cos_p5=float(np.percentile(direct, 5)),
+                   aligned_mean=float(aligned.mean()),
                    aligned_p5=float(np.percentile(aligned, 5)))
+    pick = np.random.default_rng(0).choice(len(words), size=min(anchors, len(words)),
+                                           replace=False)
+    sa, sb = a @ a[pick].T, b @ b[pick].T
+    sa -= sa.mean(axis=1, keepdims=True)
+    sb -= sb.mean(axis=1, keepdims=True)
+    corr = (sa * sb).sum(axis=1) / np.maximum(
+        np.linalg.norm(sa, axis=1) * np.linalg.norm(sb, axis=1), 1e-300)
+    out.update(simcorr_mean=float(corr.mean()), simcorr_p5=float(np.percentile(corr, 5)))
     return out
 
 
@@ -88,6 +116,7 @@ def main(argv=None) -> int:
     p.add_argument("--work", default=None, help="scratch directory (default: a temporary one)")
     p.add_argument("--warmup", action="store_true", help="warm the JVM up with a tiny build")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--no-cost", action="store_true", help="the drift table only")
     args = p.parse_args(argv)
 
     from bitcipher import build, spark_session
@@ -134,7 +163,30 @@ def main(argv=None) -> int:
         build(spark, str(tiny), Lake(str(work / "tiny-lake2")), options, report=quiet)
 
     results: dict = {"settings": args.settings, "shards": len(shards)}
-    # cost: +1 shard
+    if not args.no_cost:
+        cost(spark, shards, work, options, results, log, quiet, copy_lake, timed)
+    drift_table(spark, shards, work, options, results, args, quiet, copy_lake)
+    if "cost" in results:
+        c = results["cost"]
+        print(f"\n{args.settings} settings, {c['tokens']:,} tokens in {len(shards)} shards, "
+              f"+1 shard:")
+        print(f"frozen refresh {c['frozen_s']:.1f} s = {c['frozen_ratio']:.2f} x build; exact "
+              f"refresh {c['exact_s']:.1f} s = {c['exact_ratio']:.2f} x build; build "
+              f"{c['build_s']:.1f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+    spark.stop()
+    return 0
+
+
+def cost(spark, shards, work, options, results, log, quiet, copy_lake, timed):
+    """+1 shard: frozen and exact refresh against a full build."""
+    from bitcipher import build
+    from bitcipher.incremental.run import refresh
+    from bitcipher.lake.tables import Lake
+
     corpus = work / "cost" / "corpus"
     place(shards[:-1], corpus)
     base = work / "cost" / "base"
@@ -157,6 +209,11 @@ def main(argv=None) -> int:
                        "frozen_ratio": t_frozen / t_build, "exact_ratio": t_exact / t_build}
     shutil.rmtree(work / "cost", ignore_errors=True)
 
+
+def drift_table(spark, shards, work, options, results, args, quiet, copy_lake):
+    from bitcipher.incremental.run import refresh
+    from bitcipher.lake.tables import Lake
+
     fractions = [float(f) for f in args.fractions.split(",") if f.strip()]
     results["drift"] = []
     for f in fractions:
@@ -167,31 +224,30 @@ def main(argv=None) -> int:
         place(shards[:n_base], corpus)
         refresh(spark, str(corpus), Lake(str(root / "frozen")), options, report=quiet)
         exact_lake = copy_lake(root / "frozen", root / "exact")
+        before = vectors(str(root / "exact"))
         place(shards[n_base:n_base + n_new], corpus)
         lines: list = []
         out = refresh(spark, str(corpus), Lake(str(root / "frozen")), options,
                       report=lines.append, frozen=True)
         refresh(spark, str(corpus), exact_lake, options, report=quiet)
+        fv, ev = vectors(str(root / "frozen")), vectors(str(root / "exact"))
         row = {"fraction": n_new / n_base, "base_shards": n_base, "new_shards": n_new,
-               **(out.build.drift or {}),
-               **compare(vectors(str(root / "frozen")), vectors(str(root / "exact")))}
+               **(out.build.drift or {}), **compare(fv, ev)}
+        # how far the exact refresh itself moves the vectors it replaces (the same measure)
+        moved = compare(before, ev)
+        row.update(exact_moved_simcorr_mean=moved["simcorr_mean"],
+                   exact_moved_simcorr_p5=moved["simcorr_p5"])
+        try:
+            row["scores_frozen"], row["scores_exact"] = scores(fv), scores(ev)
+        except FileNotFoundError:  # gensim's data sets are not installed
+            pass
         results["drift"].append(row)
         print(f"+{row['fraction']:.1%} ({n_new} new shards on {n_base}): " + ", ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
             if k not in ("fraction", "base_shards", "new_shards")), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
         shutil.rmtree(root, ignore_errors=True)
-
-    c = results["cost"]
-    print(f"\n{args.settings} settings, {c['tokens']:,} tokens in {len(shards)} shards, +1 shard:")
-    print(f"frozen refresh {c['frozen_s']:.1f} s = {c['frozen_ratio']:.2f} x build; exact "
-          f"refresh {c['exact_s']:.1f} s = {c['exact_ratio']:.2f} x build; build "
-          f"{c['build_s']:.1f} s")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    if not args.work:
-        shutil.rmtree(work, ignore_errors=True)
-    spark.stop()
-    return 0
 
 
 if __name__ == "__main__":

@@ -316,13 +316,15 @@ def post(block: np.ndarray, transform: str = "neglog", epsilon: float = 1e-3,
 def vectors(lines, bits=32, window=5, mode="sum", weighting="harmonic", smoothing="nf",
             transform="neglog", epsilon=1e-3, min_count=5, max_vocab=None,
             include_self=True, lowercase=True, max_document_tokens=10000,
-            epoch_vocab=None) -> dict:
+            epoch_vocab=None, epoch_marginal=None) -> dict:
     """Full pipeline, sections 0-3.
 
     `epoch_vocab` ([(word, count)] of an earlier run, in its id order): a frozen run
     (docs/ALGORITHM.md, "Frozen refresh"): the ids and the cipher come from it (its counts
     make the codes and the smoothing), every other word is <unk>; the vocabulary's counts
-    (and so the weights and the totals) are the current ones.
+    (and so the weights and the totals) are the current ones. `epoch_marginal` (the
+    "marginal" this function returned for the epoch's corpus): pmi/ppmi compare with it
+    instead of the current marginal.
 
     Returns {"vocab", "ids", "unigram_total" (M), "bits", "docs", "docs_ids", "cooc",
     "cipher", "x", "F" (V, 2m+1, D) per-offset blocks indexed by d + m, "offsets",
@@ -371,11 +373,17 @@ def vectors(lines, bits=32, window=5, mode="sum", weighting="harmonic", smoothin
             for d in offsets:
                 summed[t] += F[t, d + window]
         marginal = summed.sum(axis=0)  # Σ over every word, <unk> included
+        marginal_out = marginal[None, :]
+        if epoch_marginal is not None:
+            marginal = np.asarray(epoch_marginal)[0]
         out = np.zeros((V, D), dtype=np.float64)
         for t in range(V):
             out[t] = post(summed[t], transform, epsilon, marginal)
     else:
         marginals = {d: F[:, d + window].sum(axis=0) for d in offsets}
+        marginal_out = np.stack([marginals[d] for d in offsets])
+        if epoch_marginal is not None:
+            marginals = {d: np.asarray(epoch_marginal)[i] for i, d in enumerate(offsets)}
         out = np.zeros((V, D * len(offsets)), dtype=np.float64)
         for t in range(V):
             parts = [post(F[t, d + window], transform, epsilon, marginals[d]) for d in offsets]
@@ -383,7 +391,7 @@ def vectors(lines, bits=32, window=5, mode="sum", weighting="harmonic", smoothin
 
     return {"vocab": vocab, "ids": ids, "unigram_total": M, "bits": b, "docs": docs,
             "docs_ids": docs_ids, "cooc": cooc, "cipher": ciph, "x": x, "F": F,
-            "offsets": offsets, "vectors": out}
+            "offsets": offsets, "vectors": out, "marginal": marginal_out}
 
 
 # ---------------------------------------------------------------------------

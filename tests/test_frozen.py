@@ -34,9 +34,14 @@ def epoch_vocab(lines, options):
     return reference.vocabulary(docs, min_count=options.min_count, max_vocab=options.max_vocab)
 
 
+def reference_epoch(lines, options) -> dict:
+    """What an exact run over `lines` fixes, by the reference: vocabulary and marginal."""
+    exact = reference.vectors(lines, **reference_opts(options))
+    return {"epoch_vocab": exact["vocab"], "epoch_marginal": exact["marginal"]}
+
+
 def check_frozen_reference(spark, lake, corpus, epoch, options):
-    expected = reference.vectors(corpus_lines(corpus), **reference_opts(options),
-                                 epoch_vocab=epoch)
+    expected = reference.vectors(corpus_lines(corpus), **reference_opts(options), **epoch)
     check_against_reference(lake_tables(spark, lake), expected, options)
 
 
@@ -64,6 +69,7 @@ def test_frozen_refresh_keeps_the_epoch_and_matches_the_reference(spark, lake_co
     corpus, lake, twin = lake_copy
     first = published(lake).run
     vocab_before = epoch_vocab(corpus_lines(corpus), OPTIONS)
+    epoch = reference_epoch(corpus_lines(corpus), OPTIONS)
     put(corpus, "s2", CORPUS_C)
     put(corpus, "s3", NEW)  # words new to the corpus, frequent enough for an exact run
     lines = []
@@ -71,7 +77,7 @@ def test_frozen_refresh_keeps_the_epoch_and_matches_the_reference(spark, lake_co
     assert result.build.frozen_to == first
     # the reference, run with the epoch's vocabulary: ids, codes, counts, co-occurrences,
     # vectors
-    check_frozen_reference(spark, lake, corpus, vocab_before, OPTIONS)
+    check_frozen_reference(spark, lake, corpus, epoch, OPTIONS)
     tables = lake_tables(spark, lake)
     words = set(tables["vectors"].word)
     assert "über" not in words and "zebra" not in words  # new words stay <unk>
@@ -94,18 +100,18 @@ def test_frozen_refresh_keeps_the_epoch_and_matches_the_reference(spark, lake_co
     again = refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
     assert again.build.frozen_to == first
     assert read_epoch(lake, published(lake).run).run == first
-    check_frozen_reference(spark, lake, corpus, vocab_before, OPTIONS)
+    check_frozen_reference(spark, lake, corpus, epoch, OPTIONS)
 
 
 def test_removed_words_keep_their_id_with_the_empty_vector(spark, lake_copy):
     corpus, lake, twin = lake_copy
-    vocab_before = epoch_vocab(corpus_lines(corpus), OPTIONS)
+    epoch = reference_epoch(corpus_lines(corpus), OPTIONS)
     (corpus / "s1.txt").unlink()  # the number words are gone
     refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
     tables = lake_tables(spark, lake)
     vec = tables["vectors"].set_index("word")
     assert vec.loc["three", "count"] == 0
-    check_frozen_reference(spark, lake, corpus, vocab_before, OPTIONS)
+    check_frozen_reference(spark, lake, corpus, epoch, OPTIONS)
     build(spark, str(corpus), twin, OPTIONS, report=quiet, cipher_from=0)
     assert_same_tables(tables, lake_tables(spark, twin))
 
@@ -160,15 +166,14 @@ def test_frozen_refresh_applies_the_epochs_projection(spark, tmp_path):
     copy_tree(tmp_path / "lake", tmp_path / "twin")
     first = published(lake).run
     basis = Projection.load(lake.table(first, PROJECTION_FILE))
-    vocab_before = epoch_vocab(corpus_lines(corpus), PROJECTED)
+    epoch = reference_epoch(corpus_lines(corpus), PROJECTED)
     put(corpus, "s2", NEW + CORPUS_A)
     refresh(spark, str(corpus), lake, PROJECTED, report=quiet, frozen=True)
     run = published(lake).run
     kept = Projection.load(lake.table(run, PROJECTION_FILE))
     assert np.array_equal(kept.basis, basis.basis) and np.array_equal(kept.mean, basis.mean)
     # the reference's wide vectors, projected with the epoch's basis by NumPy
-    expected = reference.vectors(corpus_lines(corpus), **reference_opts(PROJECTED),
-                                 epoch_vocab=vocab_before)
+    expected = reference.vectors(corpus_lines(corpus), **reference_opts(PROJECTED), **epoch)
     tables = lake_tables(spark, lake)
     vec = tables["vectors"].sort_values("id")
     got = np.stack(vec.vector.to_numpy()).astype(np.float64)

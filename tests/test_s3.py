@@ -248,12 +248,13 @@ def test_refresh_on_s3_matches_the_reference_and_keeps_its_totals_there(
 
     before = [line for f in sorted(first.iterdir())
               for line in f.read_text(encoding="utf-8").splitlines()]
-    epoch = reference.vocabulary(reference.documents(before), min_count=REFERENCE["min_count"])
+    exact = reference.vectors(before, **REFERENCE)  # what the first (exact) refresh fixed
     lines = [line for d in (first, extra) for f in sorted(d.iterdir())
              for line in f.read_text(encoding="utf-8").splitlines()]
     tables = read_lake(lake, s3_server)
-    expected = reference.vectors(lines, **REFERENCE, epoch_vocab=epoch)
-    assert any(w not in {v for v, _ in epoch} for w, _ in
+    expected = reference.vectors(lines, **REFERENCE, epoch_vocab=exact["vocab"],
+                                 epoch_marginal=exact["marginal"])
+    assert any(w not in {v for v, _ in exact["vocab"]} for w, _ in
                reference.vocabulary(reference.documents(lines), min_count=1))  # new words
     uni = tables["unigrams"]
     assert list(zip(uni.word, uni["count"])) == expected["vocab"]

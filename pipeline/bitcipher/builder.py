@@ -13,8 +13,8 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from bitcipher.stages.cipher import build_cipher
-from bitcipher.stages.epoch import (Epoch, differing_options, drift, drift_line, epoch_at,
-                                    frozen_vocabulary)
+from bitcipher.stages.epoch import (MARGINAL_FILE, Epoch, drift, drift_line, epoch_at,
+                                    epoch_problem, frozen_vocabulary)
 from bitcipher.stages.cooccurrences import partial_counts
 from bitcipher.stages.corpus import Shard, check_shards, list_shards, read_documents
 from bitcipher.errors import InputError, OptionError
@@ -27,6 +27,7 @@ from bitcipher.lake.tables import (
     Lake,
     check_lake,
     parquet_rows,
+    write_npz,
     write_parquet,
     new_run_id,
     publish_vectors,
@@ -181,11 +182,11 @@ def build(
     epoch = None
     if cipher_from is not None:
         epoch = epoch_at(lake, cipher_from)
-        differ = differing_options(epoch, options)
-        if differ:
-            raise OptionError(f"--cipher-from {cipher_from}: run {epoch.folder_run} was made "
-                              f"with other {', '.join(differ)}; a frozen build takes the "
-                              f"epoch's options: {json.dumps(epoch.options, sort_keys=True)}")
+        problem = epoch_problem(epoch, options)
+        if problem:
+            raise OptionError(f"--cipher-from {cipher_from}: {problem}; a frozen build takes "
+                              f"the epoch's options: "
+                              f"{json.dumps(epoch.options, sort_keys=True)}")
 
     started = time.perf_counter()
     shards = list_shards(corpus, options.input_format)
@@ -317,10 +318,16 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
 
     started = time.perf_counter()
     cooc_dir = lake.table(run_id, "cooccurrences")
+    # a frozen run finishes and projects every vector in the task that aggregates it, with
+    # the epoch's marginal and basis
+    frozen = None
+    if run.epoch is not None:
+        frozen = (run.epoch.marginal if needs_marginal(options) else None,
+                  run.epoch.projection if options.project else None)
     # a projection follows: the wide vectors go to files, not through the JVM
-    spill_dir = lake.table(run_id, SPILL_DIR) if options.project else None
+    spill_dir = lake.table(run_id, SPILL_DIR) if options.project and frozen is None else None
     if vectors_stage is not None:
-        vec, marginal, detail = vectors_stage(cipher, cooc_dir, spill_dir)
+        vec, marginal, detail = vectors_stage(cipher, cooc_dir, spill_dir, frozen)
     else:
         partitions = cooccurrence_partitions(spark, run.total_tokens)
         partial = run.docs.transform(
@@ -329,11 +336,11 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
                            tokenizer=(options.lowercase, options.max_document_tokens)))
         vec = partial.transform(
             cooccurrences_and_vectors(spark, cooc_dir, len(vocab), cipher.context(),
-                                      vocab.counts, vocab.total, options, spill_dir)
+                                      vocab.counts, vocab.total, options, spill_dir, frozen)
         ).persist(StorageLevel.MEMORY_AND_DISK)
         n_vec = vec.count()
-        marginal = None
-        if needs_marginal(options):
+        marginal = frozen[0] if frozen is not None else None
+        if needs_marginal(options) and frozen is None:
             marginal = cooccurrence_marginal(spark.read.parquet(cooc_dir),
                                              cipher.context(), vocab.counts,
                                              vocab.total, options)
@@ -351,15 +358,22 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
         unk_vector = np.repeat(
             np.asarray([empty_vector(cipher.bits, options, marginal)], np.float32),
             len(empty_ids), axis=0)
+    if marginal is not None:  # kept with the run: a frozen run of this epoch reuses it
+        write_npz(lake.table(run_id, MARGINAL_FILE), marginal=marginal)
     projection = None
-    if options.project:
+    if frozen is not None and options.project:  # applied by the vector tasks already
+        projection = run.epoch.projection
+        if unk_vector is not None:
+            unk_vector = projection.apply(unk_vector)
+        projection.save(lake.table(run_id, PROJECTION_FILE))
+    elif options.project:
         started = time.perf_counter()
         dim = vector_dim(options, cipher.bits)
         finish = spilled_finisher(spark, options, marginal, vector_blocks(options))
         vec, projection = project_spilled(
             spark, spill_dir, spilled_parts(spill_dir), finish, dim, len(vocab),
             options.project, options.project_exponent, options.project_center,
-            extra=unk_vector, projection=run.epoch.projection if run.epoch else None)
+            extra=unk_vector)
         vec = vec.persist(StorageLevel.MEMORY_AND_DISK)
         vec.count()  # the projected vectors exist before the spilled ones are removed
         remove_tree(spill_dir)
@@ -367,8 +381,7 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
             unk_vector = projection.apply(unk_vector)
         projection.save(lake.table(run_id, PROJECTION_FILE))
         stages.record("projection", len(vocab), started,
-                      f"{vector_dim(options, cipher.bits)} -> {projection.k} dimensions"
-                      + (" (the epoch's basis)" if run.epoch is not None else ""))
+                      f"{vector_dim(options, cipher.bits)} -> {projection.k} dimensions")
 
     started = time.perf_counter()
     vocab_df = unigram_frame(spark, vocab).select("word", "id", "count")
@@ -407,6 +420,7 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
         "warnings": run.warnings,
         "epoch": ({"run": run.epoch.run, "drift": run.drift} if run.epoch is not None
                   else None),
+        "marginal": MARGINAL_FILE if marginal is not None else None,
     }
     write_manifest(lake, run_id, manifest)
     properties = {

@@ -60,7 +60,7 @@ from bitcipher.lake.history import (PROP_COUNTS_VERSION, PROP_REFRESH, delta_com
                                     latest_version, published_runs)
 from bitcipher.lake.tables import PROP_OPTIONS, Lake, check_lake, published, sql_string
 from bitcipher.options import BuildOptions
-from bitcipher.stages.epoch import (differing_options, drift, drift_line, frozen_vocabulary,
+from bitcipher.stages.epoch import (drift, drift_line, epoch_problem, frozen_vocabulary,
                                     published_epoch)
 from bitcipher.stages.unigrams import rank_vocabulary
 
@@ -521,10 +521,9 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
         if epoch is None:
             report("frozen: the lake serves no run whose cipher can be kept (no epoch yet): "
                    "an exact refresh makes one")
-        elif differing_options(epoch, options):
-            report(f"frozen: these options differ from the epoch's (run {epoch.run}): "
-                   f"{', '.join(differing_options(epoch, options))}; an exact refresh makes a "
-                   f"new epoch")
+        elif epoch_problem(epoch, options):
+            report(f"frozen: {epoch_problem(epoch, options)}; an exact refresh makes a new "
+                   f"epoch")
             epoch = None
     if manifest is None or counting is None:
         manifest, _, last = _read_state(spark, uri, version)
@@ -601,7 +600,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     sc = spark.sparkContext
     persisted = []
 
-    def vectors_stage(cipher, cooc_dir, spill_dir=None):
+    def vectors_stage(cipher, cooc_dir, spill_dir=None, frozen=None):
         x = cipher.context()
         routes = partition_routes(spark, buckets)
         map_bc = sc.broadcast((sorted_keys, idx_sorted))
@@ -629,7 +628,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
                "id_of_idx": id_of_idx, "unk_id": unk, "total": vocab.total,
                "base": totals.snapshot_dir(lake, base.name) if base is not None else None,
                "target": totals.snapshot_dir(lake, target), "cooc_dir": cooc_dir,
-               "spill_dir": spill_dir}
+               "spill_dir": spill_dir, "frozen": frozen}
         counts_arr = np.asarray(vocab.counts, dtype=np.int64)
         out = (partial.repartition(buckets, "route")
                .mapInArrow(totals.bucket_processor(sc.broadcast(job), sc.broadcast(x),
@@ -656,7 +655,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
         uk, un = sum_by_key(np.concatenate(blobs["unk"][0] + empty),
                             np.concatenate(blobs["unk"][1] + empty))
         counts_ext = np.append(counts_arr, 0)
-        raw = needs_marginal(options)
+        raw = needs_marginal(options) and frozen is None
         unk_rows = []
         m_keys, m_counts = list(blobs["marginal"][0]), list(blobs["marginal"][1])
         if len(uk):
@@ -666,9 +665,9 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
                 m_keys.append(mk)
                 m_counts.append(mn)
             ids, v = cooccurrence_part(uk, un, codec, cooc_dir, buckets, x, counts_ext,
-                                       vocab.total, options, raw, spill_dir)
+                                       vocab.total, options, raw, spill_dir, frozen)
             unk_rows = [(int(ids[0]), v[0].astype(np.float64).tolist())]
-        marginal = None
+        marginal = frozen[0] if frozen is not None else None
         if raw:
             mk, mn = sum_by_key(np.concatenate(m_keys + empty), np.concatenate(m_counts + empty))
             ctx, off = codec.decode_marginal(mk)

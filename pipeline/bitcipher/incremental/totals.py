@@ -241,7 +241,8 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
         unk = job["unk_id"]
         codec = KeyCodec(len(counts_bc.value), options.window)
         counts_ext = np.append(counts_bc.value, 0)
-        raw = needs_marginal(options)
+        frozen = job.get("frozen")  # (marginal, projection) of a cipher epoch, or None
+        raw = needs_marginal(options) and frozen is None
         empty = [np.empty(0, np.int64)]
         for b in sorted(deltas):
             keys, counts = sum_by_key(np.concatenate(deltas[b][0] + empty),
@@ -279,7 +280,8 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
             if len(ck):
                 yield _vector_rows(*cooccurrence_part(ck, cn, codec, job["cooc_dir"], b,
                                                       x_bc.value, counts_ext, job["total"],
-                                                      options, raw, job.get("spill_dir")))
+                                                      options, raw, job.get("spill_dir"),
+                                                      frozen))
 
     return process
 

@@ -28,6 +28,9 @@ from bitcipher.stages.projection import PROJECTION_FILE, Projection
 from bitcipher.stages.unigrams import UNK, Vocabulary, rank_vocabulary
 
 
+MARGINAL_FILE = "marginal.npz"  # the pmi/ppmi marginal of a run, beside its tables
+
+
 @dataclass(frozen=True)
 class Epoch:
     run: str  # the exact run that fixed the epoch
@@ -37,6 +40,7 @@ class Epoch:
     cipher: Cipher
     projection: Optional[Projection]
     options: dict  # the recorded options of the epoch run
+    marginal: Optional[np.ndarray] = None  # the pmi/ppmi marginal of the epoch run
 
     @property
     def unk_id(self) -> int:
@@ -84,10 +88,15 @@ def read_epoch(lake: Lake, run: str) -> Epoch:
     if manifest.get("projection"):
         projection = Projection.load(lake.table(run, manifest["projection"].get(
             "file", PROJECTION_FILE)))
+    marginal = None
+    if manifest.get("marginal"):
+        from bitcipher.lake.tables import read_npz
+
+        marginal = read_npz(lake.table(run, manifest["marginal"]))["marginal"]
     origin = (manifest.get("epoch") or {}).get("run", run)
     return Epoch(run=origin, folder_run=run, words=table.column("word").to_pylist(),
                  counts=counts, cipher=cipher, projection=projection,
-                 options=manifest.get("options", {}))
+                 options=manifest.get("options", {}), marginal=marginal)
 
 
 def frozen_vocabulary(epoch: Epoch, words: list[str], counts: np.ndarray, total: int
@@ -211,3 +220,19 @@ def differing_options(epoch: Epoch, options) -> list[str]:
     """The options (BuildOptions) that differ from the ones the epoch was made with: a frozen
     run must use the epoch's options, which define its codes and its projection."""
     return sorted(k for k, v in options.recorded().items() if epoch.options.get(k) != v)
+
+
+def epoch_problem(epoch: Epoch, options) -> Optional[str]:
+    """Why `epoch` cannot serve a frozen run with `options` (None: it can)."""
+    from bitcipher.stages.vectors import needs_marginal
+
+    differ = differing_options(epoch, options)
+    if differ:
+        return (f"these options differ from the epoch's (run {epoch.run}): "
+                f"{', '.join(differ)}")
+    if needs_marginal(options) and epoch.marginal is None:
+        return (f"the epoch's run {epoch.folder_run} kept no {options.transform} marginal "
+                f"(made by an earlier version)")
+    if options.project and epoch.projection is None:
+        return f"the epoch's run {epoch.folder_run} kept no projection"
+    return None

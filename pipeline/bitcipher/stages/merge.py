@@ -67,12 +67,14 @@ def read_spilled(spill_dir: str, part: int, kind: str = "part"):
 
 def cooccurrence_part(keys: np.ndarray, counts: np.ndarray, codec: KeyCodec, out_dir: str,
                       part: int, x: np.ndarray, counts_ext: np.ndarray, total: int, options,
-                      raw: bool, spill_dir: Optional[str] = None):
+                      raw: bool, spill_dir: Optional[str] = None, frozen=None):
     """Summed, sorted co-occurrence keys of whole centre words -> file `part` of the
     cooccurrences table under `out_dir`, and those words' vectors: (ids, 2-D array), the raw
     float64 blocks when `raw` (pmi/ppmi, finished later), else the finished float32 ones.
     With `spill_dir` the vectors go to a file there (:func:`spill_vectors`) and the array
-    returned has no columns."""
+    returned has no columns. `frozen` = (marginal or None, projection or None) of a cipher
+    epoch: the vectors are finished here with the epoch's marginal and projected with its
+    basis (float32, nothing spilled)."""
     import pyarrow as pa
 
     center, offset, context = codec.decode(keys)
@@ -82,6 +84,13 @@ def cooccurrence_part(keys: np.ndarray, counts: np.ndarray, codec: KeyCodec, out
     write_parquet(pa.Table.from_arrays(
         [pa.array(center), pa.array(context), pa.array(offset), pa.array(counts)],
         schema=arrow_schema("cooccurrences")), out_dir, part)
+    if frozen is not None:
+        marginal, projection = frozen
+        ids, vecs = aggregate_rows(center, context, offset, counts, x, counts_ext, total,
+                                   options, marginal)
+        if projection is not None:
+            vecs = projection.apply(vecs)
+        return ids, vecs
     if raw:
         ids, f = raw_blocks(center, context, offset, counts, x, counts_ext, total, options)
         vecs = f.reshape(len(ids), -1)
@@ -95,8 +104,8 @@ def cooccurrence_part(keys: np.ndarray, counts: np.ndarray, codec: KeyCodec, out
 
 
 def _fused(vocab_size: int, out_dir: str, x_bc, counts_bc, total: int,
-           options: BuildOptions, spill_dir: Optional[str] = None) -> Callable:
-    raw = needs_marginal(options)
+           options: BuildOptions, spill_dir: Optional[str] = None, frozen_bc=None) -> Callable:
+    raw = needs_marginal(options) and frozen_bc is None
 
     def merge_write_aggregate(batches: Iterator):
         import pyarrow as pa
@@ -108,7 +117,8 @@ def _fused(vocab_size: int, out_dir: str, x_bc, counts_bc, total: int,
         ids, vecs = cooccurrence_part(keys, counts, KeyCodec(vocab_size, options.window),
                                       out_dir, TaskContext.get().partitionId(), x_bc.value,
                                       np.append(counts_bc.value, 0), total, options, raw,
-                                      spill_dir)
+                                      spill_dir,
+                                      frozen_bc.value if frozen_bc is not None else None)
         yield vector_batch(ids, vecs, pa.float64() if raw else None)
 
     return merge_write_aggregate
@@ -116,7 +126,7 @@ def _fused(vocab_size: int, out_dir: str, x_bc, counts_bc, total: int,
 
 def cooccurrences_and_vectors(spark, out_dir: str, vocab_size: int, x: np.ndarray,
                               counts: np.ndarray, total: int, options: BuildOptions,
-                              spill_dir: Optional[str] = None) -> Callable:
+                              spill_dir: Optional[str] = None, frozen=None) -> Callable:
     """Transformation partial counts (partitioned by center) -> (id, vector).
 
     Each task sums its partial counts, writes them as one Parquet file of the
@@ -125,12 +135,14 @@ def cooccurrences_and_vectors(spark, out_dir: str, vocab_size: int, x: np.ndarra
     For pmi/ppmi (:func:`bitcipher.stages.vectors.needs_marginal`) the vectors are the raw
     blocks in float64, to be finished by :func:`bitcipher.stages.vectors.marginal_post` once
     the whole table is known. With `spill_dir` (a projection follows) the vectors go to files
-    there and the rows carry empty vectors.
+    there and the rows carry empty vectors. With `frozen` (:func:`cooccurrence_part`) they
+    are the finished, projected float32 vectors.
     """
     x_bc = spark.sparkContext.broadcast(x)
     counts_bc = spark.sparkContext.broadcast(np.asarray(counts, dtype=np.int64))
-    fused = _fused(vocab_size, out_dir, x_bc, counts_bc, total, options, spill_dir)
-    kind = "double" if needs_marginal(options) else "float"
+    frozen_bc = spark.sparkContext.broadcast(frozen) if frozen is not None else None
+    fused = _fused(vocab_size, out_dir, x_bc, counts_bc, total, options, spill_dir, frozen_bc)
+    kind = "double" if needs_marginal(options) and frozen is None else "float"
 
     def transform(partial_df):
         return partial_df.mapInArrow(fused, f"id int, vector array<{kind}>")
