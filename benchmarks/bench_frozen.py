@@ -15,8 +15,8 @@ drift  for each --fractions f: a lake refreshed exactly on the first B shards, t
        (Procrustes; a projection fitted again may rotate within near-equal eigenvalues,
        which moves every coordinate and changes no similarity), and the correlation of its
        cosine similarities to 1,000 sampled words (coordinate-free); the same correlation
-       between the vectors before and after the exact refresh (how far an exact refresh
-       moves them itself); similarity scores of both. Mean and 5th percentile, with the
+       between the vectors before and after each refresh (how far an exact refresh moves
+       them itself, and a frozen one); similarity scores of both. Mean and 5th percentile, with the
        drift the frozen refresh reported.
 
 examples:
@@ -237,6 +237,13 @@ def drift_table(spark, shards, work, options, results, args, quiet, copy_lake):
         moved = compare(before, ev)
         row.update(exact_moved_simcorr_mean=moved["simcorr_mean"],
                    exact_moved_simcorr_p5=moved["simcorr_p5"])
+        # and the frozen refresh (in the same space as before: the direct cosine means
+        # something here)
+        moved = compare(before, fv)
+        row.update(frozen_moved_cos_mean=moved.get("cos_mean"),
+                   frozen_moved_cos_p5=moved.get("cos_p5"),
+                   frozen_moved_simcorr_mean=moved["simcorr_mean"],
+                   frozen_moved_simcorr_p5=moved["simcorr_p5"])
         try:
             row["scores_frozen"], row["scores_exact"] = scores(fv), scores(ev)
         except FileNotFoundError:  # gensim's data sets are not installed

@@ -17,7 +17,7 @@ from bitcipher.cli import main
 from bitcipher.errors import LakeError, OptionError
 from bitcipher.incremental.run import refresh
 from bitcipher.lake.history import PROP_EPOCH, lake_history
-from bitcipher.lake.tables import Lake, published
+from bitcipher.lake.tables import MANIFEST, Lake, published
 from bitcipher.stages.cipher import build_cipher
 from bitcipher.stages.epoch import Epoch, drift, read_epoch
 from bitcipher.stages.projection import PROJECTION_FILE, Projection
@@ -119,6 +119,15 @@ def test_removed_words_keep_their_id_with_the_empty_vector(spark, lake_copy):
 def test_fallbacks_to_an_exact_refresh_say_why(spark, lake_copy, tmp_path):
     corpus, lake, _ = lake_copy
     put(corpus, "s3", NEW)
+    # an epoch run that kept no ppmi marginal (made by an earlier version): exact
+    manifest_uri = f"{lake.run_dir(published(lake).run)}/{MANIFEST}"
+    manifest = json.loads(lake.read_text(manifest_uri))
+    lake.write_text(manifest_uri, json.dumps({**manifest, "marginal": None}))
+    lines = []
+    result = refresh(spark, str(corpus), lake, OPTIONS, report=lines.append, frozen=True)
+    assert result.build.frozen_to is None
+    assert any("kept no ppmi marginal" in line for line in lines)
+    put(corpus, "s4", CORPUS_C)
     # other options than the epoch's: exact, a new epoch
     other = BuildOptions(project=None, bits=7, window=2, min_count=2)
     lines = []
@@ -127,7 +136,7 @@ def test_fallbacks_to_an_exact_refresh_say_why(spark, lake_copy, tmp_path):
     assert any("differ from the epoch's" in line and "bits" in line for line in lines)
     assert lake_history(lake)[-1]["kind"] == "refresh"
     # drift past --max-drift: exact
-    put(corpus, "s4", NEW)
+    put(corpus, "s5", ["kiwi lemon kiwi lemon kiwi"])  # words no run has seen
     lines = []
     result = refresh(spark, str(corpus), lake, other, report=lines.append, frozen=True,
                      max_drift=0.0)
