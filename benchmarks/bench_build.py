@@ -117,6 +117,26 @@ class TreeSampler(threading.Thread):
         except OSError:
             self.sid = None
         self.known = {}
+        self.kinds = {}  # (pid, create_time) -> "jvm" | "python workers" | "driver python" | ...
+        self.kind_peak = {}  # kind -> peak of its summed RSS
+        self.process_peak = {}  # kind -> peak RSS of one process of that kind
+
+    def kind(self, proc, key) -> str:
+        if key not in self.kinds:
+            try:
+                name = proc.name()
+                cmd = " ".join(proc.cmdline())
+            except self.psutil.Error:
+                name, cmd = "?", ""
+            if name == "java" or cmd.startswith("java") or "/java " in cmd:
+                self.kinds[key] = "jvm"
+            elif "pyspark.daemon" in cmd or "pyspark.worker" in cmd:
+                self.kinds[key] = "python workers"
+            elif "python" in name or "python" in cmd:
+                self.kinds[key] = "driver python"
+            else:
+                self.kinds[key] = "other"
+        return self.kinds[key]
 
     def members(self):
         psutil = self.psutil
@@ -143,15 +163,22 @@ class TreeSampler(threading.Thread):
 
     def sample(self):
         total, n = 0, 0
+        by_kind: dict = {}
         for proc in self.members():
             try:
-                total += proc.memory_info().rss
+                rss = proc.memory_info().rss
+                total += rss
                 n += 1
                 key = (proc.pid, proc.create_time())
                 if key not in self.seen:
                     self.seen[key] = proc.name()
+                kind = self.kind(proc, key)
+                by_kind[kind] = by_kind.get(kind, 0) + rss
+                self.process_peak[kind] = max(self.process_peak.get(kind, 0), rss)
             except self.psutil.Error:
                 continue
+        for kind, rss in by_kind.items():
+            self.kind_peak[kind] = max(self.kind_peak.get(kind, 0), rss)
         self.samples += 1
         if total > self.peak:
             self.peak, self.peak_procs = total, n
@@ -226,6 +253,8 @@ def run_measured(argv: Sequence[str], *, interval: float, cwd: Optional[str] = N
         "wall_s": wall,
         "peak_rss_bytes": sampler.peak,
         "peak_processes": sampler.peak_procs,
+        "peak_by_kind_bytes": dict(sampler.kind_peak),
+        "peak_one_process_by_kind_bytes": dict(sampler.process_peak),
         "processes_seen": len(sampler.seen),
         "samples": sampler.samples,
         "leftover_processes_killed": left,
@@ -308,7 +337,7 @@ def run_build(args, corpus: str, label: str) -> dict:
         raise SystemExit(1)
     stages = [line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines()
               if line.startswith(("spark session", "tokenize", "unigrams", "cipher",
-                                  "cooccurrences", "vectors"))]
+                                  "cooccurrences", "projection", "vectors"))]
     res["stages"] = stages
     print("\n".join(f"[{label}]   {line}" for line in stages), file=sys.stderr, flush=True)
     if args.keep_lake:
@@ -318,6 +347,12 @@ def run_build(args, corpus: str, label: str) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"[{label}] build: {res['wall_s']:.2f} s, peak {res['peak_rss_bytes'] / 2**20:.0f} MiB",
           file=sys.stderr, flush=True)
+    kinds = ", ".join(
+        f"{kind} {res['peak_by_kind_bytes'][kind] / 2**20:.0f} MiB (one process "
+        f"{res['peak_one_process_by_kind_bytes'][kind] / 2**20:.0f})"
+        for kind in sorted(res["peak_by_kind_bytes"]))
+    print(f"[{label}] peak by process kind (each kind's own peak): {kinds}", file=sys.stderr,
+          flush=True)
     return res
 
 

@@ -305,8 +305,11 @@ def class_archive(extra_classpath: str = "") -> str:
 
 def driver_java_options() -> str:
     """JVM options of a local driver: C1 only (a short batch job gains nothing from C2's
-    warm-up), plus the class-data-sharing archive when one was made."""
-    options = os.environ.get("BITCIPHER_DRIVER_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1")
+    warm-up) with a code cache of 256 MiB (C1 alone gets 48 MiB, which a long session, e.g.
+    a notebook or many builds in one process, fills: the JVM then stops compiling and runs
+    everything interpreted), plus the class-data-sharing archive when one was made."""
+    options = os.environ.get("BITCIPHER_DRIVER_JAVA_OPTIONS",
+                             "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m")
     if "log4j2.configurationFile" not in options:
         config = os.environ.get("BITCIPHER_LOG4J") or os.path.join(
             os.path.dirname(os.path.abspath(__file__)), "log4j2.properties")

@@ -1,16 +1,17 @@
 """Cipher epochs: what a frozen refresh keeps fixed (docs/ALGORITHM.md, "Frozen refresh").
 
 An epoch is fixed by an exact run (a build, or an exact refresh): its vocabulary and ids, the
-code of every word, the ``<unk>`` set, and its projection basis when it has one. A frozen
-run (``refresh --frozen``, ``build --cipher-from VERSION``) counts the current shards but
-codes them with the epoch: a word outside the epoch's vocabulary is ``<unk>``, a word of the
-epoch keeps its id and code whatever its count now, and the projection is applied, not
-fitted again. Everything computed from the counts (the unigram counts, the co-occurrences,
-the pmi/ppmi marginal, the vectors) is current.
+code of every word, the ``<unk>`` set, its pmi/ppmi marginal and its projection basis when
+it has them. A frozen run (``refresh --frozen``, ``build --cipher-from VERSION``) counts the
+current shards but codes them with the epoch: a word outside the epoch's vocabulary is
+``<unk>``, a word of the epoch keeps its id and code whatever its count now, pmi/ppmi
+compare with the epoch's marginal and the projection is applied, not fitted again.
+Everything else computed from the counts (the unigram counts, the co-occurrences, the
+vectors) is current.
 
-Every frozen run writes the epoch's cipher table and projection into its own run folder and
-names the exact run that fixed them (``manifest["epoch"]``), so the epoch of the published
-version can always be read from that version's folder.
+Every frozen run writes the epoch's cipher table, marginal and projection into its own run
+folder and names the exact run that fixed them (``manifest["epoch"]``), so the epoch of the
+published version can always be read from that version's folder.
 """
 
 from __future__ import annotations
