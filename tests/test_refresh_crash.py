@@ -11,6 +11,7 @@ import time
 import pytest
 import reference
 from pyspark.sql import functions as F
+from test_pipeline import reference_opts
 from test_refresh import (
     OPTIONS,
     TEXTS,
@@ -94,6 +95,40 @@ def test_killed_refresh_is_completed_by_the_next_run(spark, lake_with_change, st
     assert manifest_rows(spark, lake) == sorted(f"file://{corpus / n}" for n in
                                                 ("s1.txt", "s2.txt"))
     assert refresh(spark, str(corpus), lake, OPTIONS, report=quiet).nothing_to_do
+
+
+def test_killed_frozen_refresh_is_completed_by_the_next_one(spark, lake_with_change,
+                                                            refreshed_before_change):
+    """SIGKILL while a frozen refresh aggregates: the next frozen refresh finishes the job,
+    with the same epoch, and equals the NumPy reference run with that epoch."""
+    from test_frozen import check_frozen_reference
+
+    from bitcipher.lake.tables import published
+
+    corpus, lake = lake_with_change
+    epoch_run = published(lake).run
+    # the epoch: what the module's first refresh (shards s0 = a, s1 = d) fixed
+    exact = reference.vectors(TEXTS["a"] + [""] + TEXTS["d"] + [""],
+                              **reference_opts(OPTIONS))
+    proc = subprocess.Popen(refresh_command(corpus, lake) + ["--frozen"], stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, env=child_env())
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if line.startswith("cooccurrences"):
+                break
+        else:
+            raise AssertionError(f"the refresh ended early: {''.join(seen)}")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert published(lake).run == epoch_run  # still the vectors published before
+    result = refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
+    assert result.build.frozen_to == epoch_run
+    check_frozen_reference(spark, lake, corpus, {"epoch_vocab": exact["vocab"],
+                                                 "epoch_marginal": exact["marginal"]}, OPTIONS)
+    assert refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True).nothing_to_do
 
 
 def test_two_refresh_processes_at_once(spark, lake_with_change):
