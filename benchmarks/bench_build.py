@@ -122,12 +122,16 @@ class TreeSampler(threading.Thread):
         self.process_peak = {}  # kind -> peak RSS of one process of that kind
 
     def kind(self, proc, key) -> str:
+        try:
+            name = proc.name()
+        except self.psutil.Error:
+            name = "?"
+        key = (*key, name)  # a launcher script that execs the JVM keeps its pid
         if key not in self.kinds:
             try:
-                name = proc.name()
                 cmd = " ".join(proc.cmdline())
             except self.psutil.Error:
-                name, cmd = "?", ""
+                cmd = ""
             if name == "java" or cmd.startswith("java") or "/java " in cmd:
                 self.kinds[key] = "jvm"
             elif "pyspark.daemon" in cmd or "pyspark.worker" in cmd:
@@ -425,6 +429,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     files = corpus_files(corpus)
     corpus_bytes = sum(f.stat().st_size for f in files)
     if not args.skip_build:
+        beside = Path(sys.executable).parent / "bitcipher"  # this interpreter's, e.g. .venv/bin
+        if args.build_cmd == DEFAULT_BUILD_CMD and shutil.which("bitcipher") is None \
+                and beside.exists():
+            args.build_cmd = shlex.quote(str(beside)) + DEFAULT_BUILD_CMD[len("bitcipher"):]
         exe = shlex.split(args.build_cmd)[0]
         if shutil.which(exe) is None and not os.path.exists(exe):
             parser.error(f"build command {exe!r} not found; pass --build-cmd TEMPLATE or --skip-build")
