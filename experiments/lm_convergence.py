@@ -17,7 +17,8 @@ The bit-cipher vectors are built by this pipeline from the PTB *training* split 
 written as text shards the way the model reads it (every sentence followed by the word ``eos``,
 50 sentences per line, so windows cross sentence boundaries as the model's context does), then
 ``bitcipher.builder.build`` with ``--mode concat --bits 32 --window 5 --transform neglog
---min-count 1`` (every PTB
+--project none --min-count 1`` (the paper's settings; the build flags ``--bits``, ``--window``,
+``--mode``, ``--transform`` and ``--project`` choose others; every PTB
 training word gets its own vector; 33 x 11 = 363 dimensions). Tokens are matched to the lake
 with ``bitcipher.evaluation.lm.embedding_matrix`` (PTB's ``<unk>`` is read by the tokenizer as ``unk``:
 aliased; ``<eos>`` -> ``eos``; ``N`` -> ``n``; ``'s`` -> ``s``, ...), standardised per
@@ -136,8 +137,9 @@ def build_matrix(args, train, vocab) -> None:
 def build_options(args):
     from bitcipher.options import BuildOptions
 
+    project = None if str(args.project).lower() == "none" else int(args.project)
     return BuildOptions(bits=args.bits, window=args.window, mode=args.mode,
-                        transform=args.transform, min_count=1)
+                        transform=args.transform, min_count=1, project=project)
 
 
 def cipher_matrix(args, vocab):
@@ -410,6 +412,8 @@ def parse(argv=None):
     p.add_argument("--mode", choices=("sum", "concat"), default="concat",
                    help="bit-cipher build: mode")
     p.add_argument("--transform", default="neglog", help="bit-cipher build: transform")
+    p.add_argument("--project", default="none",
+                   help="bit-cipher build: projection dimensions, or none (the paper's setting)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the lake even if present")
     p.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
