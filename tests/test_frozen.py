@@ -112,8 +112,11 @@ def test_removed_words_keep_their_id_with_the_empty_vector(spark, lake_copy):
     vec = tables["vectors"].set_index("word")
     assert vec.loc["three", "count"] == 0
     check_frozen_reference(spark, lake, corpus, epoch, OPTIONS)
-    build(spark, str(corpus), twin, OPTIONS, report=quiet, cipher_from=0)
+    # the command line's --cipher-from (the options as flags)
+    assert main(["build", "--cipher-from", "0", "--corpus", str(corpus), "--lake", twin.root,
+                 "--bits", "6", "--window", "2", "--min-count", "2", "--project", "none"]) == 0
     assert_same_tables(tables, lake_tables(spark, twin))
+    assert lake_history(twin)[-1]["kind"] == "build (frozen)"
 
 
 def test_fallbacks_to_an_exact_refresh_say_why(spark, lake_copy, tmp_path):
