@@ -228,3 +228,45 @@ def test_drift_worked_example():
     # the exact codes the example states (100, 010, 001, 110, 101 by rank)
     exact = build_cipher(np.array([9, 6, 5, 3, 2]), 3, "nf").positions
     assert [list(p[p >= 0]) for p in exact] == [[0], [1], [2], [0, 1], [0, 2]]
+
+
+def test_drift_equals_a_word_by_word_count():
+    """The vectorised drift against the definition, word by word, on random epochs."""
+    from bitcipher.stages.unigrams import rank_vocabulary
+
+    rng = np.random.default_rng(1)
+    words = [f"w{i}" for i in range(200)]
+    for _ in range(20):
+        before = rng.integers(0, 30, len(words))
+        vocab = rank_vocabulary([(w, int(c)) for w, c in zip(words, before) if c >= 3],
+                                int(before.sum()) + 5, None)
+        epoch = Epoch(run="r", folder_run="r", words=vocab.words, counts=vocab.counts,
+                      cipher=build_cipher(vocab.counts, 12, "nf"), projection=None,
+                      options={"smoothing": "nf"})
+        after = np.maximum(before + rng.integers(-5, 6, len(words)), 0)
+        total = int(after.sum()) + 7
+        d = drift(epoch, words, after, total, min_count=3, max_vocab=None)
+        exact = rank_vocabulary([(w, int(c)) for w, c in zip(words, after) if c >= 3], total,
+                                None)
+        codes = build_cipher(exact.counts, 12, "nf").positions
+        rank = {w: i for i, w in enumerate(exact.words)}
+        now = dict(zip(words, after.tolist()))
+        n = tokens = changed = changed_tokens = tier = 0
+        for i, w in enumerate(epoch.words):
+            if w == UNK:
+                continue
+            n += 1
+            tokens += now.get(w, 0)
+            old = [int(p) for p in epoch.cipher.positions[i] if p >= 0]
+            new = [int(p) for p in codes[rank[w]] if p >= 0] if w in rank else None
+            if new != old:
+                changed += 1
+                changed_tokens += now.get(w, 0)
+            if new is None or len(new) != len(old):
+                tier += now.get(w, 0)
+        assert d["code_words"] == pytest.approx(changed / n)
+        assert d["code_tokens"] == pytest.approx(changed_tokens / tokens)
+        assert d["tier_tokens"] == pytest.approx(tier / tokens)
+        new_words = [w for w in exact.words if w != UNK and w not in set(epoch.words)]
+        assert d["new_words"] == len(new_words)
+        assert d["unk_tokens"] == pytest.approx(sum(now[w] for w in new_words) / total)

@@ -144,30 +144,25 @@ def drift(epoch: Epoch, words: list[str], counts: np.ndarray, total: int, min_co
     bits = epoch.cipher.bits
     exact_positions = build_cipher(exact.counts, bits,
                                    epoch.options.get("smoothing", "nf")).positions
+    # vectorised over the vocabulary: the exact rank of each epoch word (-1: gone)
     rank_now = {w: i for i, w in enumerate(exact.words)}
     current = dict(zip(words, counts.tolist()))
-    changed_words = changed_tokens = epoch_tokens = tier_tokens = 0
-    n_words = 0
-    for i, w in enumerate(epoch.words):
-        if w == UNK:
-            continue
-        n_words += 1
-        c = current.get(w, 0)
-        epoch_tokens += c
-        j = rank_now.get(w)
-        old = epoch.cipher.positions[i]
-        old = old[old >= 0]
-        same = same_tier = False
-        if j is not None:
-            new = exact_positions[j]
-            new = new[new >= 0]
-            same = np.array_equal(old, new)
-            same_tier = len(old) == len(new)
-        if not same:
-            changed_words += 1
-            changed_tokens += c
-        if not same_tier:
-            tier_tokens += c
+    keep = np.array([w != UNK for w in epoch.words], dtype=bool)
+    now = np.array([current.get(w, 0) for w in epoch.words], dtype=np.int64)[keep]
+    j = np.array([rank_now.get(w, -1) for w in epoch.words], dtype=np.int64)[keep]
+    old = epoch.cipher.positions[keep]
+    width = max(old.shape[1], exact_positions.shape[1])
+    old = np.pad(old, ((0, 0), (0, width - old.shape[1])), constant_values=-1)
+    new = np.pad(exact_positions, ((0, 0), (0, width - exact_positions.shape[1])),
+                 constant_values=-1)[np.maximum(j, 0)]
+    present = j >= 0
+    same = present & (old == new).all(axis=1)  # positions ascending, -1 padded: one layout
+    same_tier = present & ((old >= 0).sum(axis=1) == (new >= 0).sum(axis=1))
+    n_words = int(keep.sum())
+    epoch_tokens = int(now.sum())
+    changed_words = int((~same).sum())
+    changed_tokens = int(now[~same].sum())
+    tier_tokens = int(now[~same_tier].sum())
     in_epoch = set(epoch.words)
     new_words = [w for w in exact.words if w != UNK and w not in in_epoch]
     unk_tokens = sum(current.get(w, 0) for w in new_words)
