@@ -55,7 +55,10 @@ EXAMPLES = {
               "  bitcipher export --format torch emb.pt --vocab vocab.txt --lake ./lake\n"
               "torch: row i = token i of --vocab (a missing word gets the <unk> row, see\n"
               "  pipeline/lm.py); needs PyTorch: pip install '.[lm]'",
-    "refresh": "example (nightly):\n  bitcipher refresh --corpus s3a://bucket/corpus --lake s3a://bucket/lake\n"
+    "refresh": "examples:\n  bitcipher refresh --corpus s3a://bucket/corpus --lake s3a://bucket/lake\n"
+               "  bitcipher refresh --frozen --max-drift 0.05 --corpus s3a://bucket/corpus "
+               "--lake s3a://bucket/lake\n"
+               "  (frozen nightly, exact weekly: docs/refresh.md)\n"
                "exit codes: 0 refreshed, 5 nothing to do, 2 bad option, 3 bad input,\n"
                "  4 unusable lake, 6 a concurrent refresh won (run again), 1 other failure",
     "history": "example:\n  bitcipher history --lake ./lake",
