@@ -197,7 +197,7 @@ def test_frozen_refresh_applies_the_epochs_projection(spark, tmp_path):
 
 def make_epoch(vocab: list[tuple[str, int]], bits: int) -> Epoch:
     counts = np.array([c for _, c in vocab], dtype=np.int64)
-    return Epoch(run="r0", folder_run="r0", words=[w for w, _ in vocab], counts=counts,
+    return Epoch(run="r0", folder_run="r0", words=[w for w, _ in vocab],
                  cipher=build_cipher(counts, bits, "nf"), projection=None,
                  options={"smoothing": "nf"})
 
@@ -240,7 +240,7 @@ def test_drift_equals_a_word_by_word_count():
         before = rng.integers(0, 30, len(words))
         vocab = rank_vocabulary([(w, int(c)) for w, c in zip(words, before) if c >= 3],
                                 int(before.sum()) + 5, None)
-        epoch = Epoch(run="r", folder_run="r", words=vocab.words, counts=vocab.counts,
+        epoch = Epoch(run="r", folder_run="r", words=vocab.words,
                       cipher=build_cipher(vocab.counts, 12, "nf"), projection=None,
                       options={"smoothing": "nf"})
         after = np.maximum(before + rng.integers(-5, 6, len(words)), 0)

@@ -106,6 +106,19 @@ def test_quantised_gramian_is_exact_whatever_the_split():
     assert np.abs(whole).max() < 2.0**52
 
 
+def test_float32_quantisation_gives_the_float64_integers():
+    """quantize's float32 path against the definition in float64, values past the bound,
+    exact halves and tiny values included, at grids from 1 to 2**12."""
+    rng = np.random.default_rng(5)
+    v = np.concatenate([(rng.standard_normal(20000) * 30).astype(np.float32),
+                        np.float32([64.0, -64.0, 70.0, -1e9, 0.5, 1.5, -2.5, 1e-30, 0.0])])
+    for scale in (1.0, 2.0**5, 2.0**12, grid(27370)):
+        want = np.rint(np.clip(v.astype(np.float64), -64.0, 64.0) * scale)
+        got = quantize(v, scale)
+        assert got.dtype == np.float64
+        assert np.array_equal(got, want), scale
+
+
 PROJECTED = BuildOptions(bits=WIDE, window=2, min_count=1, project=10, project_center=True)
 
 

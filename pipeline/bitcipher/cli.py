@@ -412,13 +412,12 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if args.command == "refresh":
         options = build_options_from_args(args)
-        check_before_spark(args)
         from bitcipher.errors import EXIT_NOTHING_TO_DO
-        from bitcipher.incremental.run import refresh
+        from bitcipher.incremental.run import check_refresh_mode, refresh
 
+        check_refresh_mode(args.frozen, args.max_drift)
+        check_before_spark(args)
         started = time.perf_counter()
-        if args.max_drift is not None and not args.frozen:
-            raise OptionError("--max-drift applies to a frozen refresh: add --frozen")
         result = refresh(_session(args), args.corpus, args.lake, options,
                          keep_runs=args.keep_runs, frozen=args.frozen,
                          max_drift=args.max_drift)

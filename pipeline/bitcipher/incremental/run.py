@@ -252,6 +252,15 @@ def _is_conflict(exc: BaseException) -> bool:
                                    "DELTA_PROTOCOL_CHANGED", "DELTA_METADATA_CHANGED"))
 
 
+def check_refresh_mode(frozen: bool, max_drift: Optional[float]) -> None:
+    """OptionError for `max_drift` without `frozen`, or below 0 (the CLI checks this before
+    Spark starts)."""
+    if max_drift is not None and not frozen:
+        raise OptionError("--max-drift applies to a frozen refresh: add --frozen")
+    if max_drift is not None and max_drift < 0:
+        raise OptionError(f"--max-drift must be >= 0; got {max_drift}")
+
+
 def refresh(
     spark,
     corpus: Union[str, Sequence[str]],
@@ -278,10 +287,7 @@ def refresh(
 
     options = options or BuildOptions()
     lake = lake if isinstance(lake, Lake) else Lake(lake)
-    if max_drift is not None and not frozen:
-        raise OptionError("--max-drift applies to a frozen refresh: add --frozen")
-    if max_drift is not None and max_drift < 0:
-        raise OptionError(f"--max-drift must be >= 0; got {max_drift}")
+    check_refresh_mode(frozen, max_drift)
     stages = StageLog(report)
     check_lake(lake)
     uri = counts_uri(lake)
@@ -521,9 +527,8 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
         if epoch is None:
             report("frozen: the lake serves no run whose cipher can be kept (no epoch yet): "
                    "an exact refresh makes one")
-        elif epoch_problem(epoch, options):
-            report(f"frozen: {epoch_problem(epoch, options)}; an exact refresh makes a new "
-                   f"epoch")
+        elif (problem := epoch_problem(epoch, options)) is not None:
+            report(f"frozen: {problem}; an exact refresh makes a new epoch")
             epoch = None
     if manifest is None or counting is None:
         manifest, _, last = _read_state(spark, uri, version)

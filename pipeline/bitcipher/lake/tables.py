@@ -168,17 +168,6 @@ def write_parquet(table, uri: str, part: int = 0) -> None:
         pq.write_table(table, fh, compression="snappy")
 
 
-def write_bytes(uri: str, data: bytes) -> None:
-    """Write one small file (local or object storage)."""
-    with fsspec.open(fsspec_uri(uri), "wb", auto_mkdir=True) as fh:
-        fh.write(data)
-
-
-def read_bytes(uri: str) -> bytes:
-    with fsspec.open(fsspec_uri(uri), "rb") as fh:
-        return fh.read()
-
-
 def write_npz(uri: str, **arrays) -> None:
     """Write NumPy arrays as one ``.npz`` file (local or object storage)."""
     with fsspec.open(fsspec_uri(uri), "wb", auto_mkdir=True) as fh:
@@ -186,10 +175,9 @@ def write_npz(uri: str, **arrays) -> None:
 
 
 def read_npz(uri: str) -> dict:
-    """The arrays of :func:`write_npz`, by name."""
-    import io
-
-    with np.load(io.BytesIO(read_bytes(uri))) as z:
+    """The arrays of :func:`write_npz`, by name (read from the file, not from a copy of
+    its bytes in memory)."""
+    with fsspec.open(fsspec_uri(uri), "rb") as fh, np.load(fh) as z:
         return {name: z[name] for name in z.files}
 
 

@@ -37,8 +37,7 @@ class Epoch:
     run: str  # the exact run that fixed the epoch
     folder_run: str  # the run whose folder it was read from (the epoch run or a frozen one)
     words: list[str]  # id order
-    counts: np.ndarray  # the counts the ranks came from (id order)
-    cipher: Cipher
+    cipher: Cipher  # its counts are the ones the ranks came from
     projection: Optional[Projection]
     options: dict  # the recorded options of the epoch run
     marginal: Optional[np.ndarray] = None  # the pmi/ppmi marginal of the epoch run
@@ -46,9 +45,6 @@ class Epoch:
     @property
     def unk_id(self) -> int:
         return self.words.index(UNK)
-
-    def describe(self) -> dict:
-        return {"run": self.run, "vocab_size": len(self.words), "bits": self.cipher.bits}
 
 
 def _read_table(uri: str):
@@ -96,7 +92,7 @@ def read_epoch(lake: Lake, run: str) -> Epoch:
         marginal = read_npz(lake.table(run, manifest["marginal"]))["marginal"]
     origin = (manifest.get("epoch") or {}).get("run", run)
     return Epoch(run=origin, folder_run=run, words=table.column("word").to_pylist(),
-                 counts=counts, cipher=cipher, projection=projection,
+                 cipher=cipher, projection=projection,
                  options=manifest.get("options", {}), marginal=marginal)
 
 

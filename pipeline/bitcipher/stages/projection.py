@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -183,29 +183,20 @@ def _parts_frame(spark, parts: list[int]):
 
 
 def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, dim: int,
-                    n_rows: int, k: int, exponent: float, center: bool, extra=None,
-                    projection: Optional[Projection] = None):
+                    n_rows: int, k: int, exponent: float, center: bool, extra=None):
     """Project vectors spilled to files (``spill_dir/part-NNNNN.npz``, see
     :func:`bitcipher.stages.merge.spill_vectors`; ``finish(ids, values)`` turns a file's
     values into the float32 vectors the table would hold): the Python workers read them,
     write their partial Gramians beside them and return only the projected vectors, so no
     wide vector passes through the JVM. `extra` (n, D) rows built on the driver (``<unk>``
     without contexts) join the Gramian; `n_rows` bounds the number of vectors (it sets the
-    grid). `projection` (a frozen epoch's) is applied as it is: no Gramian, no
-    decomposition. Returns (DataFrame (id, vector array<float>), Projection)."""
+    grid). Returns (DataFrame (id, vector array<float>), Projection)."""
     if dim > MAX_INPUT_DIM:
         from bitcipher.errors import OptionError
 
         raise OptionError(f"a projection needs vectors of at most {MAX_INPUT_DIM} dimensions "
                           f"(its Gramian is D x D on the driver); these have {dim}: lower "
                           f"--bits, or use mode sum")
-    if projection is not None:
-        if projection.basis.shape[0] != dim:
-            from bitcipher.errors import LakeError
-
-            raise LakeError(f"the epoch's projection takes {projection.basis.shape[0]} "
-                            f"dimensions; these vectors have {dim}")
-        return _project_parts(spark, spill_dir, parts, projection, "part", finish), projection
     scale = grid(n_rows)
 
     def gram_parts(batches: Iterator):
@@ -244,13 +235,6 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
         gram, colsum, n = gram + g, colsum + c, n + len(extra)
     proj = basis_from_gram(gram, colsum, n, scale, min(k, dim), exponent, center)
     del gram
-    return _project_parts(spark, spill_dir, parts, proj, "finished"), proj
-
-
-def _project_parts(spark, spill_dir: str, parts: list[int], proj: Projection, kind: str,
-                   finish: Optional[Callable] = None):
-    """DataFrame (id, vector array<float>) of the projected vectors of the spilled parts of
-    `kind` (``finish`` first, when given)."""
     proj_bc = spark.sparkContext.broadcast(proj)
 
     def project_parts(batches: Iterator):
@@ -259,9 +243,7 @@ def _project_parts(spark, spill_dir: str, parts: list[int], proj: Projection, ki
 
         for batch in batches:
             for part in batch.column(0).to_pylist():
-                ids, v = read_spilled(spill_dir, part, kind=kind)
-                if finish is not None:
-                    v = finish(ids, v)
+                ids, v = read_spilled(spill_dir, part, kind="finished")  # by gram_parts
                 yield vector_batch(ids, proj_bc.value.apply(v))
 
-    return _parts_frame(spark, parts).mapInArrow(project_parts, "id int, vector array<float>")
+    return frame.mapInArrow(project_parts, "id int, vector array<float>"), proj
