@@ -4,7 +4,7 @@
 For every size (default 1M, 4M, 16M tokens) the script writes a corpus once (cached under
 --data) and runs
 
-    bitcipher build --corpus DIR --lake TMP/lake --bits 32 --window 5 --mode sum [--master URL]
+    bitcipher build --corpus DIR --lake TMP/lake [--bits B --window M --mode X] [--master URL]
 
 as a subprocess in a fresh temporary lake, then prints Markdown tables: seconds per stage
 (the lines the build prints on stderr), total wall time, tokens per second, vocabulary size;
@@ -54,7 +54,8 @@ sys.path.insert(0, str(HERE))
 
 from bench_build import TreeSampler, kill_session  # noqa: E402
 
-STAGES = ("spark session", "tokenize", "unigrams", "cipher", "cooccurrences", "vectors")
+STAGES = ("spark session", "tokenize", "unigrams", "cipher", "cooccurrences", "projection",
+          "vectors")
 CLASSES = ("driver_jvm", "driver_python", "python_workers", "executor_jvms", "daemons", "other")
 DEFAULT_SIZES = "1M,4M,16M"
 CONSONANTS = "bcdfghjklmnprstvwz"
@@ -259,7 +260,9 @@ def run_build(args, corpus: Path, master: Optional[str], env: dict,
               extra_roots: Sequence[int] = ()) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bitcipher-scaling-", dir=args.tmp))
     argv = [args.bitcipher, "build", "--corpus", str(corpus), "--lake", str(tmp / "lake"),
-            "--bits", str(args.bits), "--window", str(args.window), "--mode", args.mode,
+            *(["--bits", str(args.bits)] if args.bits is not None else []),
+            *(["--window", str(args.window)] if args.window is not None else []),
+            *(["--mode", args.mode] if args.mode is not None else []),
             *(["--master", master] if master else []), *(args.build_arg or [])]
     print(f"  $ {' '.join(argv)}", file=sys.stderr, flush=True)
     lines: List[tuple] = []  # (time, line) of every stderr line, as it arrives
@@ -401,12 +404,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="cores per cluster worker (default 1)")
     parser.add_argument("--worker-memory", default="2g",
                         help="memory per cluster worker for executors (default 2g)")
-    parser.add_argument("--bits", type=int, default=32, help="--bits of the build (default 32)")
-    parser.add_argument("--window", type=int, default=5, help="--window of the build (default 5)")
-    parser.add_argument("--mode", default="sum", help="--mode of the build (default sum)")
+    parser.add_argument("--bits", type=int, help="--bits of the build (default: the build's)")
+    parser.add_argument("--window", type=int, help="--window of the build (default: the build's)")
+    parser.add_argument("--mode", help="--mode of the build (default: the build's)")
     parser.add_argument("--build-arg", action="append", metavar="ARG",
                         help="extra argument for bitcipher build (repeatable; --build-arg=--flag)")
-    parser.add_argument("--bitcipher", default=shutil.which("bitcipher") or "bitcipher",
+    beside = Path(sys.executable).parent / "bitcipher"  # this interpreter's, e.g. .venv/bin
+    parser.add_argument("--bitcipher", default=shutil.which("bitcipher") or (
+                            str(beside) if beside.exists() else "bitcipher"),
                         help="the bitcipher executable (default: the one on PATH)")
     parser.add_argument("--interval", type=float, default=0.2,
                         help="memory sampling interval, s (default 0.2)")
@@ -414,7 +419,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="write (or find) the corpora, print their directories, build nothing")
     parser.add_argument("--driver-memory", metavar="SIZE",
                         help="heap of the driver JVM (BITCIPHER_DRIVER_MEMORY; default: the "
-                             "project's, 4g); a small one shows what the driver needs")
+                             "project's, 2g); a small one shows what the driver needs")
     parser.add_argument("--tmp", help="where temporary lakes go (default: system temp dir)")
     parser.add_argument("--json-out", help="also write the JSON result to this file")
     args = parser.parse_args(argv)

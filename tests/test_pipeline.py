@@ -10,6 +10,7 @@ from conftest import CORPUS_A, CORPUS_B, CORPUS_C, write_shards
 from bitcipher import BuildOptions, build
 from bitcipher.lake.tables import Lake, published, read_table
 from bitcipher.stages.cipher import cipher_from_table
+from bitcipher.stages.tokenize import TOKENS_DIR, read_tokens, token_parts, write_tokens
 from bitcipher.stages.vectors import aggregate_rows, context_marginal
 
 CORPORA = {"a": CORPUS_A, "b": CORPUS_B, "c": CORPUS_C}
@@ -29,6 +30,8 @@ def build_tables(spark, tmp_path, lines, options, shards=2):
     lake = Lake(str(tmp_path / "lake"))
     build(spark, str(corpus), lake, options, report=lambda _: None)
     run = published(lake).run
+    # the tokens the tokenize stage kept for the co-occurrence stage are gone
+    assert not [p for p in (tmp_path / "lake").rglob(f"{TOKENS_DIR}*")]
     tables = {name: read_table(spark, lake, name, run=run).toPandas()
               for name in ("unigrams", "cooccurrences", "cipher")}
     tables["vectors"] = read_table(spark, lake, "vectors").toPandas()
@@ -116,3 +119,21 @@ def test_vector_step_matches_reference(mode, weighting, smoothing, transform, in
                                np.append(counts, 0), int(counts.sum()), options, marginal)
     np.testing.assert_array_equal(ids, np.arange(len(counts)))
     np.testing.assert_allclose(vecs, expected["vectors"], rtol=2e-6, atol=2e-6)
+
+
+def test_kept_tokens_round_trip(tmp_path):
+    """The tokenize stage's files give back each task's dictionary, ids and lengths."""
+    import pyarrow as pa
+
+    words = pa.array(["the", "éclair", "naïve", "o'clock", "日本"])
+    ids = np.array([0, 1, 0, 4, 3, 2, 0], dtype=np.int32)
+    write_tokens(str(tmp_path), 7, words, ids, np.array([3, 4], dtype=np.int32))
+    write_tokens(str(tmp_path), 2, pa.array([], pa.string()), np.empty(0, np.int32),
+                 np.empty(0, np.int32))
+    assert token_parts(str(tmp_path)) == [2, 7]
+    got_words, got_ids, got_lengths = read_tokens(str(tmp_path), 7)
+    assert got_words.to_pylist() == words.to_pylist()
+    assert [got_words[i].as_py() for i in got_ids] == [words[i].as_py() for i in ids]
+    assert got_lengths.tolist() == [3, 4]
+    empty = read_tokens(str(tmp_path), 2)
+    assert len(empty[0]) == 0 and len(empty[1]) == 0 and len(empty[2]) == 0

@@ -15,8 +15,9 @@ import numpy as np
 from bitcipher.stages.cipher import build_cipher
 from bitcipher.stages.epoch import (MARGINAL_FILE, Epoch, drift, drift_line, epoch_at,
                                     epoch_problem, frozen_vocabulary)
-from bitcipher.stages.cooccurrences import partial_counts
+from bitcipher.stages.cooccurrences import partial_counts, token_part_frame
 from bitcipher.stages.corpus import Shard, check_shards, list_shards, read_documents
+from bitcipher.stages.tokenize import TOKENS_DIR, token_parts
 from bitcipher.errors import InputError, OptionError
 from bitcipher.lake.history import PROP_EPOCH, published_runs
 from bitcipher.lake.tables import (
@@ -171,9 +172,6 @@ def build(
         of the run it published (its vocabulary, codes and projection; docs/ALGORITHM.md,
         "Frozen refresh"), as ``refresh --frozen`` does. The options must be that run's.
     """
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
     options = options or BuildOptions()
     lake = lake if isinstance(lake, Lake) else Lake(lake)
     stages = StageLog(report)
@@ -193,6 +191,24 @@ def build(
     warnings = check_shards(shards)
     for w in warnings:
         report(f"warning: {w}")
+    run_id = new_run_id()
+    try:
+        return _build_run(spark, lake, options, corpus, shards, warnings, run_id, stages,
+                          previous_runs, keep_runs, epoch, started, report)
+    except BaseException:
+        # the run was never published: take its half-written tables away
+        lake.remove(lake.run_dir(run_id))
+        raise
+
+
+def _build_run(spark, lake: Lake, options: BuildOptions, corpus, shards: list[Shard],
+               warnings: list[str], run_id: str, stages: StageLog, previous_runs: list[str],
+               keep_runs: int, epoch: Optional[Epoch], started: float,
+               report: Callable[[str], None]) -> BuildResult:
+    """The stages of :func:`build` from reading the shards on, into run `run_id`."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
     docs = read_documents(spark, shards, options.text_field)
     if docs is None:
         raise InputError(f"corpus {corpus!r} holds only empty shards: nothing to build")
@@ -200,8 +216,10 @@ def build(
         bad = docs.where(F.col("bad_record").isNotNull()).select("shard", "bad_record").first()
         if bad is not None:
             raise InputError(f"shard {bad['shard']}: {bad['bad_record']}")
+    # the tokens are kept beside the run, so the co-occurrence stage tokenizes nothing again
+    token_dir = lake.table(run_id, TOKENS_DIR)
     partial = docs.transform(
-        count_documents(options.lowercase, options.max_document_tokens)
+        count_documents(options.lowercase, options.max_document_tokens, token_dir)
     ).persist(StorageLevel.MEMORY_AND_DISK)
     per_shard = (
         partial.where(F.col("shard").isNotNull())
@@ -251,17 +269,12 @@ def build(
         report(f"epoch: run {epoch.run}; {drift_line(drift_info)}")
         vocab = frozen_vocabulary(epoch, words, counts, total_tokens)
     partial.unpersist()
-    run = BuildRun(spark=spark, lake=lake, run_id=new_run_id(), options=options, vocab=vocab,
+    run = BuildRun(spark=spark, lake=lake, run_id=run_id, options=options, vocab=vocab,
                    docs=docs, shards=shards, shard_stats=shard_stats,
                    total_tokens=total_tokens, n_docs=n_docs, warnings=warnings, stages=stages,
                    previous_runs=previous_runs, keep_runs=keep_runs, started=started,
-                   epoch=epoch, drift=drift_info)
-    try:
-        return finish_build(run)
-    except BaseException:
-        # the run was never published: take its half-written tables away
-        lake.remove(lake.run_dir(run.run_id))
-        raise
+                   epoch=epoch, drift=drift_info, token_dir=token_dir)
+    return finish_build(run)
 
 
 @dataclass
@@ -286,6 +299,7 @@ class BuildRun:
     started: float  # time.perf_counter() when the unigrams stage began
     epoch: Optional[Epoch] = None  # a frozen run: the cipher and projection it keeps
     drift: Optional[dict] = None  # a frozen run: how far the counts moved from the epoch
+    token_dir: Optional[str] = None  # the tokens the tokenize stage kept (else docs counts)
 
 
 def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
@@ -330,10 +344,16 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
         vec, marginal, detail = vectors_stage(cipher, cooc_dir, spill_dir, frozen)
     else:
         partitions = cooccurrence_partitions(spark, run.total_tokens)
-        partial = run.docs.transform(
-            partial_counts(spark, vocab.words, vocab.unk_id, options.window,
-                           options.include_self, partitions,
-                           tokenizer=(options.lowercase, options.max_document_tokens)))
+        if run.token_dir is not None:
+            parts = token_parts(run.token_dir)
+            partial = token_part_frame(spark, parts).transform(
+                partial_counts(spark, vocab.words, vocab.unk_id, options.window,
+                               options.include_self, partitions, token_dir=run.token_dir))
+        else:
+            partial = run.docs.transform(
+                partial_counts(spark, vocab.words, vocab.unk_id, options.window,
+                               options.include_self, partitions,
+                               tokenizer=(options.lowercase, options.max_document_tokens)))
         vec = partial.transform(
             cooccurrences_and_vectors(spark, cooc_dir, len(vocab), cipher.context(),
                                       vocab.counts, vocab.total, options, spill_dir, frozen)
@@ -347,6 +367,8 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
             if spill_dir is None:
                 vec = vec.transform(marginal_post(spark, marginal, options))
         detail = f"{partitions} partitions; {n_vec:,} vectors aggregated on the way"
+        if run.token_dir is not None:
+            remove_tree(run.token_dir)
     n_cooc = parquet_rows(cooc_dir)
     stages.record("cooccurrences", n_cooc, started, detail)
 

@@ -102,6 +102,39 @@ def _partial_counter(words_bc, unk_id: int, window: int, include_self: bool,
     return count_batches
 
 
+def _token_part_counter(words_bc, unk_id: int, window: int, include_self: bool,
+                        routes: list[int], token_dir: str) -> Callable:
+    """count_batches over part numbers: the tokens one tokenize task kept
+    (:func:`bitcipher.stages.tokenize.write_tokens`), mapped to word ids through that
+    task's own dictionary, counted like :func:`_partial_counter` counts documents."""
+    def count_parts(batches: Iterator):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from bitcipher.stages.tokenize import read_tokens
+
+        words = pa.array(words_bc.value, pa.string())
+        codec = KeyCodec(len(words), window)
+        for batch in batches:
+            for part in batch.column(0).to_pylist():
+                local, ids, lengths = read_tokens(token_dir, part)
+                to_global = pc.index_in(local, value_set=words).fill_null(unk_id)
+                ids = to_global.to_numpy(zero_copy_only=False).astype(np.int64)[ids]
+                lengths = lengths.astype(np.int64)
+                # about FLUSH_TOKENS tokens at a time, cut between documents
+                ends = np.cumsum(lengths)
+                cuts = np.searchsorted(ends, np.arange(FLUSH_TOKENS, ends[-1] if len(ends)
+                                                       else 0, FLUSH_TOKENS), side="right")
+                doc_bounds = np.unique(np.concatenate(([0], cuts, [len(lengths)])))
+                for lo, hi in zip(doc_bounds[:-1], doc_bounds[1:]):
+                    start = int(ends[lo - 1]) if lo else 0
+                    keys, counts = window_keys(ids[start:int(ends[hi - 1])], lengths[lo:hi],
+                                               codec, include_self)
+                    yield from routed_batches(keys, counts, codec, routes)
+
+    return count_parts
+
+
 def summed_keys(batches: Iterator):
     """Sum the packed partial counts of one partition: (sorted unique keys, counts)."""
     keys, counts = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
@@ -188,17 +221,32 @@ def batches_by_partition(keys: np.ndarray, counts: np.ndarray, part: np.ndarray,
             )
 
 
+def token_part_frame(spark, parts: list[int]):
+    """DataFrame (part int) with one task per part (its own slice)."""
+    rows = [(int(p),) for p in sorted(parts)]
+    rdd = spark.sparkContext.parallelize(rows, max(len(rows), 1))
+    return spark.createDataFrame(rdd, "part int")
+
+
 def partial_counts(spark, words: list[str], unk_id: int, window: int, include_self: bool,
-                   partitions: int, tokenizer: Optional[tuple] = None) -> Callable:
+                   partitions: int, tokenizer: Optional[tuple] = None,
+                   token_dir: Optional[str] = None) -> Callable:
     """Transformation -> partial counts (center, key, count), partitioned by center.
 
     The input is the tokens table (column `tokens`), or, with `tokenizer` =
-    (lowercase, max_document_tokens), documents (column `text`) tokenized on the way.
+    (lowercase, max_document_tokens), documents (column `text`) tokenized on the way, or,
+    with `token_dir`, part numbers (column `part`, :func:`token_part_frame`) of the tokens
+    the tokenize stage kept there.
     """
     words_bc = spark.sparkContext.broadcast(list(words))
     routes = partition_routes(spark, partitions)
-    counter = _partial_counter(words_bc, unk_id, window, include_self, routes, tokenizer)
-    column = "tokens" if tokenizer is None else "text"
+    if token_dir is not None:
+        counter = _token_part_counter(words_bc, unk_id, window, include_self, routes,
+                                      token_dir)
+        column = "part"
+    else:
+        counter = _partial_counter(words_bc, unk_id, window, include_self, routes, tokenizer)
+        column = "tokens" if tokenizer is None else "text"
 
     def transform(df):
         partial = df.select(column).mapInArrow(counter, PARTIAL_SCHEMA)

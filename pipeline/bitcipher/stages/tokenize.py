@@ -83,3 +83,53 @@ def tokenize_documents(lowercase: bool = True, max_document_tokens: int = 10_000
         return docs.select("shard", "text", "invalid_utf8").mapInArrow(tokenize, TOKENS_SCHEMA)
 
     return transform
+
+
+TOKENS_DIR = "tokens"  # under the run folder: the tokenize stage's tokens, removed once counted
+
+
+def write_tokens(token_dir: str, part: int, words, ids, lengths) -> None:
+    """Write one task's tokens to ``token_dir/tokens-NNNNN.npz``: its dictionary `words`
+    (an Arrow string array), every token as an index into it (`ids`, int32, in text order)
+    and the tokens per document chunk (`lengths`)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from bitcipher.lake.tables import write_npz
+
+    words = pa.concat_arrays([words.cast(pa.large_string())])  # offsets from 0, 64-bit
+    _, offsets, data = words.buffers()
+    n = len(words)
+    write_npz(f"{token_dir}/tokens-{part:05d}.npz",
+              ids=np.asarray(ids, dtype=np.int32), lengths=np.asarray(lengths, dtype=np.int32),
+              word_offsets=np.frombuffer(offsets, dtype=np.int64, count=n + 1),
+              word_bytes=(np.frombuffer(data, dtype=np.uint8) if data is not None and n
+                          else np.empty(0, np.uint8)))
+
+
+def read_tokens(token_dir: str, part: int):
+    """(words as an Arrow string array, ids, lengths) of :func:`write_tokens`."""
+    import pyarrow as pa
+
+    from bitcipher.lake.tables import read_npz
+
+    z = read_npz(f"{token_dir}/tokens-{part:05d}.npz")
+    offsets = z["word_offsets"]
+    words = pa.Array.from_buffers(pa.large_string(), len(offsets) - 1,
+                                  [None, pa.py_buffer(offsets), pa.py_buffer(z["word_bytes"])])
+    return words.cast(pa.string()), z["ids"], z["lengths"]
+
+
+def token_parts(token_dir: str) -> list[int]:
+    """Part numbers of the files :func:`write_tokens` wrote under `token_dir`."""
+    import re
+
+    from fsspec.core import url_to_fs
+
+    from bitcipher.lake.storage import fsspec_uri
+
+    fs, path = url_to_fs(fsspec_uri(token_dir))
+    if not fs.exists(path):
+        return []
+    names = [str(n).rstrip("/").rsplit("/", 1)[-1] for n in fs.ls(path, detail=False)]
+    return sorted(int(m.group(1)) for n in names if (m := re.fullmatch(r"tokens-(\d+)\.npz", n)))
