@@ -97,10 +97,12 @@ def test_killed_refresh_is_completed_by_the_next_run(spark, lake_with_change, st
     assert refresh(spark, str(corpus), lake, OPTIONS, report=quiet).nothing_to_do
 
 
+@pytest.mark.parametrize("stage", ["count", "cooccurrences"])
 def test_killed_frozen_refresh_is_completed_by_the_next_one(spark, lake_with_change,
-                                                            refreshed_before_change):
-    """SIGKILL while a frozen refresh aggregates: the next frozen refresh finishes the job,
-    with the same epoch, and equals the NumPy reference run with that epoch."""
+                                                            refreshed_before_change, stage):
+    """SIGKILL while a frozen refresh counts or aggregates: the next frozen refresh finishes
+    the job, with the same epoch, counts no shard twice and equals the NumPy reference run
+    with that epoch."""
     from test_frozen import check_frozen_reference
 
     from bitcipher.lake.tables import published
@@ -116,10 +118,10 @@ def test_killed_frozen_refresh_is_completed_by_the_next_one(spark, lake_with_cha
     try:
         for line in proc.stderr:
             seen.append(line)
-            if line.startswith("cooccurrences"):
+            if line.startswith(stage):
                 break
         else:
-            raise AssertionError(f"the refresh ended early: {''.join(seen)}")
+            raise AssertionError(f"the refresh ended before stage {stage}: {''.join(seen)}")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
@@ -131,9 +133,10 @@ def test_killed_frozen_refresh_is_completed_by_the_next_one(spark, lake_with_cha
     assert refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True).nothing_to_do
 
 
-def test_two_refresh_processes_at_once(spark, lake_with_change):
+@pytest.mark.parametrize("flags", [[], ["--frozen"]], ids=["exact", "frozen"])
+def test_two_refresh_processes_at_once(spark, lake_with_change, flags):
     corpus, lake = lake_with_change
-    procs = [subprocess.Popen(refresh_command(corpus, lake), stdout=subprocess.PIPE,
+    procs = [subprocess.Popen(refresh_command(corpus, lake) + flags, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=child_env())
              for _ in range(2)]
     outcomes = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
@@ -152,5 +155,15 @@ def test_two_refresh_processes_at_once(spark, lake_with_change):
     words = store.where(F.col("kind") == "word").agg(F.sum("count")).first()[0]
     expected = sum(len(doc) for doc in reference.documents(TEXTS["e"] + TEXTS["b"] * 30))
     assert tokens == words == expected
-    refresh(spark, str(corpus), lake, OPTIONS, report=quiet)  # completes a lost publish
-    assert_matches_reference(spark, lake, corpus)
+    if not flags:
+        refresh(spark, str(corpus), lake, OPTIONS, report=quiet)  # completes a lost publish
+        assert_matches_reference(spark, lake, corpus)
+        return
+    from test_frozen import check_frozen_reference
+
+    # the winner kept the epoch of the module's first refresh (shards s0 = a, s1 = d)
+    result = refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
+    assert result.nothing_to_do or result.build.frozen_to is not None
+    exact = reference.vectors(TEXTS["a"] + [""] + TEXTS["d"] + [""], **reference_opts(OPTIONS))
+    check_frozen_reference(spark, lake, corpus, {"epoch_vocab": exact["vocab"],
+                                                 "epoch_marginal": exact["marginal"]}, OPTIONS)
