@@ -1,8 +1,9 @@
 """Stage 3, cooccurrences: n(t, c, d) for every word t, context c and offset d (ALGORITHM.md §3).
 
-The hot path is vectorised: each Python worker turns a whole Arrow batch of documents into
-word ids with one hash lookup (``pyarrow.compute.index_in``), builds the window keys with
-NumPy, and pre-aggregates them; Spark then shuffles the partial counts by centre word and a
+The hot path is vectorised: each Python worker turns its tokens into word ids with one hash
+lookup (``pyarrow.compute.index_in``; a build looks up only the dictionary of the tokens its
+tokenize task kept, :func:`bitcipher.stages.tokenize.write_tokens`, a refresh whole Arrow
+batches of documents), builds the window keys with NumPy, and pre-aggregates them; Spark then shuffles the partial counts by centre word and a
 second vectorised pass sums them. The partial counts travel as a few rows of packed int64
 arrays (one row per task and destination partition), so the shuffle moves bytes, not
 millions of small rows. Only pairs at positive offsets are counted and sorted;
