@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -174,11 +174,12 @@ def spilled_finisher(spark, options, marginal, blocks: int) -> Callable:
     return finish
 
 
-def _parts_frame(spark, parts: list[int]):
-    """One task per spilled part: a slice of its own each (hash partitioning of the part
-    numbers would put some parts in the same task and leave cores idle)."""
+def _parts_frame(spark, parts: list[int], tasks: Optional[int] = None):
+    """The spilled parts in `tasks` tasks (default: one per part), consecutive parts together
+    in equal numbers (hash partitioning of the part numbers would put some parts in the same
+    task and leave cores idle)."""
     rows = [(int(p),) for p in sorted(parts)]
-    rdd = spark.sparkContext.parallelize(rows, max(len(rows), 1))
+    rdd = spark.sparkContext.parallelize(rows, max(min(tasks or len(rows), len(rows)), 1))
     return spark.createDataFrame(rdd, "part int")
 
 
@@ -205,31 +206,46 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
         from bitcipher.lake.tables import write_npz
         from bitcipher.stages.merge import read_spilled, spill_vectors
 
+        # one Gramian per task, summed over its parts (exact integers: the sum does not
+        # depend on how the parts are grouped), so the driver reads one per core, not one
+        # per part
+        gram, colsum, done = None, None, []
         for batch in batches:
             for part in batch.column(0).to_pylist():
                 ids, v = read_spilled(spill_dir, part)
                 v = finish(ids, v)
-                gram, colsum = partial_gram(v, scale)
-                write_npz(f"{spill_dir}/gram-{part:05d}.npz", gram=gram, colsum=colsum)
+                g, c = partial_gram(v, scale)
+                if gram is None:
+                    gram, colsum = g, c
+                else:
+                    gram += g
+                    colsum += c
+                del g
                 # the finished (float32) vectors beside the raw ones (a retried task still
                 # finds those): the projection reads half as much and finishes nothing again
                 spill_vectors(spill_dir, part, ids, v, kind="finished")
-                yield pa.RecordBatch.from_arrays(
-                    [pa.array([part], pa.int32()), pa.array([len(ids)], pa.int64())],
-                    names=["part", "n"])
+                done.append((part, len(ids)))
+        if done:
+            first = done[0][0]  # names the task's file: a retried task replaces it
+            write_npz(f"{spill_dir}/gram-{first:05d}.npz", gram=gram, colsum=colsum)
+            yield pa.RecordBatch.from_arrays(
+                [pa.array([p for p, _ in done], pa.int32()),
+                 pa.array([k for _, k in done], pa.int64()),
+                 pa.array([first] * len(done), pa.int32())],
+                names=["part", "n", "gram"])
 
     from bitcipher.lake.tables import read_npz
 
-    frame = _parts_frame(spark, parts)
-    done = frame.mapInArrow(gram_parts, "part int, n long").collect()
+    tasks = spark.sparkContext.defaultParallelism
+    done = _parts_frame(spark, parts, tasks).mapInArrow(
+        gram_parts, "part int, n long, gram int").collect()
     gram = np.zeros((dim, dim))
     colsum = np.zeros(dim)
-    n = 0
-    for row in sorted(done, key=lambda r: r["part"]):
-        z = read_npz(f"{spill_dir}/gram-{row['part']:05d}.npz")
+    n = sum(int(row["n"]) for row in done)
+    for first in sorted({int(row["gram"]) for row in done}):
+        z = read_npz(f"{spill_dir}/gram-{first:05d}.npz")
         gram += z["gram"]
         colsum += z["colsum"]
-        n += int(row["n"])
     if extra is not None and len(extra):
         g, c = partial_gram(np.asarray(extra), scale)
         gram, colsum, n = gram + g, colsum + c, n + len(extra)
@@ -246,4 +262,5 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
                 ids, v = read_spilled(spill_dir, part, kind="finished")  # by gram_parts
                 yield vector_batch(ids, proj_bc.value.apply(v))
 
-    return frame.mapInArrow(project_parts, "id int, vector array<float>"), proj
+    return (_parts_frame(spark, parts).mapInArrow(project_parts, "id int, vector array<float>"),
+            proj)
