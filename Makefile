@@ -33,7 +33,7 @@ demo: setup $(CORPUS)
 
 # two test files at a time (most of a test's time is JVM start-up and Delta commits, not CPU);
 # `make test PYTEST_ARGS=` runs them one by one
-PYTEST_ARGS ?= -n 2 --dist loadfile
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 test: setup
 	$(BIN)/python -m pytest tests -q --durations=25 $(PYTEST_ARGS)
 

@@ -7,6 +7,20 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))  # `import reference` (the NumPy reference)
 
+# The files that take longest, longest first. `make test` runs the files on two workers
+# (pytest-xdist, --dist loadfile --no-loadscope-reorder), handing each worker the next file
+# in collection order as it frees up: starting with the longest files keeps the two workers
+# busy to the end instead of leaving one of them alone with a long file.
+LONGEST_FIRST = ("test_refresh_crash.py", "test_refresh.py", "test_s3.py", "test_cluster.py",
+                 "test_readme.py", "test_frozen.py", "test_wide.py", "test_notebook.py",
+                 "test_interrupted.py", "test_keep_runs.py", "test_pipeline.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Collect the longest files first (the order within a file is kept)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 CORPUS_A = [
     "The cat sat on the mat.",
     "The dog sat on the log, and the cat watched the dog.",
