@@ -346,7 +346,7 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
         partitions = cooccurrence_partitions(spark, run.total_tokens)
         if run.token_dir is not None:
             parts = token_parts(run.token_dir)
-            partial = token_part_frame(spark, parts).transform(
+            partial = token_part_frame(spark, parts, run.total_tokens).transform(
                 partial_counts(spark, vocab.words, vocab.unk_id, options.window,
                                options.include_self, partitions, token_dir=run.token_dir))
         else:

@@ -222,10 +222,13 @@ def batches_by_partition(keys: np.ndarray, counts: np.ndarray, part: np.ndarray,
             )
 
 
-def token_part_frame(spark, parts: list[int]):
-    """DataFrame (part int) with one task per part (its own slice)."""
+def token_part_frame(spark, parts: list[int], total_tokens: int = 0):
+    """DataFrame (part int) of the kept token files, consecutive parts together in as many
+    tasks as the cores, or one per FLUSH_TOKENS tokens if that is more (a corpus read in
+    many small splits does not become as many small counting tasks)."""
     rows = [(int(p),) for p in sorted(parts)]
-    rdd = spark.sparkContext.parallelize(rows, max(len(rows), 1))
+    tasks = max(spark.sparkContext.defaultParallelism, -(-total_tokens // FLUSH_TOKENS))
+    rdd = spark.sparkContext.parallelize(rows, max(min(tasks, len(rows)), 1))
     return spark.createDataFrame(rdd, "part int")
 
 
