@@ -15,7 +15,7 @@ import numpy as np
 from bitcipher.stages.cipher import build_cipher
 from bitcipher.stages.epoch import (MARGINAL_FILE, Epoch, drift, drift_line, epoch_at,
                                     epoch_problem, frozen_vocabulary)
-from bitcipher.stages.cooccurrences import partial_counts, token_part_frame
+from bitcipher.stages.cooccurrences import FLUSH_TOKENS, partial_counts
 from bitcipher.stages.corpus import Shard, check_shards, list_shards, read_documents
 from bitcipher.stages.tokenize import TOKENS_DIR, token_parts
 from bitcipher.errors import InputError, OptionError
@@ -40,7 +40,7 @@ from bitcipher.lake.schemas import FORMAT_VERSION, arrow_schema, conform, schema
 from bitcipher.stages.merge import cooccurrences_and_vectors
 from bitcipher.stages.unigrams import (UNK, Vocabulary, collect_vocabulary, count_documents,
                                        unigram_arrow, unigram_frame)
-from bitcipher.stages.merge import SPILL_DIR, remove_tree, spilled_parts
+from bitcipher.stages.merge import SPILL_DIR, parts_frame, remove_tree, spilled_parts
 from bitcipher.stages.projection import PROJECTION_FILE, project_spilled, spilled_finisher
 from bitcipher.stages.vectors import (cooccurrence_marginal, empty_vector, marginal_post,
                                       needs_marginal, vector_blocks, vector_dim)
@@ -219,7 +219,7 @@ def _build_run(spark, lake: Lake, options: BuildOptions, corpus, shards: list[Sh
     # the tokens are kept beside the run, so the co-occurrence stage tokenizes nothing again
     token_dir = lake.table(run_id, TOKENS_DIR)
     partial = docs.transform(
-        count_documents(options.lowercase, options.max_document_tokens, token_dir)
+        count_documents(token_dir, options.lowercase, options.max_document_tokens)
     ).persist(StorageLevel.MEMORY_AND_DISK)
     per_shard = (
         partial.where(F.col("shard").isNotNull())
@@ -270,7 +270,7 @@ def _build_run(spark, lake: Lake, options: BuildOptions, corpus, shards: list[Sh
         vocab = frozen_vocabulary(epoch, words, counts, total_tokens)
     partial.unpersist()
     run = BuildRun(spark=spark, lake=lake, run_id=run_id, options=options, vocab=vocab,
-                   docs=docs, shards=shards, shard_stats=shard_stats,
+                   shards=shards, shard_stats=shard_stats,
                    total_tokens=total_tokens, n_docs=n_docs, warnings=warnings, stages=stages,
                    previous_runs=previous_runs, keep_runs=keep_runs, started=started,
                    epoch=epoch, drift=drift_info, token_dir=token_dir)
@@ -287,7 +287,6 @@ class BuildRun:
     run_id: str  # the new run (lake.run_dir(run_id)), from new_run_id()
     options: BuildOptions
     vocab: Vocabulary
-    docs: Any  # DataFrame of the documents to count, None when vectors_stage counts
     shards: list[Shard]
     shard_stats: dict  # plain_path(shard path) -> {"tokens": ...}
     total_tokens: int
@@ -299,18 +298,19 @@ class BuildRun:
     started: float  # time.perf_counter() when the unigrams stage began
     epoch: Optional[Epoch] = None  # a frozen run: the cipher and projection it keeps
     drift: Optional[dict] = None  # a frozen run: how far the counts moved from the epoch
-    token_dir: Optional[str] = None  # the tokens the tokenize stage kept (else docs counts)
+    token_dir: Optional[str] = None  # a build: the tokens its tokenize stage kept, to count
 
 
 def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
                  extra_properties: Optional[dict] = None) -> BuildResult:
     """Write a run's tables and publish it, then remove the run folders no longer kept.
 
-    `vectors_stage(cipher, cooc_dir, spill_dir)` (a refresh, from stored totals) instead of
-    counting `docs`: it writes the cooccurrences table and returns (vectors DataFrame (id,
-    vector array<float>), marginal or None, detail); with `spill_dir` (a projection follows)
-    it writes the vectors there (:func:`bitcipher.stages.merge.spill_vectors`) instead; `extra_properties` go with the publishing
-    commit."""
+    `vectors_stage(cipher, cooc_dir, spill_dir, frozen)` (a refresh, from stored totals)
+    instead of counting the tokens in `run.token_dir` (a build): it writes the cooccurrences
+    table and returns (vectors DataFrame (id, vector array<float>), marginal or None,
+    detail); with `spill_dir` (a projection follows) it writes the vectors there
+    (:func:`bitcipher.stages.merge.spill_vectors`) instead; `extra_properties` go with the
+    publishing commit."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -344,16 +344,13 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
         vec, marginal, detail = vectors_stage(cipher, cooc_dir, spill_dir, frozen)
     else:
         partitions = cooccurrence_partitions(spark, run.total_tokens)
-        if run.token_dir is not None:
-            parts = token_parts(run.token_dir)
-            partial = token_part_frame(spark, parts, run.total_tokens).transform(
-                partial_counts(spark, vocab.words, vocab.unk_id, options.window,
-                               options.include_self, partitions, token_dir=run.token_dir))
-        else:
-            partial = run.docs.transform(
-                partial_counts(spark, vocab.words, vocab.unk_id, options.window,
-                               options.include_self, partitions,
-                               tokenizer=(options.lowercase, options.max_document_tokens)))
+        # the kept token files in as many tasks as the cores, or one per FLUSH_TOKENS tokens
+        # if that is more: a corpus read in many small splits is not as many small tasks
+        tasks = max(spark.sparkContext.defaultParallelism,
+                    -(-run.total_tokens // FLUSH_TOKENS))
+        partial = parts_frame(spark, token_parts(run.token_dir), tasks).transform(
+            partial_counts(spark, vocab.words, vocab.unk_id, options.window,
+                           options.include_self, partitions, token_dir=run.token_dir))
         vec = partial.transform(
             cooccurrences_and_vectors(spark, cooc_dir, len(vocab), cipher.context(),
                                       vocab.counts, vocab.total, options, spill_dir, frozen)
@@ -367,8 +364,7 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
             if spill_dir is None:
                 vec = vec.transform(marginal_post(spark, marginal, options))
         detail = f"{partitions} partitions; {n_vec:,} vectors aggregated on the way"
-        if run.token_dir is not None:
-            remove_tree(run.token_dir)
+        remove_tree(run.token_dir)
     n_cooc = parquet_rows(cooc_dir)
     stages.record("cooccurrences", n_cooc, started, detail)
 

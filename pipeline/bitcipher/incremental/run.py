@@ -698,7 +698,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
                                        "mode": "frozen" if epoch is not None else "exact",
                                        **(changes or {})}, sort_keys=True)}
     run = BuildRun(spark=spark, lake=lake, run_id=new_run_id(), options=options, vocab=vocab,
-                   docs=None, shards=shards, shard_stats=shard_stats, total_tokens=total,
+                   shards=shards, shard_stats=shard_stats, total_tokens=total,
                    n_docs=n_docs, warnings=list(warnings or []), stages=stages,
                    previous_runs=previous_runs, keep_runs=keep_runs, started=started,
                    epoch=epoch, drift=drift_info)

@@ -174,6 +174,19 @@ def write_npz(uri: str, **arrays) -> None:
         np.savez(fh, **arrays)  # straight to the file: no second copy in memory
 
 
+def npz_parts(folder: str, prefix: str) -> list[int]:
+    """The numbers N of the files ``folder/{prefix}-N.npz`` (local or object storage),
+    sorted; none when the folder does not exist."""
+    import re
+
+    fs, path = url_to_fs(fsspec_uri(folder))
+    if not fs.exists(path):
+        return []
+    names = [str(n).rstrip("/").rsplit("/", 1)[-1] for n in fs.ls(path, detail=False)]
+    pattern = re.compile(re.escape(prefix) + r"-(\d+)\.npz")
+    return sorted(int(m.group(1)) for n in names if (m := pattern.fullmatch(n)))
+
+
 def read_npz(uri: str) -> dict:
     """The arrays of :func:`write_npz`, by name (read from the file, not from a copy of
     its bytes in memory)."""

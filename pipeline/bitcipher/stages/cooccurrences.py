@@ -1,10 +1,10 @@
 """Stage 3, cooccurrences: n(t, c, d) for every word t, context c and offset d (ALGORITHM.md §3).
 
 The hot path is vectorised: each Python worker turns its tokens into word ids with one hash
-lookup (``pyarrow.compute.index_in``; a build looks up only the dictionary of the tokens its
-tokenize task kept, :func:`bitcipher.stages.tokenize.write_tokens`, a refresh whole Arrow
-batches of documents), builds the window keys with NumPy, and pre-aggregates them; Spark then shuffles the partial counts by centre word and a
-second vectorised pass sums them. The partial counts travel as a few rows of packed int64
+lookup (``pyarrow.compute.index_in``; a build looks up only the dictionary of the tokens
+each tokenize task kept, :func:`bitcipher.stages.tokenize.write_tokens`), builds the window
+keys with NumPy, and pre-aggregates them; Spark then shuffles the partial counts by centre
+word and a second vectorised pass sums them. The partial counts travel as a few rows of packed int64
 arrays (one row per task and destination partition), so the shuffle moves bytes, not
 millions of small rows. Only pairs at positive offsets are counted and sorted;
 n(c, t, -d) = n(t, c, d) gives the other half, edge contexts and d = 0 are counted directly.
@@ -64,7 +64,7 @@ def window_keys(ids: np.ndarray, lengths: np.ndarray, codec: KeyCodec, include_s
 
 
 def _partial_counter(words_bc, unk_id: int, window: int, include_self: bool,
-                     routes: list[int], tokenizer: Optional[tuple] = None) -> Callable:
+                     routes: list[int]) -> Callable:
     def count_batches(batches: Iterator):
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -81,16 +81,9 @@ def _partial_counter(words_bc, unk_id: int, window: int, include_self: bool,
             yield from routed_batches(keys, counts, codec, routes)
 
         for batch in batches:
-            if tokenizer is None:
-                tokens = batch.column(0)
-                lengths = pc.list_value_length(tokens).fill_null(0).to_numpy().astype(np.int64)
-                flat = pc.list_flatten(tokens)
-            else:
-                from bitcipher.stages.tokenize import tokenize_batch
-
-                flat, lengths, _ = tokenize_batch(batch.column(0), *tokenizer)
-                flat = pa.array(flat, pa.string())
-                lengths = np.asarray(lengths, dtype=np.int64)
+            tokens = batch.column(0)
+            lengths = pc.list_value_length(tokens).fill_null(0).to_numpy().astype(np.int64)
+            flat = pc.list_flatten(tokens)
             ids = pc.index_in(flat, value_set=words).fill_null(unk_id)
             buffered.append((ids.to_numpy().astype(np.int64), lengths))
             n_buffered += len(flat)
@@ -222,25 +215,13 @@ def batches_by_partition(keys: np.ndarray, counts: np.ndarray, part: np.ndarray,
             )
 
 
-def token_part_frame(spark, parts: list[int], total_tokens: int = 0):
-    """DataFrame (part int) of the kept token files, consecutive parts together in as many
-    tasks as the cores, or one per FLUSH_TOKENS tokens if that is more (a corpus read in
-    many small splits does not become as many small counting tasks)."""
-    rows = [(int(p),) for p in sorted(parts)]
-    tasks = max(spark.sparkContext.defaultParallelism, -(-total_tokens // FLUSH_TOKENS))
-    rdd = spark.sparkContext.parallelize(rows, max(min(tasks, len(rows)), 1))
-    return spark.createDataFrame(rdd, "part int")
-
-
 def partial_counts(spark, words: list[str], unk_id: int, window: int, include_self: bool,
-                   partitions: int, tokenizer: Optional[tuple] = None,
-                   token_dir: Optional[str] = None) -> Callable:
+                   partitions: int, token_dir: Optional[str] = None) -> Callable:
     """Transformation -> partial counts (center, key, count), partitioned by center.
 
-    The input is the tokens table (column `tokens`), or, with `tokenizer` =
-    (lowercase, max_document_tokens), documents (column `text`) tokenized on the way, or,
-    with `token_dir`, part numbers (column `part`, :func:`token_part_frame`) of the tokens
-    the tokenize stage kept there.
+    The input is the tokens table (column `tokens`), or, with `token_dir`, part numbers
+    (column `part`, :func:`bitcipher.stages.merge.parts_frame`) of the tokens the tokenize
+    stage kept there.
     """
     words_bc = spark.sparkContext.broadcast(list(words))
     routes = partition_routes(spark, partitions)
@@ -249,8 +230,8 @@ def partial_counts(spark, words: list[str], unk_id: int, window: int, include_se
                                       token_dir)
         column = "part"
     else:
-        counter = _partial_counter(words_bc, unk_id, window, include_self, routes, tokenizer)
-        column = "tokens" if tokenizer is None else "text"
+        counter = _partial_counter(words_bc, unk_id, window, include_self, routes)
+        column = "tokens"
 
     def transform(df):
         partial = df.select(column).mapInArrow(counter, PARTIAL_SCHEMA)

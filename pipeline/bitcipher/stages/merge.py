@@ -16,7 +16,7 @@ import numpy as np
 
 from bitcipher.keys import KeyCodec
 from bitcipher.lake.schemas import arrow_schema
-from bitcipher.lake.tables import read_npz, write_npz, write_parquet
+from bitcipher.lake.tables import npz_parts, read_npz, write_npz, write_parquet
 from bitcipher.options import BuildOptions
 from bitcipher.stages.cooccurrences import summed_keys
 from bitcipher.stages.vectors import aggregate_rows, needs_marginal, raw_blocks, vector_batch
@@ -27,17 +27,16 @@ SPILL_DIR = "spill"  # under the run folder, removed once the projection is done
 
 def spilled_parts(spill_dir: str) -> list[int]:
     """Part numbers of the files :func:`spill_vectors` wrote under `spill_dir`."""
-    import re
+    return npz_parts(spill_dir, "part")
 
-    from fsspec.core import url_to_fs
 
-    from bitcipher.lake.storage import fsspec_uri
-
-    fs, path = url_to_fs(fsspec_uri(spill_dir))
-    if not fs.exists(path):
-        return []
-    names = [str(n).rstrip("/").rsplit("/", 1)[-1] for n in fs.ls(path, detail=False)]
-    return sorted(int(m.group(1)) for n in names if (m := re.fullmatch(r"part-(\d+)\.npz", n)))
+def parts_frame(spark, parts: list[int], tasks: Optional[int] = None):
+    """DataFrame (part int) of numbered files in `tasks` tasks (default: one per part),
+    consecutive parts together in equal numbers (hash partitioning of the part numbers would
+    put some parts in the same task and leave cores idle)."""
+    rows = [(int(p),) for p in sorted(parts)]
+    rdd = spark.sparkContext.parallelize(rows, max(min(tasks or len(rows), len(rows)), 1))
+    return spark.createDataFrame(rdd, "part int")
 
 
 def remove_tree(uri: str) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -174,15 +174,6 @@ def spilled_finisher(spark, options, marginal, blocks: int) -> Callable:
     return finish
 
 
-def _parts_frame(spark, parts: list[int], tasks: Optional[int] = None):
-    """The spilled parts in `tasks` tasks (default: one per part), consecutive parts together
-    in equal numbers (hash partitioning of the part numbers would put some parts in the same
-    task and leave cores idle)."""
-    rows = [(int(p),) for p in sorted(parts)]
-    rdd = spark.sparkContext.parallelize(rows, max(min(tasks or len(rows), len(rows)), 1))
-    return spark.createDataFrame(rdd, "part int")
-
-
 def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, dim: int,
                     n_rows: int, k: int, exponent: float, center: bool, extra=None):
     """Project vectors spilled to files (``spill_dir/part-NNNNN.npz``, see
@@ -235,9 +226,10 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
                 names=["part", "n", "gram"])
 
     from bitcipher.lake.tables import read_npz
+    from bitcipher.stages.merge import parts_frame
 
     tasks = spark.sparkContext.defaultParallelism
-    done = _parts_frame(spark, parts, tasks).mapInArrow(
+    done = parts_frame(spark, parts, tasks).mapInArrow(
         gram_parts, "part int, n long, gram int").collect()
     gram = np.zeros((dim, dim))
     colsum = np.zeros(dim)
@@ -262,5 +254,5 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
                 ids, v = read_spilled(spill_dir, part, kind="finished")  # by gram_parts
                 yield vector_batch(ids, proj_bc.value.apply(v))
 
-    return (_parts_frame(spark, parts).mapInArrow(project_parts, "id int, vector array<float>"),
+    return (parts_frame(spark, parts).mapInArrow(project_parts, "id int, vector array<float>"),
             proj)

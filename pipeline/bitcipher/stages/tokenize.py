@@ -122,14 +122,6 @@ def read_tokens(token_dir: str, part: int):
 
 def token_parts(token_dir: str) -> list[int]:
     """Part numbers of the files :func:`write_tokens` wrote under `token_dir`."""
-    import re
+    from bitcipher.lake.tables import npz_parts
 
-    from fsspec.core import url_to_fs
-
-    from bitcipher.lake.storage import fsspec_uri
-
-    fs, path = url_to_fs(fsspec_uri(token_dir))
-    if not fs.exists(path):
-        return []
-    names = [str(n).rstrip("/").rsplit("/", 1)[-1] for n in fs.ls(path, detail=False)]
-    return sorted(int(m.group(1)) for n in names if (m := re.fullmatch(r"tokens-(\d+)\.npz", n)))
+    return npz_parts(token_dir, "tokens")

@@ -10,8 +10,7 @@ import numpy as np
 UNK = "<unk>"
 
 
-def _unigram_counter(lowercase: bool, max_document_tokens: int,
-                     token_dir: Optional[str] = None) -> Callable:
+def _unigram_counter(lowercase: bool, max_document_tokens: int, token_dir: str) -> Callable:
     def count_batches(batches):
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -41,27 +40,21 @@ def _unigram_counter(lowercase: bool, max_document_tokens: int,
                 entry[0] += int(docs[code])
                 entry[1] += int(tokens[code])
                 entry[2] += int(bad[code])
-        values = counts = None
-        if token_dir is not None:
-            # the task's tokens as ids into its own dictionary, kept for the co-occurrence
-            # stage (which then reads no text and tokenizes nothing again)
-            from pyspark import TaskContext
+        # the task's tokens as ids into its own dictionary: counted here, and kept for the
+        # co-occurrence stage (which then reads no text and tokenizes nothing again)
+        from pyspark import TaskContext
 
-            values, ids = (pa.array([], pa.string()), np.empty(0, np.int32))
-            chunks = [c for c in chunks if len(c)]
-            if chunks:
-                encoded = pc.dictionary_encode(pa.chunked_array(chunks, pa.string()))
-                values = encoded.chunks[-1].dictionary  # one dictionary for every chunk
-                ids = np.concatenate([c.indices.to_numpy() for c in encoded.chunks])
-            lengths = (np.concatenate(chunk_lengths) if chunk_lengths
-                       else np.empty(0, np.int32))
-            write_tokens(token_dir, TaskContext.get().partitionId(), values, ids, lengths)
-            counts = pa.array(np.bincount(ids, minlength=len(values)).astype(np.int64))
-        elif chunks:
-            counted = pc.value_counts(pa.chunked_array(chunks, pa.string()))
-            values, counts = counted.field("values"), counted.field("counts")
-        if values is not None and len(values):
+        values, ids = pa.array([], pa.string()), np.empty(0, np.int32)
+        chunks = [c for c in chunks if len(c)]
+        if chunks:
+            encoded = pc.dictionary_encode(pa.chunked_array(chunks, pa.string()))
+            values = encoded.chunks[-1].dictionary  # one dictionary for every chunk
+            ids = np.concatenate([c.indices.to_numpy() for c in encoded.chunks])
+        lengths = np.concatenate(chunk_lengths) if chunk_lengths else np.empty(0, np.int32)
+        write_tokens(token_dir, TaskContext.get().partitionId(), values, ids, lengths)
+        if len(values):
             n = len(values)
+            counts = pa.array(np.bincount(ids, minlength=n).astype(np.int64))
             yield pa.RecordBatch.from_arrays(
                 [values, counts,
                  pa.nulls(n, pa.string()), pa.nulls(n, pa.int64()), pa.nulls(n, pa.int64())],
@@ -84,14 +77,14 @@ def _unigram_counter(lowercase: bool, max_document_tokens: int,
 UNIGRAM_PARTIAL_SCHEMA = "word string, count long, shard string, documents long, invalid_utf8 long"
 
 
-def count_documents(lowercase: bool = True, max_document_tokens: int = 10_000,
-                    token_dir: Optional[str] = None) -> Callable:
+def count_documents(token_dir: str, lowercase: bool = True,
+                    max_document_tokens: int = 10_000) -> Callable:
     """Transformation documents (shard, text, invalid_utf8) -> partial counts.
 
     Rows with a word carry that word's count in one task; rows with a shard carry that
     shard's documents, tokens (in `count`) and invalid UTF-8 lines. Tokenizes in Python
-    workers, whole Arrow batches at a time. With `token_dir`, every task also writes its
-    tokens there (:func:`bitcipher.stages.tokenize.write_tokens`, one file per task,
+    workers, whole Arrow batches at a time. Every task also writes its tokens to
+    `token_dir` (:func:`bitcipher.stages.tokenize.write_tokens`, one file per task,
     named by its partition, so a retried task replaces its own file).
     """
     counter = _unigram_counter(lowercase, max_document_tokens, token_dir)
