@@ -95,12 +95,18 @@ def test_frozen_refresh_keeps_the_epoch_and_matches_the_reference(spark, lake_co
     assert kinds == ["build", "refresh (frozen)"]
     assert lake_history(lake)[-1]["epoch"]["run"] == first
     assert json.loads(published(lake).properties[PROP_EPOCH])["run"] == first
-    # a second frozen refresh keeps the same epoch (read from the frozen run's own folder)
+    # a second frozen refresh keeps the same epoch (read from the frozen run's own folder);
+    # it makes again only the vectors of the words whose co-occurrences changed and keeps
+    # the others as published
     (corpus / "s2.txt").unlink()
-    again = refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
+    lines = []
+    again = refresh(spark, str(corpus), lake, OPTIONS, report=lines.append, frozen=True)
     assert again.build.frozen_to == first
     assert read_epoch(lake, published(lake).run).run == first
+    assert any("are kept from vectors version" in line for line in lines)
     check_frozen_reference(spark, lake, corpus, epoch, OPTIONS)
+    build(spark, str(corpus), twin, OPTIONS, report=quiet, cipher_from=0)
+    assert_same_tables(lake_tables(spark, lake), lake_tables(spark, twin))
 
 
 def test_removed_words_keep_their_id_with_the_empty_vector(spark, lake_copy):
@@ -193,6 +199,19 @@ def test_frozen_refresh_applies_the_epochs_projection(spark, tmp_path):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     build(spark, str(corpus), twin, PROJECTED, report=quiet, cipher_from=0)
     assert_same_tables(tables, lake_tables(spark, twin))
+    # again, with one shard taken out: the vectors of the words it touched are made again,
+    # the others kept as projected; the same tables as a frozen build all the same
+    (corpus / "s1.txt").unlink()
+    lines = []
+    refresh(spark, str(corpus), lake, PROJECTED, report=lines.append, frozen=True)
+    assert any("are kept from vectors version" in line for line in lines)
+    expected = reference.vectors(corpus_lines(corpus), **reference_opts(PROJECTED), **epoch)
+    vec = lake_tables(spark, lake)["vectors"].sort_values("id")
+    got = np.stack(vec.vector.to_numpy()).astype(np.float64)
+    want = (expected["vectors"][list(vec.id)] - basis.mean) @ basis.basis
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    build(spark, str(corpus), twin, PROJECTED, report=quiet, cipher_from=0)
+    assert_same_tables(lake_tables(spark, lake), lake_tables(spark, twin))
 
 
 def make_epoch(vocab: list[tuple[str, int]], bits: int) -> Epoch:

@@ -596,6 +596,10 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
                      if base is not None else "summed from every shard")
                   + f" (count store version {version})")
 
+    reuse = _reusable_vectors(lake, epoch, base, options)
+    if reuse is not None:
+        report(f"frozen: the vectors of words whose counts did not change since count store "
+               f"version {base.version} are kept from vectors version {reuse}")
     if base is not None:
         buckets = base.buckets
     else:
@@ -633,7 +637,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
                "id_of_idx": id_of_idx, "unk_id": unk, "total": vocab.total,
                "base": totals.snapshot_dir(lake, base.name) if base is not None else None,
                "target": totals.snapshot_dir(lake, target), "cooc_dir": cooc_dir,
-               "spill_dir": spill_dir, "frozen": frozen}
+               "spill_dir": spill_dir, "frozen": frozen, "touched_only": reuse is not None}
         counts_arr = np.asarray(vocab.counts, dtype=np.int64)
         out = (partial.repartition(buckets, "route")
                .mapInArrow(totals.bucket_processor(sc.broadcast(job), sc.broadcast(x),
@@ -689,7 +693,19 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
             vec = vec.transform(marginal_post(spark, marginal, options))
         else:
             vec = vec.select("id", F.col("vector").cast("array<float>").alias("vector"))
-        return vec, marginal, f"{buckets} buckets"
+        detail = f"{buckets} buckets"
+        if reuse is not None:
+            # the other words' vectors as published: the same rows, epoch and options made
+            # them; <unk> (made again above) and words with no count now (the empty vector,
+            # made by finish_build) aside
+            made = out.where(F.col("kind") == "vector").count()
+            skip = [int(i) for i in np.flatnonzero(counts_arr == 0)] + [int(unk)]
+            kept = (spark.read.format("delta").option("versionAsOf", reuse).load(lake.vectors)
+                    .select("id", "vector").where(~F.col("id").isin(skip))
+                    .join(vec.select("id"), "id", "left_anti"))
+            vec = vec.unionByName(kept)
+            detail += f"; {made:,} vectors made again, the others kept"
+        return vec, marginal, detail
 
     previous_runs = published_runs(lake)
     started = time.perf_counter()
@@ -715,6 +731,25 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
             df.unpersist()
     _remove_stale_snapshots(lake)
     return result
+
+
+def _reusable_vectors(lake: Lake, epoch, base, options: BuildOptions) -> Optional[int]:
+    """The vectors version whose vectors a frozen run may keep for the words whose
+    co-occurrences did not change, or None. A frozen vector depends only on its word's
+    co-occurrence rows, the epoch and the options (unless the weighting is ``cosine``, which
+    reads every word's current count), so the published vectors serve if they were made with
+    this epoch and these options from the counts the totals snapshot `base` holds."""
+    if epoch is None or base is None or options.weighting == "cosine":
+        return None
+    try:
+        pub = published(lake)
+    except LakeError:
+        return None
+    props = pub.properties
+    if (pub.run != epoch.folder_run or props.get(PROP_COUNTS_VERSION) != str(base.version)
+            or props.get(PROP_OPTIONS) != options.to_json()):
+        return None
+    return latest_version(lake.vectors)
 
 
 def pc_index_in(values: list, value_set: list) -> np.ndarray:

@@ -244,9 +244,14 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
         frozen = job.get("frozen")  # (marginal, projection) of a cipher epoch, or None
         raw = needs_marginal(options) and frozen is None
         empty = [np.empty(0, np.int64)]
+        touched_only = job.get("touched_only", False)
         for b in sorted(deltas):
             keys, counts = sum_by_key(np.concatenate(deltas[b][0] + empty),
                                       np.concatenate(deltas[b][1] + empty))
+            only = None
+            if touched_only:  # the vectors of the centre words whose rows changed
+                only = np.unique(id_of_idx[packed_center(keys[counts != 0])])
+                only = only[only != unk]
             if job["base"] is not None:
                 table = _read_parquet_if_exists(f"{job['base']}/pairs/part-{b:05d}.parquet")
                 if table is not None:
@@ -278,10 +283,11 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
                 _, c_off, c_ctx = codec.decode(ck)
                 yield _blob_batch("marginal", *marginal_totals(c_ctx, c_off, cn, codec))
             if len(ck):
-                yield _vector_rows(*cooccurrence_part(ck, cn, codec, job["cooc_dir"], b,
-                                                      x_bc.value, counts_ext, job["total"],
-                                                      options, raw, job.get("spill_dir"),
-                                                      frozen))
+                ids, vecs = cooccurrence_part(ck, cn, codec, job["cooc_dir"], b, x_bc.value,
+                                              counts_ext, job["total"], options, raw,
+                                              job.get("spill_dir"), frozen, only)
+                if len(ids):
+                    yield _vector_rows(ids, vecs)
 
     return process
 

@@ -19,7 +19,8 @@ from bitcipher.lake.schemas import arrow_schema
 from bitcipher.lake.tables import npz_parts, read_npz, write_npz, write_parquet
 from bitcipher.options import BuildOptions
 from bitcipher.stages.cooccurrences import summed_keys
-from bitcipher.stages.vectors import aggregate_rows, needs_marginal, raw_blocks, vector_batch
+from bitcipher.stages.vectors import (aggregate_rows, context_dim, needs_marginal, raw_blocks,
+                                      vector_batch, vector_blocks)
 
 
 SPILL_DIR = "spill"  # under the run folder, removed once the projection is done
@@ -66,14 +67,16 @@ def read_spilled(spill_dir: str, part: int, kind: str = "part"):
 
 def cooccurrence_part(keys: np.ndarray, counts: np.ndarray, codec: KeyCodec, out_dir: str,
                       part: int, x: np.ndarray, counts_ext: np.ndarray, total: int, options,
-                      raw: bool, spill_dir: Optional[str] = None, frozen=None):
+                      raw: bool, spill_dir: Optional[str] = None, frozen=None,
+                      only: Optional[np.ndarray] = None):
     """Summed, sorted co-occurrence keys of whole centre words -> file `part` of the
     cooccurrences table under `out_dir`, and those words' vectors: (ids, 2-D array), the raw
     float64 blocks when `raw` (pmi/ppmi, finished later), else the finished float32 ones.
     With `spill_dir` the vectors go to a file there (:func:`spill_vectors`) and the array
     returned has no columns. `frozen` = (marginal or None, projection or None) of a cipher
     epoch: the vectors are finished here with the epoch's marginal and projected with its
-    basis (float32, nothing spilled)."""
+    basis (float32, nothing spilled). `only` (sorted ids, with `frozen`): the vectors of
+    these centre words only; the table part holds every row all the same."""
     import pyarrow as pa
 
     center, offset, context = codec.decode(keys)
@@ -85,6 +88,14 @@ def cooccurrence_part(keys: np.ndarray, counts: np.ndarray, codec: KeyCodec, out
         schema=arrow_schema("cooccurrences")), out_dir, part)
     if frozen is not None:
         marginal, projection = frozen
+        if only is not None:
+            pick = np.isin(center, only)
+            center, context, offset, counts = (center[pick], context[pick], offset[pick],
+                                               counts[pick])
+            if not len(center):
+                dim = (projection.k if projection is not None
+                       else vector_blocks(options) * context_dim(x))
+                return np.empty(0, np.int32), np.empty((0, dim), np.float32)
         ids, vecs = aggregate_rows(center, context, offset, counts, x, counts_ext, total,
                                    options, marginal)
         if projection is not None:
