@@ -698,13 +698,13 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
             # the other words' vectors as published: the same rows, epoch and options made
             # them; <unk> (made again above) and words with no count now (the empty vector,
             # made by finish_build) aside
-            made = out.where(F.col("kind") == "vector").count()
-            skip = [int(i) for i in np.flatnonzero(counts_arr == 0)] + [int(unk)]
+            made = [r[0] for r in out.where(F.col("kind") == "vector").select("id").collect()]
+            skip = sorted({*made, *np.flatnonzero(counts_arr == 0).tolist(), int(unk)})
+            skip_df = spark.createDataFrame(pa.table({"id": pa.array(skip, pa.int32())}))
             kept = (spark.read.format("delta").option("versionAsOf", reuse).load(lake.vectors)
-                    .select("id", "vector").where(~F.col("id").isin(skip))
-                    .join(vec.select("id"), "id", "left_anti"))
+                    .select("id", "vector").join(F.broadcast(skip_df), "id", "left_anti"))
             vec = vec.unionByName(kept)
-            detail += f"; {made:,} vectors made again, the others kept"
+            detail += f"; {len(made):,} vectors made again, the others kept"
         return vec, marginal, detail
 
     previous_runs = published_runs(lake)

@@ -449,6 +449,26 @@ def check_delta_session(spark) -> None:
             f"extensions too, comma-separated), or stop it and let bitcipher start its own")
 
 
+HUGEPAGE_ENV = "NUMPY_MADVISE_HUGEPAGE"
+
+
+def no_hugepage_advice() -> None:
+    """Keep NumPy from advising transparent huge pages for its large arrays, in this process
+    and (through the environment) in the Python workers, unless ``NUMPY_MADVISE_HUGEPAGE`` is
+    set already. With the kernel's usual ``defrag=madvise``, each such array may wait for
+    memory to be compacted into huge pages; a fresh worker that allocates one wide block after
+    another then spends seconds in the kernel (measured in docs/performance.md, "Huge pages").
+    """
+    import numpy as np
+
+    os.environ.setdefault(HUGEPAGE_ENV, "0")
+    if os.environ[HUGEPAGE_ENV] == "0":
+        try:
+            np._core.multiarray._set_madvise_hugepage(False)
+        except AttributeError:  # the private switch moved: the environment still serves
+            pass
+
+
 def spark_session(
     master: Optional[str] = None,
     app_name: str = "bitcipher",
@@ -489,7 +509,11 @@ def spark_session(
     # Python workers must run the interpreter that has this package's dependencies, not
     # whatever `python3` is first on PATH; a cluster can point PYSPARK_PYTHON elsewhere.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    settings: dict[str, str] = {}
+    no_hugepage_advice()
+    settings: dict[str, str] = {
+        # the same for executors of a cluster (local workers inherit the environment)
+        f"spark.executorEnv.{HUGEPAGE_ENV}": os.environ[HUGEPAGE_ENV],
+    }
     if master.startswith("local"):
         settings.update(local_conf())
     settings.update(
