@@ -41,6 +41,36 @@ def test_our_session_has_delta_and_is_reused(spark):
     assert spark_session() is spark  # the active session, accepted as it is
 
 
+def _huge_page_advice() -> bool:
+    """Whether NumPy advises huge pages in this process (its switch returns the old value)."""
+    import numpy as np
+
+    switch = np._core.multiarray._set_madvise_hugepage
+    before = switch(True)
+    switch(before)
+    return bool(before)
+
+
+def test_driver_and_workers_run_without_numpys_huge_page_advice(spark):
+    # fresh workers stalled for seconds in page compaction with it (docs/performance.md)
+    assert os.environ.get("NUMPY_MADVISE_HUGEPAGE") == "0"
+    assert spark.conf.get("spark.executorEnv.NUMPY_MADVISE_HUGEPAGE") == "0"
+    assert _huge_page_advice() is False
+
+    def probe(_):  # self-contained: the workers cannot import this test module
+        import os
+
+        import numpy as np
+
+        switch = np._core.multiarray._set_madvise_hugepage
+        before = switch(True)
+        switch(before)
+        yield os.environ.get("NUMPY_MADVISE_HUGEPAGE"), bool(before)
+
+    seen = spark.sparkContext.parallelize(range(2), 2).mapPartitions(probe).collect()
+    assert seen == [("0", False), ("0", False)]
+
+
 @pytest.mark.parametrize("values, missing", [
     ({}, [EXTENSIONS, CATALOG]),
     ({CATALOG: DELTA_CATALOG}, [EXTENSIONS]),

@@ -410,7 +410,11 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
             schema=schema_of("vectors"),
         )
         vectors = vectors.unionByName(conform(unk, "vectors"))
-    vectors = conform(vectors, "vectors").coalesce(max(1, len(vocab) // 500_000))
+    # one file per 500k words, or per 10k words up to one per core: the writing of a table
+    # of a few 10k words is a large share of a refresh, and runs in as many tasks as files
+    files = max(1, len(vocab) // 500_000,
+                min(spark.sparkContext.defaultParallelism, len(vocab) // 10_000))
+    vectors = conform(vectors, "vectors").coalesce(files)
     vectors = vectors.sortWithinPartitions("id")
     snapshot = {
         "shards": [
