@@ -258,7 +258,10 @@ def _build_run(spark, lake: Lake, options: BuildOptions, corpus, shards: list[Sh
     drift_info = None
     if epoch is not None:
         # the current counts of the epoch's words, whatever they are now
-        names = spark.createDataFrame([(w,) for w in epoch.words if w != UNK], "word string")
+        import pyarrow as pa
+
+        names = spark.createDataFrame(pa.table({"word": pa.array(
+            [w for w in epoch.words if w != UNK], pa.string())}))
         table = word_counts.join(F.broadcast(names), "word").toArrow()
         counted = dict(zip(table.column("word").to_pylist(),
                            table.column("count").to_pylist()))
@@ -299,6 +302,22 @@ class BuildRun:
     epoch: Optional[Epoch] = None  # a frozen run: the cipher and projection it keeps
     drift: Optional[dict] = None  # a frozen run: how far the counts moved from the epoch
     token_dir: Optional[str] = None  # a build: the tokens its tokenize stage kept, to count
+
+
+def _vector_rows_arrow(words: list, ids, vectors: np.ndarray):
+    """Rows of the vectors table (count 0) as a pyarrow Table of its schema."""
+    import pyarrow as pa
+
+    schema = arrow_schema("vectors")
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    offsets = np.arange(len(vectors) + 1, dtype=np.int32) * vectors.shape[1]
+    return pa.Table.from_arrays([
+        pa.array(words, pa.string()),
+        pa.array(np.asarray(ids, dtype=np.int32)),
+        pa.array(np.zeros(len(vectors), dtype=np.int64)),
+        pa.ListArray.from_arrays(pa.array(offsets), pa.array(vectors.ravel()),
+                                 type=schema.field("vector").type),
+    ], schema=schema)
 
 
 def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
@@ -405,10 +424,10 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
     vocab_df = unigram_frame(spark, vocab).select("word", "id", "count")
     vectors = vec.join(F.broadcast(vocab_df), "id")
     if unk_vector is not None:
-        unk = spark.createDataFrame(
-            [(vocab.words[i], int(i), 0, row.tolist()) for i, row in zip(empty_ids, unk_vector)],
-            schema=schema_of("vectors"),
-        )
+        # from Arrow, not Python rows: those are unpickled by a Python worker at every
+        # action on the plan (about a second each)
+        unk = spark.createDataFrame(_vector_rows_arrow(
+            [vocab.words[i] for i in empty_ids], empty_ids, unk_vector), schema=schema_of("vectors"))
         vectors = vectors.unionByName(conform(unk, "vectors"))
     # one file per 500k words, or per 10k words up to one per core: the writing of a table
     # of a few 10k words is a large share of a refresh, and runs in as many tasks as files

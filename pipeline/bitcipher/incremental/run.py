@@ -686,7 +686,10 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
                                         vocab.total, options)
         vec = out.where(F.col("kind") == "vector").select("id", "vector")
         if unk_rows:
-            vec = vec.unionByName(spark.createDataFrame(unk_rows, "id int, vector array<double>"))
+            ids, rows = zip(*unk_rows)
+            vec = vec.unionByName(spark.createDataFrame(pa.table({  # Arrow: no Python worker
+                "id": pa.array(ids, pa.int32()),
+                "vector": pa.array(rows, pa.list_(pa.float64()))})))
         if spill_dir is not None:  # the projection reads the vectors from the spilled files
             return vec, marginal, f"{buckets} buckets"
         if raw:
