@@ -43,7 +43,7 @@ from bitcipher.stages.unigrams import (UNK, Vocabulary, collect_vocabulary, coun
 from bitcipher.stages.merge import SPILL_DIR, parts_frame, remove_tree, spilled_parts
 from bitcipher.stages.projection import PROJECTION_FILE, project_spilled, spilled_finisher
 from bitcipher.stages.vectors import (cooccurrence_marginal, empty_vector, marginal_post,
-                                      needs_marginal, vector_blocks, vector_dim)
+                                      needs_marginal, vector_batch, vector_blocks, vector_dim)
 
 TOKENS_PER_PARTITION = 2_000_000  # corpus tokens per co-occurrence merge task
 
@@ -304,22 +304,6 @@ class BuildRun:
     token_dir: Optional[str] = None  # a build: the tokens its tokenize stage kept, to count
 
 
-def _vector_rows_arrow(words: list, ids, vectors: np.ndarray):
-    """Rows of the vectors table (count 0) as a pyarrow Table of its schema."""
-    import pyarrow as pa
-
-    schema = arrow_schema("vectors")
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    offsets = np.arange(len(vectors) + 1, dtype=np.int32) * vectors.shape[1]
-    return pa.Table.from_arrays([
-        pa.array(words, pa.string()),
-        pa.array(np.asarray(ids, dtype=np.int32)),
-        pa.array(np.zeros(len(vectors), dtype=np.int64)),
-        pa.ListArray.from_arrays(pa.array(offsets), pa.array(vectors.ravel()),
-                                 type=schema.field("vector").type),
-    ], schema=schema)
-
-
 def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
                  extra_properties: Optional[dict] = None) -> BuildResult:
     """Write a run's tables and publish it, then remove the run folders no longer kept.
@@ -426,9 +410,13 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
     if unk_vector is not None:
         # from Arrow, not Python rows: those are unpickled by a Python worker at every
         # action on the plan (about a second each)
-        unk = spark.createDataFrame(_vector_rows_arrow(
-            [vocab.words[i] for i in empty_ids], empty_ids, unk_vector), schema=schema_of("vectors"))
-        vectors = vectors.unionByName(conform(unk, "vectors"))
+        import pyarrow as pa
+
+        rows = pa.Table.from_batches([vector_batch(empty_ids.astype(np.int32), unk_vector)])
+        rows = rows.append_column("word", pa.array([vocab.words[i] for i in empty_ids],
+                                                   pa.string()))
+        rows = rows.append_column("count", pa.array(np.zeros(len(empty_ids), np.int64)))
+        vectors = vectors.unionByName(conform(spark.createDataFrame(rows), "vectors"))
     # one file per 500k words, or per 10k words up to one per core: the writing of a table
     # of a few 10k words is a large share of a refresh, and runs in as many tasks as files
     files = max(1, len(vocab) // 500_000,

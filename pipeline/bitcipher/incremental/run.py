@@ -517,7 +517,8 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     from bitcipher.stages.cooccurrences import PARTIAL_SCHEMA, partition_routes
     from bitcipher.stages.merge import cooccurrence_part
     from bitcipher.lake.tables import new_run_id
-    from bitcipher.stages.vectors import context_marginal, marginal_post, needs_marginal
+    from bitcipher.stages.vectors import (context_marginal, marginal_post, needs_marginal,
+                                          vector_batch)
 
     started = time.perf_counter()
     uri = counts_uri(lake)
@@ -665,7 +666,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
                             np.concatenate(blobs["unk"][1] + empty))
         counts_ext = np.append(counts_arr, 0)
         raw = needs_marginal(options) and frozen is None
-        unk_rows = []
+        unk_rows = None  # the <unk> centre's row, as an Arrow batch (id, vector)
         m_keys, m_counts = list(blobs["marginal"][0]), list(blobs["marginal"][1])
         if len(uk):
             if raw:
@@ -675,7 +676,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
                 m_counts.append(mn)
             ids, v = cooccurrence_part(uk, un, codec, cooc_dir, buckets, x, counts_ext,
                                        vocab.total, options, raw, spill_dir, frozen)
-            unk_rows = [(int(ids[0]), v[0].astype(np.float64).tolist())]
+            unk_rows = vector_batch(ids[:1], v[:1].astype(np.float64), pa.float64())
         marginal = frozen[0] if frozen is not None else None
         if raw:
             mk, mn = sum_by_key(np.concatenate(m_keys + empty), np.concatenate(m_counts + empty))
@@ -685,11 +686,8 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
             marginal = context_marginal(ctx[order], off[order], mn[order], x, counts_ext,
                                         vocab.total, options)
         vec = out.where(F.col("kind") == "vector").select("id", "vector")
-        if unk_rows:
-            ids, rows = zip(*unk_rows)
-            vec = vec.unionByName(spark.createDataFrame(pa.table({  # Arrow: no Python worker
-                "id": pa.array(ids, pa.int32()),
-                "vector": pa.array(rows, pa.list_(pa.float64()))})))
+        if unk_rows is not None:  # from Arrow: no Python worker unpickles it at each action
+            vec = vec.unionByName(spark.createDataFrame(pa.Table.from_batches([unk_rows])))
         if spill_dir is not None:  # the projection reads the vectors from the spilled files
             return vec, marginal, f"{buckets} buckets"
         if raw:
