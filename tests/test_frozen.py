@@ -87,6 +87,11 @@ def test_frozen_refresh_keeps_the_epoch_and_matches_the_reference(spark, lake_co
     assert "über" in exact and "zebra" in exact
     assert result.build.drift["new_words"] == len(set(exact) - {w for w, _ in vocab_before})
     assert any(line.startswith("epoch: run " + first) for line in lines)
+    # the build left its count store and totals: the refresh started from them (the corpus
+    # is a copy at another path, so its two shards count as removed and added again), and
+    # the vectors of the words the change does not touch were kept
+    assert any("totals of version 0 -2 +4 shards" in line for line in lines), lines
+    assert any("are kept from vectors version" in line for line in lines), lines
     # the same shards built with --cipher-from: the same tables, bit for bit
     build(spark, str(corpus), twin, OPTIONS, report=quiet, cipher_from=0)
     assert_same_tables(lake_tables(spark, lake), lake_tables(spark, twin))

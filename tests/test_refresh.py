@@ -390,3 +390,75 @@ def test_help_shows_defaults_and_an_example(command, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "example" in out and "bitcipher " + command in out and "(default:" in out
+
+
+def store_counts(spark, lake: Lake):
+    """{shard: ({word: count}, {(center key, context key, offset): count})} of the count
+    store's latest version, rows of a shard summed."""
+    from pyspark.sql import functions as F
+
+    df = spark.read.format("delta").load(counts_uri(lake))
+    out: dict = {}
+    for r in df.where(F.col("kind").isin("word", "pairs")).collect():
+        words, pairs = out.setdefault(r["shard"], ({}, {}))
+        if r["kind"] == "word":
+            words[r["word"]] = words.get(r["word"], 0) + r["count"]
+            continue
+        columns = [np.frombuffer(r[c], dtype=t) for c, t in
+                   (("center_keys", "<i8"), ("context_keys", "<i8"), ("offsets", "i1"),
+                    ("pair_counts", "<i8"))]
+        for ck, xk, off, n in zip(*columns):
+            key = (int(ck), int(xk), int(off))
+            pairs[key] = pairs.get(key, 0) + int(n)
+    return out
+
+
+def test_a_build_leaves_what_a_refresh_needs(spark, tmp_path, built):
+    """A build counts every shard into the count store and sums the totals, as a refresh
+    would: the next refresh finds nothing to do, then counts only the shards that changed
+    and starts from the build's totals (tests/test_frozen.py: a frozen refresh after a
+    build keeps the vectors of the words the change did not touch)."""
+    from bitcipher.keys import EDGE_WORD_KEY
+
+    corpus, lake = tmp_path / "corpus", Lake(str(tmp_path / "lake"))
+    put(corpus, "s0", TEXTS["a"])
+    put(corpus, "s1", TEXTS["d"])
+    put(corpus, "s2", TEXTS["e"])
+    build(spark, str(corpus), lake, OPTIONS, report=quiet)
+
+    # the store: per shard, the word counts and the co-occurrence counts (every offset up
+    # to the window, the document edge and d = 0) that NumPy's reference finds in its text
+    stored = store_counts(spark, lake)
+    assert sorted(stored) == sorted(f"file://{p}" for p in map(str, corpus.glob("*.txt")))
+    for path in corpus.glob("*.txt"):
+        docs = reference.documents(path.read_text(encoding="utf-8").split("\n"))
+        vocab = sorted({w for doc in docs for w in doc})
+        keys = dict(zip(vocab, word_keys(vocab).tolist()))
+        want_words = {w: sum(doc.count(w) for doc in docs) for w in vocab}
+        ids = [[vocab.index(w) for w in doc] for doc in docs]
+        want_pairs = {
+            (keys[vocab[t]], EDGE_WORD_KEY if c == reference.EDGE else keys[vocab[c]], d): n
+            for (t, c, d), n in reference.cooccurrences(ids, OPTIONS.window).items()}
+        got_words, got_pairs = stored[f"file://{path}"]
+        assert got_words == want_words, path.name
+        assert got_pairs == want_pairs, path.name
+
+    lines = []
+    assert refresh(spark, str(corpus), lake, OPTIONS, report=lines.append).nothing_to_do
+    put(corpus, "s3", TEXTS["c"])
+    lines = []
+    result = refresh(spark, str(corpus), lake, OPTIONS, report=lines.append)
+    assert result.added == [f"file://{corpus / 's3.txt'}"]
+    assert any("1 shards counted" in ln for ln in lines), lines
+    assert any("-0 +1 shards" in ln for ln in lines), lines  # from the build's totals
+    assert_equals_build(spark, lake, corpus, built)
+
+    # a build after the refresh replaces the whole store, and the next refresh starts from
+    # its totals
+    build(spark, str(corpus), lake, OPTIONS, report=quiet)
+    assert sorted(store_counts(spark, lake)) == sorted([*stored, f"file://{corpus / 's3.txt'}"])
+    (corpus / "s0.txt").unlink()
+    lines = []
+    refresh(spark, str(corpus), lake, OPTIONS, report=lines.append)
+    assert any("-1 +0 shards" in ln for ln in lines), lines
+    assert_matches_reference(spark, lake, corpus)

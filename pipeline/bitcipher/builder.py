@@ -249,35 +249,16 @@ def _build_run(spark, lake: Lake, options: BuildOptions, corpus, shards: list[Sh
     stages.record("tokenize", n_docs, started,
                   f"{len(shards)} shards, {total_tokens:,} tokens")
 
-    started = time.perf_counter()
-    word_counts = partial.where(F.col("word").isNotNull()).groupBy("word").agg(
-        F.sum("count").alias("count")
-    )
-    vocab = collect_vocabulary(word_counts, options.min_count, options.max_vocab,
-                               total=total_tokens)
-    drift_info = None
-    if epoch is not None:
-        # the current counts of the epoch's words, whatever they are now
-        import pyarrow as pa
-
-        names = spark.createDataFrame(pa.table({"word": pa.array(
-            [w for w in epoch.words if w != UNK], pa.string())}))
-        table = word_counts.join(F.broadcast(names), "word").toArrow()
-        counted = dict(zip(table.column("word").to_pylist(),
-                           table.column("count").to_pylist()))
-        counted.update((w, int(c)) for w, c in zip(vocab.words, vocab.counts) if w != UNK)
-        words, counts = list(counted), np.array(list(counted.values()), dtype=np.int64)
-        drift_info = drift(epoch, words, counts, total_tokens, options.min_count,
-                           options.max_vocab)
-        report(f"epoch: run {epoch.run}; {drift_line(drift_info)}")
-        vocab = frozen_vocabulary(epoch, words, counts, total_tokens)
+    # every word with its count: the count store and the totals keep them all, and the
+    # vocabulary is ranked from them
+    word_table = (partial.where(F.col("word").isNotNull()).groupBy("word")
+                  .agg(F.sum("count").alias("count")).toArrow())
     partial.unpersist()
-    run = BuildRun(spark=spark, lake=lake, run_id=run_id, options=options, vocab=vocab,
-                   shards=shards, shard_stats=shard_stats,
-                   total_tokens=total_tokens, n_docs=n_docs, warnings=warnings, stages=stages,
-                   previous_runs=previous_runs, keep_runs=keep_runs, started=started,
-                   epoch=epoch, drift=drift_info, token_dir=token_dir)
-    return finish_build(run)
+    from bitcipher.incremental.run import build_with_counts
+
+    return build_with_counts(spark, lake, options, run_id, word_table, shards, shard_stats,
+                             total_tokens, n_docs, warnings, stages, keep_runs, epoch,
+                             token_dir, report)
 
 
 @dataclass

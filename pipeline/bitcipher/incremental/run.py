@@ -200,6 +200,234 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int, wind
     return count_batches
 
 
+BUILD_COUNT_SCHEMA = COUNTS_SCHEMA + ", route long, keys binary, counts binary"
+
+
+def _build_rows(n: int, **columns):
+    """A record batch of BUILD_COUNT_SCHEMA: count-store rows (route, keys, counts null) or,
+    with `route`, `keys` and `counts` given, packed co-occurrence counts (kind
+    ``partial``)."""
+    import pyarrow as pa
+
+    route, keys, counts = (columns.pop(k, None) for k in ("route", "keys", "counts"))
+    batch = _arrow_rows(n, **columns)
+    extra = ([pa.nulls(n, pa.int64()), pa.nulls(n, pa.large_binary()),
+              pa.nulls(n, pa.large_binary())] if route is None
+             else [route.cast(pa.int64()), keys.cast(pa.large_binary()),
+                   counts.cast(pa.large_binary())])
+    return pa.RecordBatch.from_arrays(list(batch.columns) + extra,
+                                      names=batch.schema.names + ["route", "keys", "counts"])
+
+
+def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: list[int],
+                  token_dir: str, store: bool) -> Callable:
+    """mapInArrow over the part numbers of a build's kept tokens: for each shard of each
+    part, its count-store rows (``word`` and ``pairs``, as a refresh counts them) when
+    `store`, and its co-occurrence counts as packed word-index keys
+    (:func:`bitcipher.keys.pack`) routed to their totals bucket (``partial``)."""
+
+    def count_parts(batches):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from bitcipher.keys import PACKED_EDGE, pack
+        from bitcipher.stages.cooccurrences import (FLUSH_TOKENS, batches_by_partition,
+                                                    window_keys)
+        from bitcipher.stages.tokenize import read_tokens
+
+        words, keys_of = words_bc.value
+        canonical = canonical_bc.value
+        codec = KeyCodec(len(words), window)
+        for batch in batches:
+            for part in batch.column(0).to_pylist():
+                local, ids, lengths, names, chunk_shards = read_tokens(token_dir, part, True)
+                to_idx = pc.index_in(local, value_set=words)
+                if to_idx.null_count:
+                    raise RuntimeError("a kept token has no unigram count")
+                ids = to_idx.to_numpy(zero_copy_only=False).astype(np.int64)[ids]
+                lengths = lengths.astype(np.int64)
+                token_shard = np.repeat(chunk_shards, lengths)
+                for c, name in enumerate(names):
+                    name = canonical.get(plain_path(name), name)
+                    chosen = chunk_shards == c
+                    if not chosen.any():
+                        continue
+                    doc_lengths, doc_ids = lengths[chosen], ids[token_shard == c]
+                    if store:
+                        u, n = np.unique(doc_ids, return_counts=True)
+                        yield _build_rows(len(u), shard=name, kind="word",
+                                          word=words.take(pa.array(u)), count=n)
+                    # about FLUSH_TOKENS tokens at a time, cut between documents
+                    ends = np.cumsum(doc_lengths)
+                    cuts = np.searchsorted(ends, np.arange(FLUSH_TOKENS, ends[-1],
+                                                           FLUSH_TOKENS), side="right")
+                    bounds = np.unique(np.concatenate(([0], cuts, [len(doc_lengths)])))
+                    for lo, hi in zip(bounds[:-1], bounds[1:]):
+                        start = int(ends[lo - 1]) if lo else 0
+                        keys, counts = window_keys(doc_ids[start:int(ends[hi - 1])],
+                                                   doc_lengths[lo:hi], codec, True)
+                        center, offset, context = codec.decode(keys)
+                        edge = context == codec.edge_context
+                        if store:
+                            ck = keys_of[center]
+                            xk = np.where(edge, EDGE_WORD_KEY,
+                                          keys_of[np.where(edge, 0, context)])
+                            off = offset.astype(np.int8)
+                            for a in range(0, len(ck), PAIRS_PER_ROW):
+                                z = a + PAIRS_PER_ROW
+                                yield _build_rows(
+                                    1, shard=name, kind="pairs",
+                                    center_keys=[ck[a:z].astype("<i8").tobytes()],
+                                    context_keys=[xk[a:z].astype("<i8").tobytes()],
+                                    offsets=[off[a:z].tobytes()],
+                                    pair_counts=[counts[a:z].astype("<i8").tobytes()])
+                        packed = pack(center, offset, np.where(edge, PACKED_EDGE, context))
+                        for b in batches_by_partition(packed, counts, center % buckets, routes):
+                            yield _build_rows(1, kind="partial", route=b.column(0),
+                                              keys=b.column(1), counts=b.column(2))
+
+    return count_parts
+
+
+def build_with_counts(spark, lake: Lake, options: BuildOptions, run_id: str, word_table,
+                      shards: list, shard_stats: dict, total: int, n_docs: int,
+                      warnings: list, stages, keep_runs: int, epoch, token_dir: str,
+                      report: Callable[[str], None]) -> BuildResult:
+    """The rest of a build once its tokenize stage has kept the tokens in `token_dir` and
+    counted every word (`word_table`: word, count): counts every shard into the count store
+    (one Delta commit replacing the whole store) and the co-occurrences into a totals
+    snapshot, then aggregates and publishes as a refresh does. The lake is left as a
+    refresh leaves it, so the next refresh, exact or frozen, counts only the shards that
+    changed."""
+    import pyarrow as pa
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from bitcipher.builder import cooccurrence_partitions
+    from bitcipher.stages.cooccurrences import FLUSH_TOKENS, partition_routes
+    from bitcipher.stages.merge import parts_frame, remove_tree
+    from bitcipher.stages.tokenize import token_parts
+
+    started = time.perf_counter()
+    unsorted = word_table.column("word").to_pylist()
+    order = sorted(range(len(unsorted)), key=unsorted.__getitem__)
+    words = [unsorted[i] for i in order]
+    wcounts = word_table.column("count").to_numpy().astype(np.int64)[np.asarray(order, int)]
+    if len(words) >= MAX_WORDS:
+        raise InputError(f"{len(words):,} distinct words: more than a lake can count "
+                         f"({MAX_WORDS:,})")
+    keys = word_keys(words)
+    store = True
+    try:
+        _check_keys(words, keys)
+    except LakeError as exc:
+        store = False
+        w = f"{exc}; this build leaves the lake's count store as it was"
+        warnings.append(w)
+        report(f"warning: {w}")
+    drift_info = None
+    if epoch is not None:
+        drift_info = drift(epoch, words, wcounts, total, options.min_count, options.max_vocab)
+        report(f"epoch: run {epoch.run}; {drift_line(drift_info)}")
+        vocab = frozen_vocabulary(epoch, words, wcounts, total)
+    else:
+        present = wcounts >= options.min_count
+        vocab = rank_vocabulary([(w, int(c)) for w, c, k in zip(words, wcounts, present) if k],
+                                total, options.max_vocab)
+
+    buckets = cooccurrence_partitions(spark, total)
+    routes = partition_routes(spark, buckets)
+    sc = spark.sparkContext
+    canonical = sc.broadcast({plain_path(s.path): s.path for s in shards})
+    tasks = max(sc.defaultParallelism, -(-total // FLUSH_TOKENS))
+    counter = _part_counter(sc.broadcast((pa.array(words, pa.string()), keys)), canonical,
+                            options.window, buckets, routes, token_dir, store)
+    counted = (parts_frame(spark, token_parts(token_dir), tasks)
+               .mapInArrow(counter, BUILD_COUNT_SCHEMA).persist(StorageLevel.DISK_ONLY))
+    info = {path: {"size": s.size, "mtime": s.mtime, "format": s.format,
+                   "documents": int((shard_stats.get(plain_path(path)) or {}).get("documents")
+                                    or 0),
+                   "tokens": int((shard_stats.get(plain_path(path)) or {}).get("tokens") or 0)}
+            for path, s in ((s.path, s) for s in shards)}
+    counting = _counting(options)
+    version = seq = None
+    try:
+        if store:
+            version, seq = _commit_build_counts(spark, lake, counted, shards, shard_stats,
+                                                counting)
+            stages.record("count", len(shards), started,
+                          f"{len(shards)} shards into the count store, version {version} "
+                          f"(refresh {seq})")
+        tr = TotalsRun(words=words, keys=keys, counts=wcounts, shard_info=info,
+                       version=version, seq=seq, counting=counting, base=None,
+                       buckets=buckets, reuse=None,
+                       deltas=lambda _routes: counted.where(F.col("kind") == "partial")
+                       .select("route", "keys", "counts"))
+        extra = {PROP_COUNTS_VERSION: str(version)} if store else {}
+        result = publish_from_totals(spark, lake, options, vocab, tr, shards, shard_stats,
+                                     total, n_docs, stages, keep_runs, warnings, epoch,
+                                     drift_info, extra, run_id)
+    finally:
+        counted.unpersist()
+    remove_tree(token_dir)
+    return result
+
+
+def _commit_build_counts(spark, lake: Lake, counted, shards: list, shard_stats: dict,
+                         counting: dict) -> tuple[int, int]:
+    """Replace the whole count store with a build's counts in one Delta commit, as the next
+    refresh number; (version, seq). ConflictError when a refresh committed first."""
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+
+    uri = counts_uri(lake)
+    version = latest_version(uri)
+    seq = 0
+    if version is not None:
+        snap = totals.read_pointer(lake)
+        seq = snap.seq if snap is not None and snap.version == version else \
+            _read_state(spark, uri, version)[1]
+    seq += 1
+    refresh_id = uuid.uuid4().hex
+    paths = [s.path for s in shards]
+    record = {"refresh_id": refresh_id,
+              "time": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "build": True, "added": paths, "replaced": [], "removed": [],
+              "counting": counting}
+    stats = [shard_stats.get(plain_path(p)) or {} for p in paths]
+    head = [_arrow_rows(1, shard=f"refresh:{seq:010d}", kind="refresh", seq=seq,
+                        info=json.dumps(record, sort_keys=True))]
+    if shards:
+        head.append(_arrow_rows(len(shards), shard=paths, kind="shard",
+                                size=[s.size for s in shards],
+                                mtime=[s.mtime for s in shards],
+                                format=[s.format for s in shards]))
+        head.append(_arrow_rows(len(shards), shard=paths, kind="stats",
+                                documents=[int(st.get("documents") or 0) for st in stats],
+                                count=[int(st.get("tokens") or 0) for st in stats],
+                                invalid_utf8=[int(st.get("invalid_utf8") or 0) for st in stats]))
+    columns = [c.split()[0] for c in COUNTS_SCHEMA.split(", ")]
+    frame = (counted.where(F.col("kind") != "partial").select(*columns)
+             .unionByName(spark.createDataFrame(pa.Table.from_batches(head),
+                                                schema=COUNTS_SCHEMA)))
+    try:
+        (frame.write.format("delta").mode("overwrite").partitionBy("shard")
+         .option("txnAppId", APP_ID).option("txnVersion", seq)
+         .option("userMetadata", refresh_id)
+         .save(uri))
+    except Exception as exc:  # noqa: BLE001 - Delta's conflicts come as JVM errors
+        if _is_conflict(exc):
+            raise ConflictError(f"a refresh changed {uri} while this build counted: run the "
+                                f"build again") from None
+        raise
+    mine = [c for c in delta_commits(uri)
+            if c.user_metadata == refresh_id and (version is None or c.version > version)]
+    if not mine:
+        raise ConflictError(f"a refresh committed refresh {seq} to {uri} while this build "
+                            f"counted: run the build again")
+    return mine[0].version, seq
+
+
 # ---------------------------------------------------------------------------------------
 # the refresh
 
@@ -509,16 +737,11 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     format)} at `version`) saves reading it from the store; `counting` is the store's
     counting options (with its window). `frozen`, `max_drift`: as :func:`refresh`.
     """
-    import pyarrow as pa
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from bitcipher.builder import TOKENS_PER_PARTITION
-    from bitcipher.stages.cooccurrences import PARTIAL_SCHEMA, partition_routes
-    from bitcipher.stages.merge import cooccurrence_part
+    from bitcipher.stages.cooccurrences import PARTIAL_SCHEMA
     from bitcipher.lake.tables import new_run_id
-    from bitcipher.stages.vectors import (context_marginal, marginal_post, needs_marginal,
-                                          vector_batch)
 
     started = time.perf_counter()
     uri = counts_uri(lake)
@@ -588,9 +811,6 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
         present = wcounts >= options.min_count
         vocab = rank_vocabulary([(w, int(c)) for w, c, k in zip(words, wcounts, present) if k],
                                 total, options.max_vocab)
-    unk = vocab.unk_id
-    id_of_idx = pc_index_in(words, vocab.words)
-    id_of_idx[id_of_idx < 0] = unk
     stages.record("counts", len(words), started,
                   f"{len(shards)} shards, {total:,} tokens, {len(words):,} word types; "
                   + (f"totals of version {base.version} -{len(sub)} +{len(add)} shards"
@@ -606,14 +826,10 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     else:
         buckets = totals.buckets_for(total, spark.sparkContext.defaultParallelism,
                                      TOKENS_PER_PARTITION)
-    target = uuid.uuid4().hex
-    sc = spark.sparkContext
-    persisted = []
+    map_bc = spark.sparkContext.broadcast((sorted_keys, idx_sorted))
 
-    def vectors_stage(cipher, cooc_dir, spill_dir=None, frozen=None):
-        x = cipher.context()
-        routes = partition_routes(spark, buckets)
-        map_bc = sc.broadcast((sorted_keys, idx_sorted))
+    def deltas(routes: list[int]):
+        """The changed shards' signed co-occurrence counts, routed to their buckets."""
         cols = ("center_keys", "context_keys", "offsets", "pair_counts")
         parts = []
         if add is None or add:
@@ -622,22 +838,83 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
         if sub:
             parts.append(_store_at(spark, uri, base.version, ("pairs",), sub)
                          .select(*cols, F.lit(-1).alias("s")))
+        if not parts:
+            return None
+        union = parts[0]
+        for extra in parts[1:]:
+            union = union.unionByName(extra)
+        return union.mapInArrow(totals.delta_router(map_bc, buckets, routes), PARTIAL_SCHEMA)
+
+    extra = {PROP_COUNTS_VERSION: str(version),
+             PROP_REFRESH: json.dumps({"seq": seq, "counts_version": version,
+                                       "mode": "frozen" if epoch is not None else "exact",
+                                       **(changes or {})}, sort_keys=True)}
+    totals_run = TotalsRun(words=words, keys=keys, counts=wcounts, shard_info=shard_info,
+                           version=version, seq=seq, counting=counting, base=base,
+                           buckets=buckets, reuse=reuse, deltas=deltas)
+    return publish_from_totals(spark, lake, options, vocab, totals_run, shards, shard_stats,
+                               total, n_docs, stages, keep_runs, warnings, epoch, drift_info,
+                               extra, new_run_id())
+
+
+@dataclass
+class TotalsRun:
+    """What :func:`publish_from_totals` sums into a new totals snapshot: every word counted
+    (in idx order), the shards, and the co-occurrence deltas to add to `base`."""
+
+    words: list
+    keys: np.ndarray
+    counts: np.ndarray
+    shard_info: dict  # {path: {size, mtime, format, documents, tokens}}
+    version: int  # count-store version the new snapshot sums
+    seq: int
+    counting: dict
+    base: Optional["totals.Snapshot"]  # the snapshot the deltas go on, or None
+    buckets: int
+    reuse: Optional[int]  # vectors version whose untouched words' vectors are kept
+    deltas: Callable  # deltas(routes) -> DataFrame PARTIAL_SCHEMA (packed keys) or None
+
+
+def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: TotalsRun,
+                        shards: list, shard_stats: dict, total: int, n_docs: int, stages,
+                        keep_runs: int, warnings: Optional[list], epoch, drift_info,
+                        extra: dict, run_id: str) -> BuildResult:
+    """Add the deltas to the totals in one task per bucket, which writes the new totals
+    bucket, that bucket's part of ``cooccurrences`` and its centre words' vectors; then
+    finish and publish the run like a build (:func:`bitcipher.builder.finish_build`) and
+    make the new snapshot the one in use."""
+    import pyarrow as pa
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from bitcipher.stages.cooccurrences import PARTIAL_SCHEMA, partition_routes
+    from bitcipher.stages.merge import cooccurrence_part
+    from bitcipher.stages.vectors import (context_marginal, marginal_post, needs_marginal,
+                                          vector_batch)
+
+    base, buckets, reuse, counting = tr.base, tr.buckets, tr.reuse, tr.counting
+    unk = vocab.unk_id
+    id_of_idx = pc_index_in(tr.words, vocab.words)
+    id_of_idx[id_of_idx < 0] = unk
+    target = uuid.uuid4().hex if tr.version is not None else None  # None: keep no totals
+    sc = spark.sparkContext
+    persisted = []
+
+    def vectors_stage(cipher, cooc_dir, spill_dir=None, frozen=None):
+        x = cipher.context()
+        routes = partition_routes(spark, buckets)
         markers = spark.createDataFrame(
             pa.table({"route": pa.array(routes, pa.int64()),
                       "keys": pa.array([b""] * buckets, pa.binary()),
                       "counts": pa.array([b""] * buckets, pa.binary())}),
             schema=PARTIAL_SCHEMA)
-        partial = markers
-        if parts:
-            union = parts[0]
-            for extra in parts[1:]:
-                union = union.unionByName(extra)
-            partial = union.mapInArrow(totals.delta_router(map_bc, buckets, routes),
-                                       PARTIAL_SCHEMA).unionByName(markers)
+        partial = tr.deltas(routes)
+        partial = markers if partial is None else partial.unionByName(markers)
         job = {"options": options, "buckets": buckets, "routes": routes,
                "id_of_idx": id_of_idx, "unk_id": unk, "total": vocab.total,
                "base": totals.snapshot_dir(lake, base.name) if base is not None else None,
-               "target": totals.snapshot_dir(lake, target), "cooc_dir": cooc_dir,
+               "target": totals.snapshot_dir(lake, target) if target else None,
+               "cooc_dir": cooc_dir,
                "spill_dir": spill_dir, "frozen": frozen, "touched_only": reuse is not None}
         counts_arr = np.asarray(vocab.counts, dtype=np.int64)
         out = (partial.repartition(buckets, "route")
@@ -648,11 +925,11 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
         persisted.append(out)
         small = out.where(F.col("kind") != "vector").select("kind", "keys", "counts").toArrow()
 
-        # the totals snapshot of `version` is complete: make it the one in use
-        totals.write_tables(lake, target, words, keys, wcounts, shard_info)
-        totals.write_pointer(lake, totals.Snapshot(
-            version=version, seq=seq, name=target, buckets=buckets,
-            window=int(counting["window"]), counting=counting))
+        if target is not None:  # the totals snapshot of `version` is complete: in use now
+            totals.write_tables(lake, target, tr.words, tr.keys, tr.counts, tr.shard_info)
+            totals.write_pointer(lake, totals.Snapshot(
+                version=tr.version, seq=tr.seq, name=target, buckets=buckets,
+                window=int(counting["window"]), counting=counting))
 
         codec = KeyCodec(len(vocab), options.window)
         kinds = small.column("kind").to_pylist()
@@ -710,11 +987,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
 
     previous_runs = published_runs(lake)
     started = time.perf_counter()
-    extra = {PROP_COUNTS_VERSION: str(version),
-             PROP_REFRESH: json.dumps({"seq": seq, "counts_version": version,
-                                       "mode": "frozen" if epoch is not None else "exact",
-                                       **(changes or {})}, sort_keys=True)}
-    run = BuildRun(spark=spark, lake=lake, run_id=new_run_id(), options=options, vocab=vocab,
+    run = BuildRun(spark=spark, lake=lake, run_id=run_id, options=options, vocab=vocab,
                    shards=shards, shard_stats=shard_stats, total_tokens=total,
                    n_docs=n_docs, warnings=list(warnings or []), stages=stages,
                    previous_runs=previous_runs, keep_runs=keep_runs, started=started,
@@ -725,7 +998,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
         lake.remove(lake.run_dir(run.run_id))
         if _is_conflict(exc):
             raise ConflictError(f"another build or refresh published {lake.vectors} at the "
-                                f"same time: run this refresh again") from None
+                                f"same time: run this one again") from None
         raise
     finally:
         for df in persisted:

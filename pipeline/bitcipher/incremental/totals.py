@@ -263,8 +263,9 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
                                    "totals disagree; delete lake/totals and refresh again")
             nz = counts != 0
             keys, counts = keys[nz], counts[nz]
-            _write_parquet(pa.table({"key": pa.array(keys), "count": pa.array(counts)}),
-                           f"{job['target']}/pairs/part-{b:05d}.parquet")
+            if job["target"] is not None:
+                _write_parquet(pa.table({"key": pa.array(keys), "count": pa.array(counts)}),
+                               f"{job['target']}/pairs/part-{b:05d}.parquet")
 
             center_idx, off, ctx_slot = unpack(keys)
             keep = np.abs(off) <= options.window

@@ -8,6 +8,7 @@ lowercasing: Java ``[\\p{L}\\p{N}]+(?:['’][\\p{L}\\p{N}]+)*``, Python
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Callable, Iterator
 
@@ -88,10 +89,12 @@ def tokenize_documents(lowercase: bool = True, max_document_tokens: int = 10_000
 TOKENS_DIR = "tokens"  # under the run folder: the tokenize stage's tokens, removed once counted
 
 
-def write_tokens(token_dir: str, part: int, words, ids, lengths) -> None:
+def write_tokens(token_dir: str, part: int, words, ids, lengths, shards=None,
+                 chunk_shards=None) -> None:
     """Write one task's tokens to ``token_dir/tokens-NNNNN.npz``: its dictionary `words`
     (an Arrow string array), every token as an index into it (`ids`, int32, in text order)
-    and the tokens per document chunk (`lengths`)."""
+    and the tokens per document chunk (`lengths`); with `shards` (the task's shard names) and
+    `chunk_shards` (each chunk's index into them), where each chunk came from."""
     import numpy as np
     import pyarrow as pa
 
@@ -100,15 +103,22 @@ def write_tokens(token_dir: str, part: int, words, ids, lengths) -> None:
     words = pa.concat_arrays([words.cast(pa.large_string())])  # offsets from 0, 64-bit
     _, offsets, data = words.buffers()
     n = len(words)
-    write_npz(f"{token_dir}/tokens-{part:05d}.npz",
+    extra = {}
+    if shards is not None:
+        names = json.dumps(list(shards)).encode("utf-8")
+        extra = {"shard_names": np.frombuffer(names, dtype=np.uint8),
+                 "chunk_shards": np.asarray(chunk_shards, dtype=np.int32)}
+    write_npz(f"{token_dir}/tokens-{part:05d}.npz", **extra,
               ids=np.asarray(ids, dtype=np.int32), lengths=np.asarray(lengths, dtype=np.int32),
               word_offsets=np.frombuffer(offsets, dtype=np.int64, count=n + 1),
               word_bytes=(np.frombuffer(data, dtype=np.uint8) if data is not None and n
                           else np.empty(0, np.uint8)))
 
 
-def read_tokens(token_dir: str, part: int):
-    """(words as an Arrow string array, ids, lengths) of :func:`write_tokens`."""
+def read_tokens(token_dir: str, part: int, with_shards: bool = False):
+    """(words as an Arrow string array, ids, lengths) of :func:`write_tokens`; with
+    `with_shards` also (shard names, each chunk's index into them), for a part written with
+    `shards`."""
     import pyarrow as pa
 
     from bitcipher.lake.tables import read_npz
@@ -117,6 +127,9 @@ def read_tokens(token_dir: str, part: int):
     offsets = z["word_offsets"]
     words = pa.Array.from_buffers(pa.large_string(), len(offsets) - 1,
                                   [None, pa.py_buffer(offsets), pa.py_buffer(z["word_bytes"])])
+    if with_shards:
+        names = json.loads(bytes(z["shard_names"]).decode("utf-8"))
+        return words.cast(pa.string()), z["ids"], z["lengths"], names, z["chunk_shards"]
     return words.cast(pa.string()), z["ids"], z["lengths"]
 
 

@@ -19,6 +19,7 @@ def _unigram_counter(lowercase: bool, max_document_tokens: int, token_dir: str) 
 
         chunks = []
         chunk_lengths = []
+        chunk_shards = []  # each chunk's shard, as an index into `stats` (insertion order)
         stats: dict = {}
         for batch in batches:
             shard, text, invalid = batch.column(0), batch.column(1), batch.column(2)
@@ -35,11 +36,16 @@ def _unigram_counter(lowercase: bool, max_document_tokens: int, token_dir: str) 
             tokens = np.bincount(chunk_codes, weights=lengths, minlength=size)
             bad = np.bincount(codes, weights=invalid.to_numpy(zero_copy_only=False)
                               .astype(np.int64), minlength=size)
+            task_code = np.empty(size, dtype=np.int32)
             for code, name in enumerate(names):
-                entry = stats.setdefault(name, [0, 0, 0])
+                if name not in stats:
+                    stats[name] = [0, 0, 0]
+                task_code[code] = list(stats).index(name)
+                entry = stats[name]
                 entry[0] += int(docs[code])
                 entry[1] += int(tokens[code])
                 entry[2] += int(bad[code])
+            chunk_shards.append(task_code[chunk_codes])
         # the task's tokens as ids into its own dictionary: counted here, and kept for the
         # co-occurrence stage (which then reads no text and tokenizes nothing again)
         from pyspark import TaskContext
@@ -51,7 +57,10 @@ def _unigram_counter(lowercase: bool, max_document_tokens: int, token_dir: str) 
             values = encoded.chunks[-1].dictionary  # one dictionary for every chunk
             ids = np.concatenate([c.indices.to_numpy() for c in encoded.chunks])
         lengths = np.concatenate(chunk_lengths) if chunk_lengths else np.empty(0, np.int32)
-        write_tokens(token_dir, TaskContext.get().partitionId(), values, ids, lengths)
+        write_tokens(token_dir, TaskContext.get().partitionId(), values, ids, lengths,
+                     shards=list(stats),
+                     chunk_shards=(np.concatenate(chunk_shards) if chunk_shards
+                                   else np.empty(0, np.int32)))
         if len(values):
             n = len(values)
             counts = pa.array(np.bincount(ids, minlength=n).astype(np.int64))
