@@ -154,8 +154,8 @@ def test_build_help_gives_the_real_stage_order(capsys):
     with pytest.raises(SystemExit):
         main(["build", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "tokenize -> unigrams -> cipher -> cooccurrences + vectors" in out
-    assert out.index("-> cipher") < out.index("-> cooccurrences")
+    assert out.index("tokenize -> count") < out.index("-> unigrams") < out.index("-> cipher") \
+        < out.index("-> cooccurrences + vectors") < out.index("-> projection")
 
 
 # --------------------------------------------------------------------------- options

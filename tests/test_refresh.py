@@ -443,8 +443,16 @@ def test_a_build_leaves_what_a_refresh_needs(spark, tmp_path, built):
         assert got_words == want_words, path.name
         assert got_pairs == want_pairs, path.name
 
-    lines = []
-    assert refresh(spark, str(corpus), lake, OPTIONS, report=lines.append).nothing_to_do
+    # --no-count-store: the same tables, and no count store or totals
+    one_off = Lake(str(tmp_path / "one-off"))
+    assert main(["build", "--corpus", str(corpus), "--lake", one_off.root, "--bits", "6",
+                 "--window", "2", "--min-count", "2", "--project", "none",
+                 "--no-count-store"]) == 0
+    assert_same_tables(lake_tables(spark, one_off), lake_tables(spark, lake))
+    assert not (Path(one_off.root) / "counts").exists()
+    assert not (Path(one_off.root) / "totals").exists()
+
+    assert refresh(spark, str(corpus), lake, OPTIONS, report=quiet).nothing_to_do
     put(corpus, "s3", TEXTS["c"])
     lines = []
     result = refresh(spark, str(corpus), lake, OPTIONS, report=lines.append)

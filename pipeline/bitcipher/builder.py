@@ -150,6 +150,7 @@ def build(
     report: Callable[[str], None] = _stderr,
     keep_runs: int = 1,
     cipher_from=None,
+    count_store: bool = True,
 ) -> BuildResult:
     """Build vectors from a corpus into a lake and publish them atomically.
 
@@ -171,6 +172,11 @@ def build(
         A version (or timestamp) of the lake's vectors table: build with the cipher epoch
         of the run it published (its vocabulary, codes and projection; docs/ALGORITHM.md,
         "Frozen refresh"), as ``refresh --frozen`` does. The options must be that run's.
+    count_store : bool
+        Count every shard into the lake's count store and sum its totals (docs/refresh.md),
+        so that the next refresh counts only the shards that changed. False (a one-off
+        build, about a third faster) leaves them as they are, and the first refresh then
+        counts every shard.
     """
     options = options or BuildOptions()
     lake = lake if isinstance(lake, Lake) else Lake(lake)
@@ -194,7 +200,7 @@ def build(
     run_id = new_run_id()
     try:
         return _build_run(spark, lake, options, corpus, shards, warnings, run_id, stages,
-                          previous_runs, keep_runs, epoch, started, report)
+                          previous_runs, keep_runs, epoch, started, report, count_store)
     except BaseException:
         # the run was never published: take its half-written tables away
         lake.remove(lake.run_dir(run_id))
@@ -204,7 +210,7 @@ def build(
 def _build_run(spark, lake: Lake, options: BuildOptions, corpus, shards: list[Shard],
                warnings: list[str], run_id: str, stages: StageLog, previous_runs: list[str],
                keep_runs: int, epoch: Optional[Epoch], started: float,
-               report: Callable[[str], None]) -> BuildResult:
+               report: Callable[[str], None], count_store: bool = True) -> BuildResult:
     """The stages of :func:`build` from reading the shards on, into run `run_id`."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -249,16 +255,47 @@ def _build_run(spark, lake: Lake, options: BuildOptions, corpus, shards: list[Sh
     stages.record("tokenize", n_docs, started,
                   f"{len(shards)} shards, {total_tokens:,} tokens")
 
-    # every word with its count: the count store and the totals keep them all, and the
-    # vocabulary is ranked from them
-    word_table = (partial.where(F.col("word").isNotNull()).groupBy("word")
-                  .agg(F.sum("count").alias("count")).toArrow())
-    partial.unpersist()
-    from bitcipher.incremental.run import build_with_counts
+    if count_store:
+        # every word with its count: the count store and the totals keep them all, and the
+        # vocabulary is ranked from them
+        word_table = (partial.where(F.col("word").isNotNull()).groupBy("word")
+                      .agg(F.sum("count").alias("count")).toArrow())
+        partial.unpersist()
+        from bitcipher.incremental.run import build_with_counts
 
-    return build_with_counts(spark, lake, options, run_id, word_table, shards, shard_stats,
-                             total_tokens, n_docs, warnings, stages, keep_runs, epoch,
-                             token_dir, report)
+        return build_with_counts(spark, lake, options, run_id, word_table, shards,
+                                 shard_stats, total_tokens, n_docs, warnings, stages,
+                                 keep_runs, epoch, token_dir, report)
+
+    started = time.perf_counter()
+    word_counts = partial.where(F.col("word").isNotNull()).groupBy("word").agg(
+        F.sum("count").alias("count")
+    )
+    vocab = collect_vocabulary(word_counts, options.min_count, options.max_vocab,
+                               total=total_tokens)
+    drift_info = None
+    if epoch is not None:
+        # the current counts of the epoch's words, whatever they are now
+        import pyarrow as pa
+
+        names = spark.createDataFrame(pa.table({"word": pa.array(
+            [w for w in epoch.words if w != UNK], pa.string())}))
+        table = word_counts.join(F.broadcast(names), "word").toArrow()
+        counted = dict(zip(table.column("word").to_pylist(),
+                           table.column("count").to_pylist()))
+        counted.update((w, int(c)) for w, c in zip(vocab.words, vocab.counts) if w != UNK)
+        words, counts = list(counted), np.array(list(counted.values()), dtype=np.int64)
+        drift_info = drift(epoch, words, counts, total_tokens, options.min_count,
+                           options.max_vocab)
+        report(f"epoch: run {epoch.run}; {drift_line(drift_info)}")
+        vocab = frozen_vocabulary(epoch, words, counts, total_tokens)
+    partial.unpersist()
+    run = BuildRun(spark=spark, lake=lake, run_id=run_id, options=options, vocab=vocab,
+                   shards=shards, shard_stats=shard_stats,
+                   total_tokens=total_tokens, n_docs=n_docs, warnings=warnings, stages=stages,
+                   previous_runs=previous_runs, keep_runs=keep_runs, started=started,
+                   epoch=epoch, drift=drift_info, token_dir=token_dir)
+    return finish_build(run)
 
 
 @dataclass

@@ -192,8 +192,10 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build vectors from a corpus into a lake",
                        formatter_class=_Formatter, epilog=EXAMPLES["build"],
-                       description="tokenize -> unigrams -> cipher -> cooccurrences + vectors "
-                                   "(one pass over the documents) -> projection (--project) -> "
+                       description="tokenize -> count (every shard into the lake's count store, "
+                                   "for refresh) -> unigrams -> cipher -> cooccurrences + "
+                                   "vectors (one pass over the documents) -> projection "
+                                   "(--project) -> "
                                    "publish the vectors "
                                    "table; one line per stage with rows and seconds (the "
                                    "'vectors' line includes publishing).")
@@ -202,6 +204,10 @@ def parser() -> argparse.ArgumentParser:
                    help="keep the cipher epoch (vocabulary, codes, projection) of the run that "
                         "this version (or timestamp) of the vectors table published, as "
                         "`refresh --frozen` does; the options must be that run's")
+    b.add_argument("--no-count-store", dest="count_store", action="store_false",
+                   help="a one-off build, about a third faster: do not count the shards into "
+                        "the lake's count store and totals (lake/counts, lake/totals), so the "
+                        "first `refresh` of the lake counts every shard")
 
     q = sub.add_parser("sql", help="run Spark SQL on the lake's tables",
                        formatter_class=_Formatter, epilog=EXAMPLES["sql"])
@@ -405,7 +411,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         started = time.perf_counter()
         spark = _session(args)
         result = build(spark, args.corpus, args.lake, options, keep_runs=args.keep_runs,
-                       cipher_from=args.cipher_from)
+                       cipher_from=args.cipher_from, count_store=args.count_store)
         print(f"built {result.vocab_size:,} vectors of dimension {result.dim} (bits {result.bits}) "
               f"from {result.tokens:,} tokens in {result.shards} shards into {result.lake} "
               f"(run {result.run}) in {time.perf_counter() - started:.1f} s")
