@@ -200,31 +200,14 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int, wind
     return count_batches
 
 
-BUILD_COUNT_SCHEMA = COUNTS_SCHEMA + ", route long, keys binary, counts binary"
-
-
-def _build_rows(n: int, **columns):
-    """A record batch of BUILD_COUNT_SCHEMA: count-store rows (route, keys, counts null) or,
-    with `route`, `keys` and `counts` given, packed co-occurrence counts (kind
-    ``partial``)."""
-    import pyarrow as pa
-
-    route, keys, counts = (columns.pop(k, None) for k in ("route", "keys", "counts"))
-    batch = _arrow_rows(n, **columns)
-    extra = ([pa.nulls(n, pa.int64()), pa.nulls(n, pa.large_binary()),
-              pa.nulls(n, pa.large_binary())] if route is None
-             else [route.cast(pa.int64()), keys.cast(pa.large_binary()),
-                   counts.cast(pa.large_binary())])
-    return pa.RecordBatch.from_arrays(list(batch.columns) + extra,
-                                      names=batch.schema.names + ["route", "keys", "counts"])
-
-
 def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: list[int],
                   token_dir: str, store: bool) -> Callable:
     """mapInArrow over the part numbers of a build's kept tokens: for each shard of each
-    part, its count-store rows (``word`` and ``pairs``, as a refresh counts them) when
-    `store`, and its co-occurrence counts as packed word-index keys
-    (:func:`bitcipher.keys.pack`) routed to their totals bucket (``partial``)."""
+    part, with `store` its count-store rows (``word`` and ``pairs``, as a refresh counts
+    them, COUNTS_SCHEMA), otherwise its co-occurrence counts as packed word-index keys
+    (:func:`bitcipher.keys.pack`) routed to their totals bucket (PARTIAL_SCHEMA). Two passes
+    over the kept tokens (counting the windows twice) cost less than one pass whose output
+    Spark keeps for two jobs."""
 
     def count_parts(batches):
         import pyarrow as pa
@@ -255,7 +238,7 @@ def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: lis
                     doc_lengths, doc_ids = lengths[chosen], ids[token_shard == c]
                     if store:
                         u, n = np.unique(doc_ids, return_counts=True)
-                        yield _build_rows(len(u), shard=name, kind="word",
+                        yield _arrow_rows(len(u), shard=name, kind="word",
                                           word=words.take(pa.array(u)), count=n)
                     # about FLUSH_TOKENS tokens at a time, cut between documents
                     ends = np.cumsum(doc_lengths)
@@ -275,16 +258,16 @@ def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: lis
                             off = offset.astype(np.int8)
                             for a in range(0, len(ck), PAIRS_PER_ROW):
                                 z = a + PAIRS_PER_ROW
-                                yield _build_rows(
+                                yield _arrow_rows(
                                     1, shard=name, kind="pairs",
                                     center_keys=[ck[a:z].astype("<i8").tobytes()],
                                     context_keys=[xk[a:z].astype("<i8").tobytes()],
                                     offsets=[off[a:z].tobytes()],
                                     pair_counts=[counts[a:z].astype("<i8").tobytes()])
-                        packed = pack(center, offset, np.where(edge, PACKED_EDGE, context))
-                        for b in batches_by_partition(packed, counts, center % buckets, routes):
-                            yield _build_rows(1, kind="partial", route=b.column(0),
-                                              keys=b.column(1), counts=b.column(2))
+                        else:
+                            packed = pack(center, offset, np.where(edge, PACKED_EDGE, context))
+                            yield from batches_by_partition(packed, counts, center % buckets,
+                                                            routes)
 
     return count_parts
 
@@ -300,31 +283,18 @@ def build_with_counts(spark, lake: Lake, options: BuildOptions, run_id: str, wor
     refresh leaves it, so the next refresh, exact or frozen, counts only the shards that
     changed."""
     import pyarrow as pa
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
 
     from bitcipher.builder import cooccurrence_partitions
-    from bitcipher.stages.cooccurrences import FLUSH_TOKENS, partition_routes
+    from bitcipher.stages.cooccurrences import FLUSH_TOKENS, PARTIAL_SCHEMA, partition_routes
     from bitcipher.stages.merge import parts_frame, remove_tree
     from bitcipher.stages.tokenize import token_parts
 
     started = time.perf_counter()
-    unsorted = word_table.column("word").to_pylist()
-    order = sorted(range(len(unsorted)), key=unsorted.__getitem__)
-    words = [unsorted[i] for i in order]
-    wcounts = word_table.column("count").to_numpy().astype(np.int64)[np.asarray(order, int)]
+    words = word_table.column("word").to_pylist()
+    wcounts = word_table.column("count").to_numpy().astype(np.int64)
     if len(words) >= MAX_WORDS:
         raise InputError(f"{len(words):,} distinct words: more than a lake can count "
                          f"({MAX_WORDS:,})")
-    keys = word_keys(words)
-    store = True
-    try:
-        _check_keys(words, keys)
-    except LakeError as exc:
-        store = False
-        w = f"{exc}; this build leaves the lake's count store as it was"
-        warnings.append(w)
-        report(f"warning: {w}")
     drift_info = None
     if epoch is not None:
         drift_info = drift(epoch, words, wcounts, total, options.min_count, options.max_vocab)
@@ -334,16 +304,38 @@ def build_with_counts(spark, lake: Lake, options: BuildOptions, run_id: str, wor
         present = wcounts >= options.min_count
         vocab = rank_vocabulary([(w, int(c)) for w, c, k in zip(words, wcounts, present) if k],
                                 total, options.max_vocab)
+    # word indices (the totals' idx) in the vocabulary's id order, then the other words by
+    # word: mapping the totals to ids then keeps their order, but for <unk>, so the bucket
+    # tasks sort nearly sorted keys
+    position = pc_index_in(words, vocab.words)
+    rest = np.flatnonzero(position < 0)
+    order = np.concatenate([np.flatnonzero(position >= 0)[np.argsort(position[position >= 0])],
+                            rest[sorted(range(len(rest)), key=lambda i: words[rest[i]])]])
+    words = [words[i] for i in order]
+    wcounts = wcounts[order]
+    keys = word_keys(words)
+    store = True
+    try:
+        _check_keys(words, keys)
+    except LakeError as exc:
+        store = False
+        w = f"{exc}; this build leaves the lake's count store as it was"
+        warnings.append(w)
+        report(f"warning: {w}")
 
     buckets = cooccurrence_partitions(spark, total)
     routes = partition_routes(spark, buckets)
     sc = spark.sparkContext
     canonical = sc.broadcast({plain_path(s.path): s.path for s in shards})
     tasks = max(sc.defaultParallelism, -(-total // FLUSH_TOKENS))
-    counter = _part_counter(sc.broadcast((pa.array(words, pa.string()), keys)), canonical,
-                            options.window, buckets, routes, token_dir, store)
-    counted = (parts_frame(spark, token_parts(token_dir), tasks)
-               .mapInArrow(counter, BUILD_COUNT_SCHEMA).persist(StorageLevel.DISK_ONLY))
+    words_bc = sc.broadcast((pa.array(words, pa.string()), keys))
+    parts = parts_frame(spark, token_parts(token_dir), tasks)
+
+    def counted(store_rows: bool):
+        counter = _part_counter(words_bc, canonical, options.window, buckets, routes,
+                                token_dir, store_rows)
+        return parts.mapInArrow(counter, COUNTS_SCHEMA if store_rows else PARTIAL_SCHEMA)
+
     info = {path: {"size": s.size, "mtime": s.mtime, "format": s.format,
                    "documents": int((shard_stats.get(plain_path(path)) or {}).get("documents")
                                     or 0),
@@ -351,24 +343,19 @@ def build_with_counts(spark, lake: Lake, options: BuildOptions, run_id: str, wor
             for path, s in ((s.path, s) for s in shards)}
     counting = _counting(options)
     version = seq = None
-    try:
-        if store:
-            version, seq = _commit_build_counts(spark, lake, counted, shards, shard_stats,
-                                                counting)
-            stages.record("count", len(shards), started,
-                          f"{len(shards)} shards into the count store, version {version} "
-                          f"(refresh {seq})")
-        tr = TotalsRun(words=words, keys=keys, counts=wcounts, shard_info=info,
-                       version=version, seq=seq, counting=counting, base=None,
-                       buckets=buckets, reuse=None,
-                       deltas=lambda _routes: counted.where(F.col("kind") == "partial")
-                       .select("route", "keys", "counts"))
-        extra = {PROP_COUNTS_VERSION: str(version)} if store else {}
-        result = publish_from_totals(spark, lake, options, vocab, tr, shards, shard_stats,
-                                     total, n_docs, stages, keep_runs, warnings, epoch,
-                                     drift_info, extra, run_id)
-    finally:
-        counted.unpersist()
+    if store:
+        version, seq = _commit_build_counts(spark, lake, counted(True), shards, shard_stats,
+                                            counting)
+        stages.record("count", len(shards), started,
+                      f"{len(shards)} shards into the count store, version {version} "
+                      f"(refresh {seq})")
+    tr = TotalsRun(words=words, keys=keys, counts=wcounts, shard_info=info, version=version,
+                   seq=seq, counting=counting, base=None, buckets=buckets, reuse=None,
+                   deltas=lambda _routes: counted(False))
+    extra = {PROP_COUNTS_VERSION: str(version)} if store else {}
+    result = publish_from_totals(spark, lake, options, vocab, tr, shards, shard_stats, total,
+                                 n_docs, stages, keep_runs, warnings, epoch, drift_info, extra,
+                                 run_id)
     remove_tree(token_dir)
     return result
 
@@ -378,7 +365,6 @@ def _commit_build_counts(spark, lake: Lake, counted, shards: list, shard_stats: 
     """Replace the whole count store with a build's counts in one Delta commit, as the next
     refresh number; (version, seq). ConflictError when a refresh committed first."""
     import pyarrow as pa
-    from pyspark.sql import functions as F
 
     uri = counts_uri(lake)
     version = latest_version(uri)
@@ -406,10 +392,8 @@ def _commit_build_counts(spark, lake: Lake, counted, shards: list, shard_stats: 
                                 documents=[int(st.get("documents") or 0) for st in stats],
                                 count=[int(st.get("tokens") or 0) for st in stats],
                                 invalid_utf8=[int(st.get("invalid_utf8") or 0) for st in stats]))
-    columns = [c.split()[0] for c in COUNTS_SCHEMA.split(", ")]
-    frame = (counted.where(F.col("kind") != "partial").select(*columns)
-             .unionByName(spark.createDataFrame(pa.Table.from_batches(head),
-                                                schema=COUNTS_SCHEMA)))
+    frame = counted.unionByName(spark.createDataFrame(pa.Table.from_batches(head),
+                                                      schema=COUNTS_SCHEMA))
     try:
         (frame.write.format("delta").mode("overwrite").partitionBy("shard")
          .option("txnAppId", APP_ID).option("txnVersion", seq)
