@@ -17,11 +17,14 @@ else to ``a``).
        (one layer: the session reads the lake's S3 settings from ``lake.storage``)
     2. ``stages``: the build's steps (corpus, tokenize, unigrams, cooccurrences, cipher,
        vectors, and ``merge``, the fused cooccurrences + vectors task)
-    3. ``build``: the whole build
-    4. ``refresh``: the incremental refresh, which finishes like a build
-    5. ``query``: reading a lake (fast read, keyed vectors, SQL server)
-    6. ``evaluation``: benchmarks of the vectors, through ``query``
-    7. ``cli`` (and ``__main__``): the command line, which drives every layer
+    3. ``finish``: from a run's vocabulary to its published tables, shared by the build and
+       the refresh
+    4. ``refresh``: the count store, its totals and the incremental refresh
+    5. ``build``: the whole build, which leaves the count store and totals a refresh starts
+       from (through ``refresh``'s counting and bucket tasks)
+    6. ``query``: reading a lake (fast read, keyed vectors, SQL server)
+    7. ``evaluation``: benchmarks of the vectors, through ``query``
+    8. ``cli`` (and ``__main__``): the command line, which drives every layer
 
     ``bitcipher/__init__.py`` (the package's public face) imports from several layers and is
     exempt as an importer; importing it (``from bitcipher import build``) counts as importing
@@ -43,8 +46,9 @@ LAYERS = [
     ("base", ["bitcipher.errors", "bitcipher.options", "bitcipher.keys"]),
     ("runtime/lake", ["bitcipher.runtime", "bitcipher.lake"]),
     ("stages", ["bitcipher.stages"]),
-    ("build", ["bitcipher.builder"]),
+    ("finish", ["bitcipher.finish"]),
     ("refresh", ["bitcipher.incremental"]),
+    ("build", ["bitcipher.builder"]),
     ("query", ["bitcipher.query"]),
     ("evaluation", ["bitcipher.evaluation"]),
     ("cli", ["bitcipher.cli", "bitcipher.__main__", "bitcipher"]),

@@ -33,6 +33,10 @@ Then the vocabulary comes from the summed unigram counts, keys become ids (rare 
 vector and publish steps, so every table equals what ``build`` makes from the same shards.
 The published vectors record the counts version they were made from: a refresh killed after
 its counts commit is completed by the next run, and a run with nothing new exits 5.
+
+A build leaves the same state (:func:`build_with_counts`): it counts every shard of its kept
+tokens into the store in one commit that replaces it, and sums the totals in the same bucket
+tasks (:func:`publish_from_totals`), so its first refresh counts only what changed.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from bitcipher.builder import BuildResult, BuildRun, StageLog, finish_build, plain_path
+from bitcipher.finish import BuildResult, BuildRun, StageLog, finish_build, plain_path
 from fsspec.core import url_to_fs
 
 from bitcipher.keys import (EDGE_WORD_KEY, FLUSH_PAIRS, MAX_WORDS, KeyCodec, sum_by_key,
@@ -284,7 +288,7 @@ def build_with_counts(spark, lake: Lake, options: BuildOptions, run_id: str, wor
     changed."""
     import pyarrow as pa
 
-    from bitcipher.builder import cooccurrence_partitions
+    from bitcipher.finish import cooccurrence_partitions
     from bitcipher.stages.cooccurrences import FLUSH_TOKENS, PARTIAL_SCHEMA, partition_routes
     from bitcipher.stages.merge import parts_frame, remove_tree
     from bitcipher.stages.tokenize import token_parts
@@ -723,7 +727,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     """
     from pyspark.sql import functions as F
 
-    from bitcipher.builder import TOKENS_PER_PARTITION
+    from bitcipher.finish import TOKENS_PER_PARTITION
     from bitcipher.stages.cooccurrences import PARTIAL_SCHEMA
     from bitcipher.lake.tables import new_run_id
 
@@ -865,7 +869,7 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
                         extra: dict, run_id: str) -> BuildResult:
     """Add the deltas to the totals in one task per bucket, which writes the new totals
     bucket, that bucket's part of ``cooccurrences`` and its centre words' vectors; then
-    finish and publish the run like a build (:func:`bitcipher.builder.finish_build`) and
+    finish and publish the run like a build (:func:`bitcipher.finish.finish_build`) and
     make the new snapshot the one in use."""
     import pyarrow as pa
     from pyspark import StorageLevel
