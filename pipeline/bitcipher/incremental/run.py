@@ -46,6 +46,7 @@ import json
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence, Union
 
@@ -399,10 +400,11 @@ def _commit_build_counts(spark, lake: Lake, counted, shards: list, shard_stats: 
     frame = counted.unionByName(spark.createDataFrame(pa.Table.from_batches(head),
                                                       schema=COUNTS_SCHEMA))
     try:
-        (frame.write.format("delta").mode("overwrite").partitionBy("shard")
-         .option("txnAppId", APP_ID).option("txnVersion", seq)
-         .option("userMetadata", refresh_id)
-         .save(uri))
+        with _no_file_statistics(spark):
+            (frame.write.format("delta").mode("overwrite").partitionBy("shard")
+             .option("txnAppId", APP_ID).option("txnVersion", seq)
+             .option("userMetadata", refresh_id)
+             .save(uri))
     except Exception as exc:  # noqa: BLE001 - Delta's conflicts come as JVM errors
         if _is_conflict(exc):
             raise ConflictError(f"a refresh changed {uri} while this build counted: run the "
@@ -459,6 +461,23 @@ def _read_state(spark, uri: str, version: Optional[int]):
                         f"bit-cipher count store")
     seq, info = refreshes[-1]
     return manifest, seq, json.loads(info)
+
+
+@contextmanager
+def _no_file_statistics(spark):
+    """Delta's per-file column statistics off for a write to the count store: its columns
+    are packed blobs and the shard it is partitioned by, which statistics do not help to
+    skip, and collecting them is a large share of a small commit."""
+    key = "spark.databricks.delta.stats.collect"
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, "false")
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 def _is_conflict(exc: BaseException) -> bool:
@@ -583,11 +602,12 @@ def refresh(
         if before_commit is not None:
             before_commit()
         try:
-            (frame.write.format("delta").mode("overwrite").partitionBy("shard")
-             .option("replaceWhere", predicate)
-             .option("txnAppId", APP_ID).option("txnVersion", seq)
-             .option("userMetadata", refresh_id)
-             .save(uri))
+            with _no_file_statistics(spark):
+                (frame.write.format("delta").mode("overwrite").partitionBy("shard")
+                 .option("replaceWhere", predicate)
+                 .option("txnAppId", APP_ID).option("txnVersion", seq)
+                 .option("userMetadata", refresh_id)
+                 .save(uri))
         except Exception as exc:  # noqa: BLE001 - Delta's conflicts come as JVM errors
             if _is_conflict(exc):
                 raise ConflictError(
