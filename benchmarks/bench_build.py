@@ -340,7 +340,7 @@ def run_build(args, corpus: str, label: str) -> dict:
         print(f"error: build exited with {res['rc']} (log {log_path}; lake {lake})", file=sys.stderr)
         raise SystemExit(1)
     stages = [line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-              if line.startswith(("spark session", "tokenize", "unigrams", "cipher",
+              if line.startswith(("spark session", "tokenize", "count", "unigrams", "cipher",
                                   "cooccurrences", "projection", "vectors"))]
     res["stages"] = stages
     print("\n".join(f"[{label}]   {line}" for line in stages), file=sys.stderr, flush=True)
