@@ -111,6 +111,23 @@ def _arrow_rows(n: int, **columns):
     return pa.RecordBatch.from_arrays(arrays, names=list(types))
 
 
+def _pair_rows(shard: str, keys, counts, codec: KeyCodec, keys_of: np.ndarray):
+    """The ``pairs`` rows of one shard's summed co-occurrence counts, given as `codec` keys
+    over word indices whose word keys are `keys_of`, PAIRS_PER_ROW pairs a row."""
+    center, offset, context = codec.decode(keys)
+    edge = context == codec.edge_context
+    ck = keys_of[center]
+    xk = np.where(edge, EDGE_WORD_KEY, keys_of[np.where(edge, 0, context)])
+    off = offset.astype(np.int8)
+    for lo in range(0, len(ck), PAIRS_PER_ROW):
+        hi = lo + PAIRS_PER_ROW
+        yield _arrow_rows(1, shard=shard, kind="pairs",
+                          center_keys=[ck[lo:hi].astype("<i8").tobytes()],
+                          context_keys=[xk[lo:hi].astype("<i8").tobytes()],
+                          offsets=[off[lo:hi].tobytes()],
+                          pair_counts=[counts[lo:hi].astype("<i8").tobytes()])
+
+
 def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int, window: int
                    ) -> Callable:
     """mapInArrow: documents (shard, text, invalid_utf8) -> count-store rows per shard."""
@@ -188,19 +205,7 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int, wind
             u, n = st["uids"][0], st["ucounts"][0]
             yield _arrow_rows(len(u), shard=name, kind="word", word=words.take(pa.array(u)),
                               count=n)
-            center, offset, context = codec.decode(st["keys"][0])
-            counts = st["counts"][0]
-            edge = context == codec.edge_context
-            ck = keys_of[center]
-            xk = np.where(edge, EDGE_WORD_KEY, keys_of[np.where(edge, 0, context)])
-            off = offset.astype(np.int8)
-            for lo in range(0, len(ck), PAIRS_PER_ROW):
-                hi = lo + PAIRS_PER_ROW
-                yield _arrow_rows(1, shard=name, kind="pairs",
-                                  center_keys=[ck[lo:hi].astype("<i8").tobytes()],
-                                  context_keys=[xk[lo:hi].astype("<i8").tobytes()],
-                                  offsets=[off[lo:hi].tobytes()],
-                                  pair_counts=[counts[lo:hi].astype("<i8").tobytes()])
+            yield from _pair_rows(name, st["keys"][0], st["counts"][0], codec, keys_of)
 
     return count_batches
 
@@ -219,7 +224,7 @@ def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: lis
         import pyarrow.compute as pc
 
         from bitcipher.keys import PACKED_EDGE, pack
-        from bitcipher.stages.cooccurrences import (FLUSH_TOKENS, batches_by_partition,
+        from bitcipher.stages.cooccurrences import (batches_by_partition, document_runs,
                                                     window_keys)
         from bitcipher.stages.tokenize import read_tokens
 
@@ -245,36 +250,40 @@ def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: lis
                         u, n = np.unique(doc_ids, return_counts=True)
                         yield _arrow_rows(len(u), shard=name, kind="word",
                                           word=words.take(pa.array(u)), count=n)
-                    # about FLUSH_TOKENS tokens at a time, cut between documents
-                    ends = np.cumsum(doc_lengths)
-                    cuts = np.searchsorted(ends, np.arange(FLUSH_TOKENS, ends[-1],
-                                                           FLUSH_TOKENS), side="right")
-                    bounds = np.unique(np.concatenate(([0], cuts, [len(doc_lengths)])))
-                    for lo, hi in zip(bounds[:-1], bounds[1:]):
-                        start = int(ends[lo - 1]) if lo else 0
-                        keys, counts = window_keys(doc_ids[start:int(ends[hi - 1])],
-                                                   doc_lengths[lo:hi], codec, True)
-                        center, offset, context = codec.decode(keys)
-                        edge = context == codec.edge_context
+                    for start, end, lo, hi in document_runs(doc_lengths):
+                        keys, counts = window_keys(doc_ids[start:end], doc_lengths[lo:hi],
+                                                   codec, True)
                         if store:
-                            ck = keys_of[center]
-                            xk = np.where(edge, EDGE_WORD_KEY,
-                                          keys_of[np.where(edge, 0, context)])
-                            off = offset.astype(np.int8)
-                            for a in range(0, len(ck), PAIRS_PER_ROW):
-                                z = a + PAIRS_PER_ROW
-                                yield _arrow_rows(
-                                    1, shard=name, kind="pairs",
-                                    center_keys=[ck[a:z].astype("<i8").tobytes()],
-                                    context_keys=[xk[a:z].astype("<i8").tobytes()],
-                                    offsets=[off[a:z].tobytes()],
-                                    pair_counts=[counts[a:z].astype("<i8").tobytes()])
+                            yield from _pair_rows(name, keys, counts, codec, keys_of)
                         else:
-                            packed = pack(center, offset, np.where(edge, PACKED_EDGE, context))
+                            center, offset, context = codec.decode(keys)
+                            packed = pack(center, offset,
+                                          np.where(context == codec.edge_context,
+                                                   PACKED_EDGE, context))
                             yield from batches_by_partition(packed, counts, center % buckets,
                                                             routes)
 
     return count_parts
+
+
+def _vocabulary(words: list, wcounts: np.ndarray, total: int, options: BuildOptions,
+                epoch, report: Callable[[str], None], max_drift: Optional[float] = None):
+    """(vocabulary, epoch, drift) from every word's count: the epoch's (its drift reported)
+    unless there is none or it drifted past `max_drift` (then epoch and drift are None and
+    the vocabulary is ranked from the counts)."""
+    drift_info = None
+    if epoch is not None:
+        drift_info = drift(epoch, words, wcounts, total, options.min_count, options.max_vocab)
+        report(f"epoch: run {epoch.run}; {drift_line(drift_info)}")
+        if max_drift is not None and drift_info["drift"] > max_drift:
+            report(f"drift {drift_info['drift']:.4f} > --max-drift {max_drift}: an exact "
+                   f"refresh makes a new epoch")
+            epoch, drift_info = None, None
+    if epoch is not None:
+        return frozen_vocabulary(epoch, words, wcounts, total), epoch, drift_info
+    present = wcounts >= options.min_count
+    return (rank_vocabulary([(w, int(c)) for w, c, k in zip(words, wcounts, present) if k],
+                            total, options.max_vocab), None, None)
 
 
 def build_with_counts(spark, lake: Lake, options: BuildOptions, run_id: str, word_table,
@@ -300,15 +309,7 @@ def build_with_counts(spark, lake: Lake, options: BuildOptions, run_id: str, wor
     if len(words) >= MAX_WORDS:
         raise InputError(f"{len(words):,} distinct words: more than a lake can count "
                          f"({MAX_WORDS:,})")
-    drift_info = None
-    if epoch is not None:
-        drift_info = drift(epoch, words, wcounts, total, options.min_count, options.max_vocab)
-        report(f"epoch: run {epoch.run}; {drift_line(drift_info)}")
-        vocab = frozen_vocabulary(epoch, words, wcounts, total)
-    else:
-        present = wcounts >= options.min_count
-        vocab = rank_vocabulary([(w, int(c)) for w, c, k in zip(words, wcounts, present) if k],
-                                total, options.max_vocab)
+    vocab, epoch, drift_info = _vocabulary(words, wcounts, total, options, epoch, report)
     # word indices (the totals' idx) in the vocabulary's id order, then the other words by
     # word: mapping the totals to ids then keeps their order, but for <unk>, so the bucket
     # tasks sort nearly sorted keys
@@ -341,11 +342,12 @@ def build_with_counts(spark, lake: Lake, options: BuildOptions, run_id: str, wor
                                 token_dir, store_rows)
         return parts.mapInArrow(counter, COUNTS_SCHEMA if store_rows else PARTIAL_SCHEMA)
 
-    info = {path: {"size": s.size, "mtime": s.mtime, "format": s.format,
-                   "documents": int((shard_stats.get(plain_path(path)) or {}).get("documents")
-                                    or 0),
-                   "tokens": int((shard_stats.get(plain_path(path)) or {}).get("tokens") or 0)}
-            for path, s in ((s.path, s) for s in shards)}
+    info = {}  # the totals' shard manifest
+    for s in shards:
+        st = shard_stats.get(plain_path(s.path)) or {}
+        info[s.path] = {"size": s.size, "mtime": s.mtime, "format": s.format,
+                        "documents": int(st.get("documents") or 0),
+                        "tokens": int(st.get("tokens") or 0)}
     counting = _counting(options)
     version = seq = None
     if store:
@@ -399,23 +401,12 @@ def _commit_build_counts(spark, lake: Lake, counted, shards: list, shard_stats: 
                                 invalid_utf8=[int(st.get("invalid_utf8") or 0) for st in stats]))
     frame = counted.unionByName(spark.createDataFrame(pa.Table.from_batches(head),
                                                       schema=COUNTS_SCHEMA))
-    try:
-        with _no_file_statistics(spark):
-            (frame.write.format("delta").mode("overwrite").partitionBy("shard")
-             .option("txnAppId", APP_ID).option("txnVersion", seq)
-             .option("userMetadata", refresh_id)
-             .save(uri))
-    except Exception as exc:  # noqa: BLE001 - Delta's conflicts come as JVM errors
-        if _is_conflict(exc):
-            raise ConflictError(f"a refresh changed {uri} while this build counted: run the "
-                                f"build again") from None
-        raise
-    mine = [c for c in delta_commits(uri)
-            if c.user_metadata == refresh_id and (version is None or c.version > version)]
-    if not mine:
-        raise ConflictError(f"a refresh committed refresh {seq} to {uri} while this build "
-                            f"counted: run the build again")
-    return mine[0].version, seq
+    made = _commit_counts(
+        spark, uri, frame, seq, refresh_id, version, None,
+        refused=f"a refresh changed {uri} while this build counted: run the build again",
+        skipped=f"a refresh committed refresh {seq} to {uri} while this build counted: run "
+                f"the build again")
+    return made, seq
 
 
 # ---------------------------------------------------------------------------------------
@@ -461,6 +452,32 @@ def _read_state(spark, uri: str, version: Optional[int]):
                         f"bit-cipher count store")
     seq, info = refreshes[-1]
     return manifest, seq, json.loads(info)
+
+
+def _commit_counts(spark, uri: str, frame, seq: int, refresh_id: str,
+                   version: Optional[int], predicate: Optional[str], refused: str,
+                   skipped: str) -> int:
+    """Write count-store rows as refresh number `seq` in one idempotent Delta commit
+    (``txnAppId``/``txnVersion``), replacing the rows `predicate` selects (None: the whole
+    store); the version it made. ConflictError(`refused`) when Delta's conflict check
+    refuses it, ConflictError(`skipped`) when another writer committed `seq` first and
+    Delta skipped this one."""
+    writer = frame.write.format("delta").mode("overwrite").partitionBy("shard")
+    if predicate is not None:
+        writer = writer.option("replaceWhere", predicate)
+    try:
+        with _no_file_statistics(spark):
+            (writer.option("txnAppId", APP_ID).option("txnVersion", seq)
+             .option("userMetadata", refresh_id).save(uri))
+    except Exception as exc:  # noqa: BLE001 - Delta's conflicts come as JVM errors
+        if _is_conflict(exc):
+            raise ConflictError(refused) from None
+        raise
+    mine = [c for c in delta_commits(uri)
+            if c.user_metadata == refresh_id and (version is None or c.version > version)]
+    if not mine:
+        raise ConflictError(skipped)
+    return mine[0].version
 
 
 @contextmanager
@@ -601,27 +618,13 @@ def refresh(
         predicate = f"shard IN ({', '.join(sql_string(p) for p in touched)})"
         if before_commit is not None:
             before_commit()
-        try:
-            with _no_file_statistics(spark):
-                (frame.write.format("delta").mode("overwrite").partitionBy("shard")
-                 .option("replaceWhere", predicate)
-                 .option("txnAppId", APP_ID).option("txnVersion", seq)
-                 .option("userMetadata", refresh_id)
-                 .save(uri))
-        except Exception as exc:  # noqa: BLE001 - Delta's conflicts come as JVM errors
-            if _is_conflict(exc):
-                raise ConflictError(
-                    f"another refresh changed {uri} at the same time; nothing of this one was "
-                    f"committed: run it again") from None
-            raise
-        mine = [c for c in delta_commits(uri)
-                if c.user_metadata == refresh_id and (version is None or c.version > version)]
-        if not mine:
-            raise ConflictError(
-                f"another refresh committed refresh {seq} to {uri} first (this one was "
-                f"skipped by Delta's idempotent write); nothing was counted twice: run it "
-                f"again")
-        version = mine[0].version
+        version = _commit_counts(
+            spark, uri, frame, seq, refresh_id, version, predicate,
+            refused=f"another refresh changed {uri} at the same time; nothing of this one was "
+                    f"committed: run it again",
+            skipped=f"another refresh committed refresh {seq} to {uri} first (this one was "
+                    f"skipped by Delta's idempotent write); nothing was counted twice: run it "
+                    f"again")
         stages.record("count", len(changed), started,
                       f"{len(changed)} shards counted, {len(removed)} taken out; count store "
                       f"version {version} (refresh {seq})")
@@ -805,20 +808,8 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
         raise LakeError(f"{uri} version {version}: word counts sum to {int(wcounts.sum())} "
                         f"but the shards hold {total} tokens; the count store is damaged")
     sorted_keys, idx_sorted = _check_keys(words, keys)
-    drift_info = None
-    if epoch is not None:
-        drift_info = drift(epoch, words, wcounts, total, options.min_count, options.max_vocab)
-        report(f"epoch: run {epoch.run}; {drift_line(drift_info)}")
-        if max_drift is not None and drift_info["drift"] > max_drift:
-            report(f"drift {drift_info['drift']:.4f} > --max-drift {max_drift}: an exact "
-                   f"refresh makes a new epoch")
-            epoch, drift_info = None, None
-    if epoch is not None:
-        vocab = frozen_vocabulary(epoch, words, wcounts, total)
-    else:
-        present = wcounts >= options.min_count
-        vocab = rank_vocabulary([(w, int(c)) for w, c, k in zip(words, wcounts, present) if k],
-                                total, options.max_vocab)
+    vocab, epoch, drift_info = _vocabulary(words, wcounts, total, options, epoch, report,
+                                           max_drift)
     stages.record("counts", len(words), started,
                   f"{len(shards)} shards, {total:,} tokens, {len(words):,} word types; "
                   + (f"totals of version {base.version} -{len(sub)} +{len(add)} shards"

@@ -115,18 +115,23 @@ def _token_part_counter(words_bc, unk_id: int, window: int, include_self: bool,
                 to_global = pc.index_in(local, value_set=words).fill_null(unk_id)
                 ids = to_global.to_numpy(zero_copy_only=False).astype(np.int64)[ids]
                 lengths = lengths.astype(np.int64)
-                # about FLUSH_TOKENS tokens at a time, cut between documents
-                ends = np.cumsum(lengths)
-                cuts = np.searchsorted(ends, np.arange(FLUSH_TOKENS, ends[-1] if len(ends)
-                                                       else 0, FLUSH_TOKENS), side="right")
-                doc_bounds = np.unique(np.concatenate(([0], cuts, [len(lengths)])))
-                for lo, hi in zip(doc_bounds[:-1], doc_bounds[1:]):
-                    start = int(ends[lo - 1]) if lo else 0
-                    keys, counts = window_keys(ids[start:int(ends[hi - 1])], lengths[lo:hi],
-                                               codec, include_self)
+                for start, end, lo, hi in document_runs(lengths):
+                    keys, counts = window_keys(ids[start:end], lengths[lo:hi], codec,
+                                               include_self)
                     yield from routed_batches(keys, counts, codec, routes)
 
     return count_parts
+
+
+def document_runs(lengths: np.ndarray, tokens: int = FLUSH_TOKENS) -> Iterator:
+    """(first token, end token, first document, end document) of consecutive runs of about
+    `tokens` tokens, cut between documents of the given lengths."""
+    ends = np.cumsum(lengths)
+    cuts = np.searchsorted(ends, np.arange(tokens, ends[-1] if len(ends) else 0, tokens),
+                           side="right")
+    bounds = np.unique(np.concatenate(([0], cuts, [len(lengths)])))
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        yield (int(ends[lo - 1]) if lo else 0), int(ends[hi - 1]), int(lo), int(hi)
 
 
 def summed_keys(batches: Iterator):
