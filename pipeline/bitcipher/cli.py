@@ -72,7 +72,10 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
     """Defaults shown for every optional flag that has one; examples kept as written."""
 
     def _get_help_string(self, action):
-        if action.required or action.default is None:
+        # a --no-X flag stores False into a default of True: "(default: True)" would read as
+        # if the flag were on by default
+        if action.required or action.default is None or \
+                isinstance(action, argparse._StoreFalseAction):
             return action.help
         return super()._get_help_string(action)
 
