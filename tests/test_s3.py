@@ -1,9 +1,10 @@
 """Corpus and lake on S3 (s3a://) against a real S3-protocol server on loopback (moto).
 
 The same build runs on a local directory and on S3 with the same shards, through the
-`bitcipher` command in a child process (a session of its own, with hadoop-aws on the
-classpath); the tables of both lakes are read back here without Spark (pyarrow over the
-Delta log and the Parquet files) and checked against the NumPy reference and each other.
+`bitcipher` command in a child process (one Spark session with hadoop-aws on the classpath
+for the module's commands, as a scheduler running them back to back in one driver would);
+the tables of both lakes are read back here without Spark (pyarrow over the Delta log and
+the Parquet files) and checked against the NumPy reference and each other.
 Needs the `s3` extra (moto, s3fs); the first run fetches hadoop-aws and its AWS SDK bundle
 from Maven Central (about 640 MB) unless `python -m bitcipher.runtime.jars --s3` did.
 """
@@ -51,6 +52,103 @@ def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return result
 
 
+# One child process, one Spark session with hadoop-aws, for the module's `bitcipher` commands
+# (as a scheduler running them back to back in one driver would): each request line on its
+# stdin is a JSON list, ["cli", ARG...] for `bitcipher ARG...` or ["spark_read", LAKE]; each
+# answer is one "@@result [exit code, stdout, stderr]" line on its stdout. What the JVM writes
+# itself (log4j, on the process's stderr) goes to a file the credential test reads.
+SESSION = r"""
+import contextlib, io, json, sys
+from bitcipher.cli import main
+from bitcipher.runtime.session import spark_session
+
+spark_session(master="local[2]", storage=[sys.argv[1]])  # started as an s3a command starts it
+protocol = sys.stdout
+
+
+def spark_read(lake):
+    from bitcipher.query.keyed_vectors import register_cosine
+    from bitcipher.lake.tables import Lake, register_tables
+
+    spark = spark_session(master="local[2]", storage=[lake])  # the running session, reused
+    register_tables(spark, Lake(lake))
+    register_cosine(spark)
+    rows = spark.sql("SELECT count(*) AS n, sum(count) AS tokens FROM vectors").first()
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    print(json.dumps({
+        "n": rows["n"], "tokens": rows["tokens"],
+        "cooc": spark.sql("SELECT sum(count) FROM cooccurrences").first()[0],
+        "endpoint": hadoop.get("fs.s3a.endpoint"),
+        "path_style": hadoop.get("fs.s3a.path.style.access"),
+        "log_store": spark.conf.get("spark.delta.logStore.s3a.impl"),
+        "conf": sorted(f"{k}={v}" for k, v in spark.sparkContext.getConf().getAll()),
+        "set": [f"{r[0]}={r[1]}" for r in spark.sql("SET").collect()],
+    }))
+    return 0
+
+
+for line in sys.stdin:
+    request = json.loads(line)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(request[1:]) if request[0] == "cli" else spark_read(*request[1:])
+    protocol.write("@@result " + json.dumps([code, out.getvalue(), err.getvalue()]) + "\n")
+    protocol.flush()
+"""
+
+
+class Session:
+    """The module's child process: `run("build", ...)` is `bitcipher build ...` in it."""
+
+    def __init__(self, directory):
+        env = dict(os.environ)
+        env.setdefault("BITCIPHER_DRIVER_MEMORY", "1g")
+        env.pop("BITCIPHER_MASTER", None)
+        self.log = open(directory / "session.log", "w+")
+        self.other: list[str] = []  # stdout lines that are not answers
+        self.proc = subprocess.Popen([sys.executable, "-c", SESSION, f"s3a://{BUCKET}/"],
+                                     env=env, cwd=ROOT, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+
+    def _ask(self, request: list) -> subprocess.CompletedProcess:
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        for line in self.proc.stdout:
+            if line.startswith("@@result "):
+                code, out, err = json.loads(line[len("@@result "):])
+                OUTPUTS.extend([out, err])
+                return subprocess.CompletedProcess(request, code, out, err)
+            self.other.append(line)
+        self.log.seek(0)
+        raise AssertionError(f"the session process ended: {self.log.read()[-3000:]}")
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        return self._ask(["cli", *args])
+
+    def spark_read(self, lake: str) -> subprocess.CompletedProcess:
+        return self._ask(["spark_read", lake])
+
+    def raw_output(self) -> str:
+        self.log.seek(0)
+        return self.log.read() + "".join(self.other)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def session(s3_server, tmp_path_factory):
+    child = Session(tmp_path_factory.mktemp("s3session"))
+    yield child
+    child.close()
+
+
 @pytest.fixture(scope="module")
 def shards_dir(tmp_path_factory):
     """Three shards (one gzip) plus files a listing must skip (hidden, `_`-prefixed)."""
@@ -79,15 +177,16 @@ def places(shards_dir, s3_corpus, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def builds(places):
-    """`bitcipher build` once per backend (lazily), with the same shards and options."""
+def builds(places, session):
+    """`bitcipher build` once per backend (lazily), with the same shards and options, in the
+    module's session."""
     done: dict[str, subprocess.CompletedProcess] = {}
 
     def get(backend: str) -> subprocess.CompletedProcess:
         if backend not in done:
             where = places[backend]
-            done[backend] = _cli("build", "--corpus", where["corpus"], "--lake", where["lake"],
-                                 "--master", "local[2]", *OPTIONS)
+            done[backend] = session.run("build", "--corpus", where["corpus"], "--lake",
+                                        where["lake"], *OPTIONS)
         return done[backend]
 
     return get
@@ -208,11 +307,11 @@ def test_s3_tables_equal_local_tables(builds, places, s3_server):
 
 
 def test_rebuild_on_s3_publishes_a_second_commit_and_removes_the_old_run(
-        builds, places, s3_server):
+        builds, places, s3_server, session):
     assert builds("s3").returncode == 0
     first = read_lake(places["s3"]["lake"], s3_server)
-    result = _cli("build", "--corpus", places["s3"]["corpus"], "--lake", places["s3"]["lake"],
-                  "--master", "local[2]", "--keep-runs", "0", *OPTIONS)
+    result = session.run("build", "--corpus", places["s3"]["corpus"], "--lake",
+                         places["s3"]["lake"], "--keep-runs", "0", *OPTIONS)
     assert result.returncode == 0, result.stderr[-3000:]
     second = read_lake(places["s3"]["lake"], s3_server)
     assert second["commits"] == first["commits"] + 1
@@ -223,7 +322,7 @@ def test_rebuild_on_s3_publishes_a_second_commit_and_removes_the_old_run(
 
 
 def test_refresh_on_s3_matches_the_reference_and_keeps_its_totals_there(
-        s3_server, s3_corpus, tmp_path):
+        s3_server, s3_corpus, session, tmp_path):
     """`bitcipher refresh` with corpus and lake on S3: from empty (exact), then `--frozen`
     after a new shard arrives (counted alone, merged into the totals kept on S3, coded with
     the epoch read back from S3); the tables equal the NumPy reference on all shards with
@@ -235,14 +334,14 @@ def test_refresh_on_s3_matches_the_reference_and_keeps_its_totals_there(
     (extra / "part-009.txt").write_text("\n".join(CORPUS_C) + "\n", encoding="utf-8")
     corpus = s3_server.upload_dir(first, BUCKET, "refresh-corpus")  # the bucket: s3_corpus
     lake = f"s3a://{BUCKET}/lakes/refreshed"
-    args = ("--corpus", corpus, "--lake", lake, "--master", "local[2]", *OPTIONS)
-    # both refreshes through `bitcipher refresh` in one child process (one JVM start):
-    # the second one, after the upload, reads what the first one left on S3
-    first_code, second_code, first_err, second_err = _refresh_twice(
-        args, between=lambda: s3_server.upload_dir(extra, BUCKET, "refresh-corpus"),
-        then=("--frozen",))
-    assert first_code == 0, first_err[-3000:]
-    assert second_code == 0, second_err[-3000:]
+    args = ("--corpus", corpus, "--lake", lake, *OPTIONS)
+    # the second refresh, after the upload, reads what the first one left on S3
+    first_run = session.run("refresh", *args)
+    assert first_run.returncode == 0, first_run.stderr[-3000:]
+    s3_server.upload_dir(extra, BUCKET, "refresh-corpus")
+    second_run = session.run("refresh", *args, "--frozen")
+    assert second_run.returncode == 0, second_run.stderr[-3000:]
+    second_err = second_run.stderr
     assert "totals of version 0 -0 +1 shards" in second_err, second_err[-3000:]
     assert "frozen to run" in second_err, second_err[-3000:]
 
@@ -270,89 +369,12 @@ def test_refresh_on_s3_matches_the_reference_and_keeps_its_totals_there(
     assert pointer["version"] == 1
 
 
-REFRESH_TWICE = """
-import sys
-from bitcipher.cli import main
-args, _, then = " ".join(sys.argv[1:]).partition(" @@then")
-code = main(["refresh", *args.split()])
-print(f"\\n@@first refresh exit {code}", flush=True)
-print("\\n@@second refresh", file=sys.stderr, flush=True)
-if code != 0 or sys.stdin.readline().strip() != "go":
-    sys.exit(code or 99)
-sys.exit(main(["refresh", *args.split(), *then.split()]))
-"""
-
-
-def _refresh_twice(args, between, timeout: int = 600, then=()):
-    """`bitcipher refresh ARGS` twice in one child process, `between()` run in between, the
-    second time with the flags `then` too; (first exit code, second exit code, first
-    stderr, second stderr). No argument may hold a space."""
-    import tempfile
-
-    env = dict(os.environ)
-    env.setdefault("BITCIPHER_DRIVER_MEMORY", "1g")
-    env.pop("BITCIPHER_MASTER", None)
-    with tempfile.TemporaryFile("w+") as err:
-        assert not any(" " in a for a in [*args, *then])
-        proc = subprocess.Popen([sys.executable, "-c", REFRESH_TWICE, *args, "@@then", *then],
-                                env=env, cwd=ROOT,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                                text=True)
-        out, first, second = [], None, None
-        try:
-            for line in proc.stdout:
-                out.append(line)
-                if line.startswith("@@first refresh exit "):
-                    first = int(line.split()[-1])
-                    break
-            if first == 0:
-                between()
-                proc.stdin.write("go\n")
-            proc.stdin.close()
-            out.append(proc.stdout.read())
-            second = proc.wait(timeout=timeout)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        err.seek(0)
-        text = err.read()
-    OUTPUTS.extend(["".join(out), text])
-    first_err, _, second_err = text.partition("@@second refresh")
-    return first, (second if first == 0 else None), first_err, second_err
-
-
-SPARK_READ = """
-import json, sys
-from bitcipher.query.keyed_vectors import register_cosine
-from bitcipher.lake.tables import Lake, register_tables
-from bitcipher.runtime.session import spark_session
-lake = sys.argv[1]
-spark = spark_session(master="local[1]", storage=[lake])
-register_tables(spark, Lake(lake))
-register_cosine(spark)
-rows = spark.sql("SELECT count(*) AS n, sum(count) AS tokens FROM vectors").first()
-hadoop = spark.sparkContext._jsc.hadoopConfiguration()
-print(json.dumps({
-    "n": rows["n"], "tokens": rows["tokens"],
-    "cooc": spark.sql("SELECT sum(count) FROM cooccurrences").first()[0],
-    "endpoint": hadoop.get("fs.s3a.endpoint"),
-    "path_style": hadoop.get("fs.s3a.path.style.access"),
-    "log_store": spark.conf.get("spark.delta.logStore.s3a.impl"),
-    "conf": sorted(f"{k}={v}" for k, v in spark.sparkContext.getConf().getAll()),
-    "set": [f"{r[0]}={r[1]}" for r in spark.sql("SET").collect()],
-}))
-spark.stop()
-"""
-
-
 def test_spark_reads_the_s3_lake_with_the_settings_from_the_environment(
-        builds, places, s3_server):
+        builds, places, s3_server, session):
+    """The module's session (started for s3a:// as a command starts it) reads the lake with
+    SQL; its S3A settings came from the environment, never the credentials."""
     assert builds("s3").returncode == 0
-    env = dict(os.environ, BITCIPHER_DRIVER_MEMORY="1g")
-    result = subprocess.run([sys.executable, "-c", SPARK_READ, places["s3"]["lake"]], env=env,
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    OUTPUTS.extend([result.stdout, result.stderr])
+    result = session.spark_read(places["s3"]["lake"])
     assert result.returncode == 0, result.stderr[-3000:]
     got = json.loads(result.stdout.strip().splitlines()[-1])
     expected = reference.vectors(LINES, **REFERENCE)
@@ -391,10 +413,11 @@ def test_missing_bucket_is_an_input_error(s3_server):
         list_shards("s3a://no-such-bucket-bitcipher/corpus")
 
 
-def test_build_with_a_missing_s3_prefix_exits_3_and_writes_nothing(s3_server, s3_corpus):
+def test_build_with_a_missing_s3_prefix_exits_3_and_writes_nothing(s3_server, s3_corpus,
+                                                                   session):
     lake = f"s3a://{BUCKET}/lakes/never"
-    result = _cli("build", "--corpus", f"s3a://{BUCKET}/missing-prefix", "--lake", lake,
-                  "--master", "local[1]", *OPTIONS)
+    result = session.run("build", "--corpus", f"s3a://{BUCKET}/missing-prefix", "--lake", lake,
+                         *OPTIONS)
     assert result.returncode == 3, result.stderr[-3000:]
     assert f"s3a://{BUCKET}/missing-prefix" in result.stderr
     assert "does not exist" in result.stderr
@@ -410,14 +433,14 @@ def test_build_help_offers_no_credential_flags():
         assert word not in text
 
 
-def test_credentials_appear_in_no_output_table_or_object(builds, places, s3_server):
-    """After the child-process tests above: every child's stdout/stderr so far, every object
-    written to the bucket (Delta log with its table properties, manifests, Parquet) and the
-    local lake."""
+def test_credentials_appear_in_no_output_table_or_object(builds, places, s3_server, session):
+    """After the child-process tests above: every child's stdout/stderr so far (the session
+    process's own log too), every object written to the bucket (Delta log with its table
+    properties, manifests, Parquet) and the local lake."""
     assert builds("local").returncode == 0 and builds("s3").returncode == 0
     secrets_ = [s3_server.access_key, s3_server.secret_key]
     assert OUTPUTS, "no child output was recorded"
-    for text in OUTPUTS:
+    for text in [*OUTPUTS, session.raw_output()]:
         for secret in secrets_:
             assert secret not in text
     keys = s3_server.keys(BUCKET, "lakes/")
