@@ -19,15 +19,23 @@ from bitcipher.runtime.standalone import standalone_cluster
 
 ZIP_NAME = re.compile(r"bitcipher-[0-9a-f]{16}\.zip")
 
+# where the executors import bitcipher from; with more arguments, then `bitcipher ARGS` in
+# the same application (the command reuses the running session)
 PROBE = """
 import json, os, sys
 from bitcipher.runtime.session import spark_session
 spark = spark_session(master=sys.argv[1], app_name="bitcipher-probe")
 files = spark.sparkContext.parallelize(range(4), 4).map(
     lambda _: __import__("bitcipher").__file__).collect()
-print("PROBE " + json.dumps({"includes": spark.sparkContext._python_includes, "files": files}))
+print("PROBE " + json.dumps({"includes": spark.sparkContext._python_includes, "files": files}),
+      flush=True)
+if len(sys.argv) > 2:
+    from bitcipher.cli import main
+
+    sys.exit(main(sys.argv[2:]))
 spark.stop()
 """
+OPTIONS = ["--bits", "7", "--window", "3", "--min-count", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +49,26 @@ def _app_dirs(cluster):
     return {p for w in cluster.worker_dirs() for p in w.glob("app-*")}
 
 
-def _probe(cluster, **env):
-    result = subprocess.run([sys.executable, "-c", PROBE, cluster.url],
+def _probe(cluster, *command, **env):
+    result = subprocess.run([sys.executable, "-c", PROBE, cluster.url, *command],
                             env=dict(cluster.env, **env), capture_output=True, text=True,
-                            timeout=900)
+                            timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(x for x in result.stdout.splitlines() if x.startswith("PROBE "))
-    return json.loads(line[len("PROBE "):])
+    return json.loads(line[len("PROBE "):]), result
+
+
+@pytest.fixture(scope="module")
+def cluster_build(cluster, tmp_path_factory):
+    """One application on the cluster: the probe, then `bitcipher build` of a small corpus."""
+    base = tmp_path_factory.mktemp("cluster-build")
+    corpus = write_shards(base / "corpus", CORPUS_A * 5 + CORPUS_B * 5, shards=4)
+    lake = base / "cluster-lake"
+    apps_before = _app_dirs(cluster)
+    shipped, result = _probe(cluster, "build", "--corpus", str(corpus), "--lake", str(lake),
+                             "--master", cluster.url, *OPTIONS)
+    return {"probe": shipped, "result": result, "corpus": corpus, "lake": lake,
+            "apps": _app_dirs(cluster) - apps_before}
 
 
 def test_package_zip_is_content_addressed_and_importable(tmp_path, monkeypatch):
@@ -80,8 +101,8 @@ def test_package_zip_is_content_addressed_and_importable(tmp_path, monkeypatch):
     assert fields == "['word', 'id', 'count', 'vector']"
 
 
-def test_executors_import_the_shipped_zip(cluster):
-    shipped = _probe(cluster)
+def test_executors_import_the_shipped_zip(cluster, cluster_build):
+    shipped = cluster_build["probe"]
     assert len(shipped["includes"]) == 1
     name = shipped["includes"][0]
     assert ZIP_NAME.fullmatch(name)
@@ -93,25 +114,18 @@ def test_executors_import_the_shipped_zip(cluster):
         assert not path.startswith(cache_dir())
 
     # without shipping the executors fall back to the installed package
-    installed = _probe(cluster, BITCIPHER_SHIP_PACKAGE="0")
+    installed, _ = _probe(cluster, BITCIPHER_SHIP_PACKAGE="0")
     assert installed["includes"] == []
     assert installed["files"] and not any(".zip" in p for p in installed["files"])
 
 
-def test_cluster_build_equals_local(cluster, spark, tmp_path):
-    url, env = cluster.url, cluster.env
-    apps_before = _app_dirs(cluster)
-    corpus = write_shards(tmp_path / "corpus", CORPUS_A * 5 + CORPUS_B * 5, shards=4)
-    options = ["--bits", "7", "--window", "3", "--min-count", "2"]
-    cluster_lake = tmp_path / "cluster-lake"
-    result = subprocess.run(
-        [sys.executable, "-m", "bitcipher.cli", "build", "--corpus", str(corpus), "--lake",
-         str(cluster_lake), "--master", url, *options],
-        env=env, capture_output=True, text=True, timeout=1200)
+def test_cluster_build_equals_local(cluster_build, spark, tmp_path):
+    corpus, cluster_lake = cluster_build["corpus"], cluster_build["lake"]
+    result = cluster_build["result"]
     assert result.returncode == 0, result.stderr[-3000:]
     assert "cooccurrences" in result.stderr
     # the build's executors fetched the package zip into their work dirs
-    new_apps = _app_dirs(cluster) - apps_before
+    new_apps = cluster_build["apps"]
     assert new_apps
     fetched = {p.name for app in new_apps for p in app.glob("*/bitcipher-*.zip")}
     assert len(fetched) == 1 and ZIP_NAME.fullmatch(fetched.pop())
