@@ -11,9 +11,10 @@ sys.path.insert(0, os.path.dirname(__file__))  # `import reference` (the NumPy r
 # (pytest-xdist, --dist loadfile --no-loadscope-reorder), handing each worker the next file
 # in collection order as it frees up: starting with the longest files keeps the two workers
 # busy to the end instead of leaving one of them alone with a long file.
-LONGEST_FIRST = ("test_refresh_crash.py", "test_refresh.py", "test_s3.py", "test_cluster.py",
-                 "test_readme.py", "test_frozen.py", "test_wide.py", "test_notebook.py",
-                 "test_interrupted.py", "test_keep_runs.py", "test_pipeline.py")
+LONGEST_FIRST = ("test_refresh.py", "test_refresh_crash.py", "test_frozen.py", "test_cluster.py",
+                 "test_wide.py", "test_s3.py", "test_bad_input.py", "test_notebook.py",
+                 "test_pipeline.py", "test_readme.py", "test_invariants.py", "test_keep_runs.py",
+                 "test_interrupted.py")
 
 
 def pytest_collection_modifyitems(config, items):
