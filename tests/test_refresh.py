@@ -395,23 +395,22 @@ def test_help_shows_defaults_and_an_example(command, capsys):
 
 
 def store_counts(spark, lake: Lake):
-    """{shard: ({word: count}, {(center key, context key, offset): count})} of the count
-    store's latest version, rows of a shard summed."""
+    """{shard: ({word: count}, [document as a tuple of word keys, ...])} of the count store's
+    latest version: a shard's word rows summed, the documents of its tokens rows."""
     from pyspark.sql import functions as F
 
     df = spark.read.format("delta").load(counts_uri(lake))
     out: dict = {}
-    for r in df.where(F.col("kind").isin("word", "pairs")).collect():
-        words, pairs = out.setdefault(r["shard"], ({}, {}))
+    for r in df.where(F.col("kind").isin("word", "tokens")).collect():
+        words, docs = out.setdefault(r["shard"], ({}, []))
         if r["kind"] == "word":
             words[r["word"]] = words.get(r["word"], 0) + r["count"]
             continue
-        columns = [np.frombuffer(r[c], dtype=t) for c, t in
-                   (("center_keys", "<i8"), ("context_keys", "<i8"), ("offsets", "i1"),
-                    ("pair_counts", "<i8"))]
-        for ck, xk, off, n in zip(*columns):
-            key = (int(ck), int(xk), int(off))
-            pairs[key] = pairs.get(key, 0) + int(n)
+        distinct = np.frombuffer(r["center_keys"], dtype="<i8")
+        tokens = distinct[np.frombuffer(r["context_keys"], dtype="<i4")]
+        ends = np.cumsum(np.frombuffer(r["pair_counts"], dtype="<i8"))
+        docs.extend(tuple(int(k) for k in tokens[lo:hi])
+                    for lo, hi in zip(np.concatenate(([0], ends[:-1])), ends))
     return out
 
 
@@ -420,7 +419,6 @@ def test_a_build_leaves_what_a_refresh_needs(spark, tmp_path, built):
     would: the next refresh finds nothing to do, then counts only the shards that changed
     and starts from the build's totals (tests/test_frozen.py: a frozen refresh after a
     build keeps the vectors of the words the change did not touch)."""
-    from bitcipher.keys import EDGE_WORD_KEY
 
     corpus, lake = tmp_path / "corpus", Lake(str(tmp_path / "lake"))
     put(corpus, "s0", TEXTS["a"])
@@ -428,8 +426,9 @@ def test_a_build_leaves_what_a_refresh_needs(spark, tmp_path, built):
     put(corpus, "s2", TEXTS["e"])
     build(spark, str(corpus), lake, OPTIONS, report=quiet)
 
-    # the store: per shard, the word counts and the co-occurrence counts (every offset up
-    # to the window, the document edge and d = 0) that NumPy's reference finds in its text
+    # the store: per shard, the word counts and the documents (word keys in their order,
+    # from which a refresh counts the co-occurrences) that NumPy's reference finds in its
+    # text
     stored = store_counts(spark, lake)
     assert sorted(stored) == sorted(f"file://{p}" for p in map(str, corpus.glob("*.txt")))
     for path in corpus.glob("*.txt"):
@@ -437,13 +436,10 @@ def test_a_build_leaves_what_a_refresh_needs(spark, tmp_path, built):
         vocab = sorted({w for doc in docs for w in doc})
         keys = dict(zip(vocab, word_keys(vocab).tolist()))
         want_words = {w: sum(doc.count(w) for doc in docs) for w in vocab}
-        ids = [[vocab.index(w) for w in doc] for doc in docs]
-        want_pairs = {
-            (keys[vocab[t]], EDGE_WORD_KEY if c == reference.EDGE else keys[vocab[c]], d): n
-            for (t, c, d), n in reference.cooccurrences(ids, OPTIONS.window).items()}
-        got_words, got_pairs = stored[f"file://{path}"]
+        got_words, got_docs = stored[f"file://{path}"]
         assert got_words == want_words, path.name
-        assert got_pairs == want_pairs, path.name
+        assert sorted(d for d in got_docs if d) == sorted(tuple(keys[w] for w in doc)
+                                                          for doc in docs if doc), path.name
 
     # --no-count-store: the same tables, and no count store or totals
     one_off = Lake(str(tmp_path / "one-off"))

@@ -51,3 +51,59 @@ def test_marginal_totals_sum_over_centre_words():
         want[int(c) * codec.n_offsets + int(d) + 2] += int(n)
     keys, sums = marginal_totals(context, offset, counts, codec)
     assert dict(zip(keys.tolist(), sums.tolist())) == dict(want)
+
+
+def test_delta_router_counts_tokens_rows_as_the_reference_and_reads_pairs_rows():
+    """A ``tokens`` row (documents as word keys) and a ``pairs`` row (the co-occurrence counts
+    of a store written before tokens rows), signed: the router's summed, routed output equals
+    the NumPy reference's co-occurrences of the documents, in word indices."""
+    import pyarrow as pa
+    from types import SimpleNamespace
+
+    import reference
+
+    from bitcipher.incremental.run import _arrow_rows, _token_rows
+    from bitcipher.incremental.totals import delta_router
+    from bitcipher.keys import EDGE_WORD_KEY, word_keys
+
+    words = ["the", "cat", "sat", "on", "mat", "dog"]
+    keys = word_keys(words)
+    order = np.argsort(keys)
+    map_bc = SimpleNamespace(value=(keys[order], np.arange(len(words))[order]))
+    window, buckets, routes = 2, 3, [7, 8, 9]
+    kept = [[0, 1, 2, 3, 0, 4], [5], [], [1, 1, 0]]  # documents as word indices
+    gone = [[5, 2, 0], [4, 4]]  # a shard taken out: its pairs row, subtracted
+
+    ids = np.array([w for doc in kept for w in doc], dtype=np.int64)
+    lengths = np.array([len(doc) for doc in kept], dtype=np.int64)
+    token_batches = list(_token_rows("s0", ids, lengths, keys))
+    assert all(b.column(1)[0].as_py() == "tokens" for b in token_batches)
+    old = reference.cooccurrences(gone, window)
+    triples = list(old)
+    pair_batch = _arrow_rows(
+        1, shard="s1", kind="pairs",
+        center_keys=[keys[[t for t, _, _ in triples]].astype("<i8").tobytes()],
+        context_keys=[np.array([EDGE_WORD_KEY if c == reference.EDGE else keys[c]
+                                for _, c, _ in triples], dtype="<i8").tobytes()],
+        offsets=[np.array([d for _, _, d in triples], dtype="i1").tobytes()],
+        pair_counts=[np.array([old[k] for k in triples], dtype="<i8").tobytes()])
+
+    def store_rows(batch, sign):
+        names = ["kind", "center_keys", "context_keys", "offsets", "pair_counts"]
+        return pa.RecordBatch.from_arrays([batch.column(batch.schema.get_field_index(n))
+                                           for n in names] + [pa.array([sign], pa.int32())],
+                                          names=[*names, "s"])
+
+    rows = [store_rows(b, 1) for b in token_batches] + [store_rows(pair_batch, -1)]
+    got: Counter = Counter()
+    for out in delta_router(map_bc, buckets, routes, window)(iter(rows)):
+        route = out.column(0)[0].as_py()
+        k = np.frombuffer(out.column(1)[0].as_py(), dtype=np.int64)
+        n = np.frombuffer(out.column(2)[0].as_py(), dtype=np.int64)
+        for (c, d, x), v in zip(zip(*unpack(k)), n):
+            assert routes[int(c) % buckets] == route
+            got[(int(c), reference.EDGE if x == PACKED_EDGE else int(x), int(d))] += int(v)
+    want = Counter(reference.cooccurrences(kept, window))
+    want.subtract(old)
+    assert +got == +want and -got == -want  # the same non-zero signed counts
+    assert sum(got.values()) == sum(want.values())

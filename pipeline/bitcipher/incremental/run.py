@@ -9,8 +9,15 @@ kind       row
 shard      the manifest entry of one shard: size, mtime, format
 stats      documents, tokens (``count``) and invalid UTF-8 lines of (part of) one shard
 word       unigram count of one word in one shard
-pairs      co-occurrence counts of one shard as packed little-endian arrays: ``center_keys``
-           and ``context_keys`` (int64 word keys), ``offsets`` (int8), ``pair_counts`` (int64)
+tokens     a run of whole documents of one shard (about FLUSH_TOKENS tokens a row), as packed
+           little-endian arrays: ``center_keys`` the run's distinct word keys (int64),
+           ``context_keys`` its tokens as indices into them (int32), ``pair_counts`` the
+           documents' lengths (int64); the co-occurrences are counted from them when a
+           refresh sums or takes out the shard (:func:`bitcipher.incremental.totals.
+           delta_router`), at any window up to the store's
+pairs      (stores written before the ``tokens`` rows, still read) co-occurrence counts of
+           one shard: ``center_keys`` and ``context_keys`` (int64 word keys), ``offsets``
+           (int8), ``pair_counts`` (int64)
 refresh    one per committed refresh, in its own partition ``refresh:<seq>``: ``seq`` and
            ``info`` (JSON: time, shards added / replaced / removed, counting options)
 =========  ===================================================================================
@@ -55,7 +62,7 @@ import numpy as np
 from bitcipher.finish import BuildResult, BuildRun, StageLog, finish_build, plain_path
 from fsspec.core import url_to_fs
 
-from bitcipher.keys import (EDGE_WORD_KEY, FLUSH_PAIRS, MAX_WORDS, KeyCodec, sum_by_key,
+from bitcipher.keys import (EDGE_WORD_KEY, MAX_WORDS, KeyCodec, sum_by_key,
                             word_keys)
 from bitcipher.incremental import totals
 from bitcipher.lake.storage import fsspec_uri
@@ -111,46 +118,32 @@ def _arrow_rows(n: int, **columns):
     return pa.RecordBatch.from_arrays(arrays, names=list(types))
 
 
-def _pair_rows(shard: str, keys, counts, codec: KeyCodec, keys_of: np.ndarray):
-    """The ``pairs`` rows of one shard's summed co-occurrence counts, given as `codec` keys
-    over word indices whose word keys are `keys_of`, PAIRS_PER_ROW pairs a row."""
-    center, offset, context = codec.decode(keys)
-    edge = context == codec.edge_context
-    ck = keys_of[center]
-    xk = np.where(edge, EDGE_WORD_KEY, keys_of[np.where(edge, 0, context)])
-    off = offset.astype(np.int8)
-    for lo in range(0, len(ck), PAIRS_PER_ROW):
-        hi = lo + PAIRS_PER_ROW
-        yield _arrow_rows(1, shard=shard, kind="pairs",
-                          center_keys=[ck[lo:hi].astype("<i8").tobytes()],
-                          context_keys=[xk[lo:hi].astype("<i8").tobytes()],
-                          offsets=[off[lo:hi].tobytes()],
-                          pair_counts=[counts[lo:hi].astype("<i8").tobytes()])
+def _token_rows(shard: str, ids: np.ndarray, lengths: np.ndarray, keys_of: np.ndarray):
+    """The ``tokens`` rows of one shard's documents, given as word indices `ids` whose word
+    keys are `keys_of` and the documents' `lengths`: one row per run of about FLUSH_TOKENS
+    tokens, cut between documents."""
+    from bitcipher.stages.cooccurrences import document_runs
+
+    for start, end, lo, hi in document_runs(lengths):
+        distinct, index = np.unique(ids[start:end], return_inverse=True)
+        yield _arrow_rows(1, shard=shard, kind="tokens",
+                          center_keys=[keys_of[distinct].astype("<i8").tobytes()],
+                          context_keys=[index.astype("<i4").tobytes()],
+                          pair_counts=[lengths[lo:hi].astype("<i8").tobytes()])
 
 
-def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int, window: int
-                   ) -> Callable:
+def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int) -> Callable:
     """mapInArrow: documents (shard, text, invalid_utf8) -> count-store rows per shard."""
 
     def count_batches(batches):
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        from bitcipher.stages.cooccurrences import window_keys
         from bitcipher.stages.tokenize import tokenize_batch
 
         canonical = canonical_bc.value
-        codec = KeyCodec(LOCAL_WORDS - 1, window)  # task-local word ids
-        local: dict = {}
+        local: dict = {}  # task-local word ids
         state: dict = {}
-
-        def compact(st):
-            for k, n in (("keys", "counts"), ("uids", "ucounts")):
-                if len(st[k]) > 1:
-                    a, b = sum_by_key(np.concatenate(st[k]), np.concatenate(st[n]))
-                    st[k], st[n] = [a], [b]
-            st["pending"] = 0
-
         for batch in batches:
             shard_col, text, invalid = batch.column(0), batch.column(1), batch.column(2)
             flat, lengths, lines = tokenize_batch(text, lowercase, max_document_tokens)
@@ -173,39 +166,27 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int, wind
                 ids = np.empty(0, np.int64)
             token_code = np.repeat(chunk_code, lengths)
             for c, name in enumerate(names):
-                st = state.setdefault(name, {"docs": 0, "tokens": 0, "bad": 0, "keys": [],
-                                             "counts": [], "uids": [], "ucounts": [],
-                                             "pending": 0})
+                st = state.setdefault(name, {"docs": 0, "bad": 0, "ids": [], "lengths": []})
                 st["bad"] += int(bad[c])
                 chosen = chunk_code == c
                 if not chosen.any():
                     continue
-                doc_lengths = lengths[chosen]
-                doc_ids = ids[token_code == c]
-                st["docs"] += len(doc_lengths)
-                st["tokens"] += len(doc_ids)
-                keys, counts = window_keys(doc_ids, doc_lengths, codec, True)
-                st["keys"].append(keys)
-                st["counts"].append(counts)
-                u, n = np.unique(doc_ids, return_counts=True)
-                st["uids"].append(u)
-                st["ucounts"].append(n.astype(np.int64))
-                st["pending"] += len(keys)
-                if st["pending"] >= FLUSH_PAIRS:
-                    compact(st)
+                st["lengths"].append(lengths[chosen])
+                st["ids"].append(ids[token_code == c])
 
         words = pa.array(list(local), pa.string())
         keys_of = word_keys(words.to_pylist())
         for name, st in state.items():
-            yield _arrow_rows(1, shard=name, kind="stats", documents=st["docs"],
-                              count=st["tokens"], invalid_utf8=st["bad"])
-            if not st["keys"]:
+            lengths = np.concatenate(st["lengths"] or [np.empty(0, np.int64)])
+            ids = np.concatenate(st["ids"] or [np.empty(0, np.int64)])
+            yield _arrow_rows(1, shard=name, kind="stats", documents=len(lengths),
+                              count=len(ids), invalid_utf8=st["bad"])
+            if not len(lengths):
                 continue
-            compact(st)
-            u, n = st["uids"][0], st["ucounts"][0]
+            u, n = np.unique(ids, return_counts=True)
             yield _arrow_rows(len(u), shard=name, kind="word", word=words.take(pa.array(u)),
                               count=n)
-            yield from _pair_rows(name, st["keys"][0], st["counts"][0], codec, keys_of)
+            yield from _token_rows(name, ids, lengths, keys_of)
 
     return count_batches
 
@@ -213,11 +194,9 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int, wind
 def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: list[int],
                   token_dir: str, store: bool) -> Callable:
     """mapInArrow over the part numbers of a build's kept tokens: for each shard of each
-    part, with `store` its count-store rows (``word`` and ``pairs``, as a refresh counts
+    part, with `store` its count-store rows (``word`` and ``tokens``, as a refresh counts
     them, COUNTS_SCHEMA), otherwise its co-occurrence counts as packed word-index keys
-    (:func:`bitcipher.keys.pack`) routed to their totals bucket (PARTIAL_SCHEMA). Two passes
-    over the kept tokens (counting the windows twice) cost less than one pass whose output
-    Spark keeps for two jobs."""
+    (:func:`bitcipher.keys.pack`) routed to their totals bucket (PARTIAL_SCHEMA)."""
 
     def count_parts(batches):
         import pyarrow as pa
@@ -250,18 +229,17 @@ def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: lis
                         u, n = np.unique(doc_ids, return_counts=True)
                         yield _arrow_rows(len(u), shard=name, kind="word",
                                           word=words.take(pa.array(u)), count=n)
+                        yield from _token_rows(name, doc_ids, doc_lengths, keys_of)
+                        continue
                     for start, end, lo, hi in document_runs(doc_lengths):
                         keys, counts = window_keys(doc_ids[start:end], doc_lengths[lo:hi],
                                                    codec, True)
-                        if store:
-                            yield from _pair_rows(name, keys, counts, codec, keys_of)
-                        else:
-                            center, offset, context = codec.decode(keys)
-                            packed = pack(center, offset,
-                                          np.where(context == codec.edge_context,
-                                                   PACKED_EDGE, context))
-                            yield from batches_by_partition(packed, counts, center % buckets,
-                                                            routes)
+                        center, offset, context = codec.decode(keys)
+                        packed = pack(center, offset,
+                                      np.where(context == codec.edge_context, PACKED_EDGE,
+                                               context))
+                        yield from batches_by_partition(packed, counts, center % buckets,
+                                                        routes)
 
     return count_parts
 
@@ -610,8 +588,7 @@ def refresh(
                     raise InputError(f"shard {bad['shard']}: {bad['bad_record']}")
             canonical = spark.sparkContext.broadcast({plain_path(s.path): s.path
                                                       for s in changed})
-            counter = _shard_counter(canonical, options.lowercase, options.max_document_tokens,
-                                     count_window)
+            counter = _shard_counter(canonical, options.lowercase, options.max_document_tokens)
             frame = docs.select("shard", "text", "invalid_utf8").mapInArrow(
                 counter, COUNTS_SCHEMA).unionByName(frame)
         touched = added + replaced + removed + [f"refresh:{seq:010d}"]
@@ -829,20 +806,21 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
 
     def deltas(routes: list[int]):
         """The changed shards' signed co-occurrence counts, routed to their buckets."""
-        cols = ("center_keys", "context_keys", "offsets", "pair_counts")
+        cols = ("kind", "center_keys", "context_keys", "offsets", "pair_counts")
         parts = []
         if add is None or add:
-            parts.append(_store_at(spark, uri, version, ("pairs",), add)
+            parts.append(_store_at(spark, uri, version, ("tokens", "pairs"), add)
                          .select(*cols, F.lit(1).alias("s")))
         if sub:
-            parts.append(_store_at(spark, uri, base.version, ("pairs",), sub)
+            parts.append(_store_at(spark, uri, base.version, ("tokens", "pairs"), sub)
                          .select(*cols, F.lit(-1).alias("s")))
         if not parts:
             return None
         union = parts[0]
         for extra in parts[1:]:
             union = union.unionByName(extra)
-        return union.mapInArrow(totals.delta_router(map_bc, buckets, routes), PARTIAL_SCHEMA)
+        return union.mapInArrow(totals.delta_router(map_bc, buckets, routes,
+                                                    int(counting["window"])), PARTIAL_SCHEMA)
 
     extra = {PROP_COUNTS_VERSION: str(version),
              PROP_REFRESH: json.dumps({"seq": seq, "counts_version": version,

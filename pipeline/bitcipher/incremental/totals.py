@@ -171,14 +171,17 @@ def buckets_for(tokens: int, parallelism: int, tokens_per_bucket: int) -> int:
 # Python workers
 
 
-def delta_router(map_bc, buckets: int, routes: list[int]) -> Callable:
-    """mapInArrow: store rows (center_keys, context_keys, offsets, pair_counts, sign) ->
-    packed (route, keys, counts) of summed signed counts, one batch per bucket."""
+def delta_router(map_bc, buckets: int, routes: list[int], window: int) -> Callable:
+    """mapInArrow: store rows (kind, center_keys, context_keys, offsets, pair_counts, sign)
+    -> packed (route, keys, counts) of summed signed counts, one batch per bucket. A
+    ``tokens`` row's co-occurrences are counted here, up to `window` (the store's); a
+    ``pairs`` row holds them already."""
 
     def route_batches(batches: Iterator):
-        from bitcipher.stages.cooccurrences import batches_by_partition
+        from bitcipher.stages.cooccurrences import batches_by_partition, window_keys
 
         sorted_keys, idx = map_bc.value
+        codec = KeyCodec(len(idx), window)
         keys_buf: list = []
         counts_buf: list = []
         pending = 0
@@ -190,16 +193,25 @@ def delta_router(map_bc, buckets: int, routes: list[int]) -> Callable:
             yield from batches_by_partition(keys, counts, packed_center(keys) % buckets, routes)
 
         for batch in batches:
-            columns = [batch.column(i).to_pylist() for i in range(5)]
-            for cb, xb, ob, nb, sign in zip(*columns):
-                ck = np.frombuffer(cb, dtype="<i8").astype(np.int64)
-                xk = np.frombuffer(xb, dtype="<i8").astype(np.int64)
-                off = np.frombuffer(ob, dtype=np.int8).astype(np.int64)
-                n = np.frombuffer(nb, dtype="<i8").astype(np.int64)
-                center = lookup_ids(sorted_keys, idx, ck)
-                edge = xk == EDGE_WORD_KEY
-                context = np.where(edge, PACKED_EDGE,
-                                   lookup_ids(sorted_keys, idx, np.where(edge, ck, xk)))
+            columns = [batch.column(i).to_pylist() for i in range(6)]
+            for kind, cb, xb, ob, nb, sign in zip(*columns):
+                if kind == "tokens":
+                    distinct = lookup_ids(sorted_keys, idx,
+                                          np.frombuffer(cb, dtype="<i8").astype(np.int64))
+                    ids = distinct[np.frombuffer(xb, dtype="<i4")]
+                    keys, n = window_keys(ids, np.frombuffer(nb, dtype="<i8").astype(np.int64),
+                                          codec, True)
+                    center, off, context = codec.decode(keys)
+                    context = np.where(context == codec.edge_context, PACKED_EDGE, context)
+                else:
+                    ck = np.frombuffer(cb, dtype="<i8").astype(np.int64)
+                    xk = np.frombuffer(xb, dtype="<i8").astype(np.int64)
+                    off = np.frombuffer(ob, dtype=np.int8).astype(np.int64)
+                    n = np.frombuffer(nb, dtype="<i8").astype(np.int64)
+                    center = lookup_ids(sorted_keys, idx, ck)
+                    edge = xk == EDGE_WORD_KEY
+                    context = np.where(edge, PACKED_EDGE,
+                                       lookup_ids(sorted_keys, idx, np.where(edge, ck, xk)))
                 keys_buf.append(pack(center, off, context))
                 counts_buf.append(n * int(sign))
                 pending += len(n)
