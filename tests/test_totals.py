@@ -62,7 +62,7 @@ def test_delta_router_counts_tokens_rows_as_the_reference_and_reads_pairs_rows()
 
     import reference
 
-    from bitcipher.incremental.run import _arrow_rows, _token_rows
+    from bitcipher.incremental.run import store_rows, token_rows
     from bitcipher.incremental.totals import delta_router
     from bitcipher.keys import EDGE_WORD_KEY, word_keys
 
@@ -76,11 +76,11 @@ def test_delta_router_counts_tokens_rows_as_the_reference_and_reads_pairs_rows()
 
     ids = np.array([w for doc in kept for w in doc], dtype=np.int64)
     lengths = np.array([len(doc) for doc in kept], dtype=np.int64)
-    token_batches = list(_token_rows("s0", ids, lengths, keys))
+    token_batches = list(token_rows("s0", ids, lengths, keys))
     assert all(b.column(1)[0].as_py() == "tokens" for b in token_batches)
     old = reference.cooccurrences(gone, window)
     triples = list(old)
-    pair_batch = _arrow_rows(
+    pair_batch = store_rows(
         1, shard="s1", kind="pairs",
         center_keys=[keys[[t for t, _, _ in triples]].astype("<i8").tobytes()],
         context_keys=[np.array([EDGE_WORD_KEY if c == reference.EDGE else keys[c]

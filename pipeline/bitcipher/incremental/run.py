@@ -95,7 +95,7 @@ def counts_uri(lake: Lake) -> str:
 # counting (Python workers)
 
 
-def _arrow_rows(n: int, **columns):
+def store_rows(n: int, **columns):
     """A record batch of COUNTS_SCHEMA with `n` rows; columns not given are null."""
     import pyarrow as pa
 
@@ -118,7 +118,7 @@ def _arrow_rows(n: int, **columns):
     return pa.RecordBatch.from_arrays(arrays, names=list(types))
 
 
-def _token_rows(shard: str, ids: np.ndarray, lengths: np.ndarray, keys_of: np.ndarray):
+def token_rows(shard: str, ids: np.ndarray, lengths: np.ndarray, keys_of: np.ndarray):
     """The ``tokens`` rows of one shard's documents, given as word indices `ids` whose word
     keys are `keys_of` and the documents' `lengths`: one row per run of about FLUSH_TOKENS
     tokens, cut between documents."""
@@ -126,7 +126,7 @@ def _token_rows(shard: str, ids: np.ndarray, lengths: np.ndarray, keys_of: np.nd
 
     for start, end, lo, hi in document_runs(lengths):
         distinct, index = np.unique(ids[start:end], return_inverse=True)
-        yield _arrow_rows(1, shard=shard, kind="tokens",
+        yield store_rows(1, shard=shard, kind="tokens",
                           center_keys=[keys_of[distinct].astype("<i8").tobytes()],
                           context_keys=[index.astype("<i4").tobytes()],
                           pair_counts=[lengths[lo:hi].astype("<i8").tobytes()])
@@ -179,14 +179,14 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int) -> C
         for name, st in state.items():
             lengths = np.concatenate(st["lengths"] or [np.empty(0, np.int64)])
             ids = np.concatenate(st["ids"] or [np.empty(0, np.int64)])
-            yield _arrow_rows(1, shard=name, kind="stats", documents=len(lengths),
+            yield store_rows(1, shard=name, kind="stats", documents=len(lengths),
                               count=len(ids), invalid_utf8=st["bad"])
             if not len(lengths):
                 continue
             u, n = np.unique(ids, return_counts=True)
-            yield _arrow_rows(len(u), shard=name, kind="word", word=words.take(pa.array(u)),
+            yield store_rows(len(u), shard=name, kind="word", word=words.take(pa.array(u)),
                               count=n)
-            yield from _token_rows(name, ids, lengths, keys_of)
+            yield from token_rows(name, ids, lengths, keys_of)
 
     return count_batches
 
@@ -227,9 +227,9 @@ def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: lis
                     doc_lengths, doc_ids = lengths[chosen], ids[token_shard == c]
                     if store:
                         u, n = np.unique(doc_ids, return_counts=True)
-                        yield _arrow_rows(len(u), shard=name, kind="word",
+                        yield store_rows(len(u), shard=name, kind="word",
                                           word=words.take(pa.array(u)), count=n)
-                        yield from _token_rows(name, doc_ids, doc_lengths, keys_of)
+                        yield from token_rows(name, doc_ids, doc_lengths, keys_of)
                         continue
                     for start, end, lo, hi in document_runs(doc_lengths):
                         keys, counts = window_keys(doc_ids[start:end], doc_lengths[lo:hi],
@@ -366,14 +366,14 @@ def _commit_build_counts(spark, lake: Lake, counted, shards: list, shard_stats: 
               "build": True, "added": paths, "replaced": [], "removed": [],
               "counting": counting}
     stats = [shard_stats.get(plain_path(p)) or {} for p in paths]
-    head = [_arrow_rows(1, shard=f"refresh:{seq:010d}", kind="refresh", seq=seq,
+    head = [store_rows(1, shard=f"refresh:{seq:010d}", kind="refresh", seq=seq,
                         info=json.dumps(record, sort_keys=True))]
     if shards:
-        head.append(_arrow_rows(len(shards), shard=paths, kind="shard",
+        head.append(store_rows(len(shards), shard=paths, kind="shard",
                                 size=[s.size for s in shards],
                                 mtime=[s.mtime for s in shards],
                                 format=[s.format for s in shards]))
-        head.append(_arrow_rows(len(shards), shard=paths, kind="stats",
+        head.append(store_rows(len(shards), shard=paths, kind="stats",
                                 documents=[int(st.get("documents") or 0) for st in stats],
                                 count=[int(st.get("tokens") or 0) for st in stats],
                                 invalid_utf8=[int(st.get("invalid_utf8") or 0) for st in stats]))
@@ -571,10 +571,10 @@ def refresh(
                 "counting": {**_counting(options), "window": count_window}}
         import pyarrow as pa
 
-        head = [_arrow_rows(1, shard=f"refresh:{seq:010d}", kind="refresh", seq=seq,
+        head = [store_rows(1, shard=f"refresh:{seq:010d}", kind="refresh", seq=seq,
                             info=json.dumps(info, sort_keys=True))]
         if changed:
-            head.append(_arrow_rows(len(changed), shard=[s.path for s in changed], kind="shard",
+            head.append(store_rows(len(changed), shard=[s.path for s in changed], kind="shard",
                                     size=[s.size for s in changed],
                                     mtime=[s.mtime for s in changed],
                                     format=[s.format for s in changed]))
