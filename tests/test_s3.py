@@ -14,8 +14,11 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
+import time
 from urllib.parse import unquote
 
 import numpy as np
@@ -109,18 +112,35 @@ class Session:
         self.proc = subprocess.Popen([sys.executable, "-c", SESSION, f"s3a://{BUCKET}/"],
                                      env=env, cwd=ROOT, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.lines: queue.Queue = queue.Queue()  # its stdout, line by line; None at the end
 
-    def _ask(self, request: list) -> subprocess.CompletedProcess:
+        def read() -> None:
+            for line in self.proc.stdout:
+                self.lines.put(line)
+            self.lines.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+
+    def _ask(self, request: list, timeout: float = 600) -> subprocess.CompletedProcess:
+        """Send one request; its answer, or AssertionError if the process ends or gives none
+        within `timeout` seconds (then it is killed)."""
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
-        for line in self.proc.stdout:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                self.proc.kill()
+                raise AssertionError(f"no answer to {request[:2]} within {timeout} s: "
+                                     f"{self.raw_output()[-3000:]}") from None
+            if line is None:
+                raise AssertionError(f"the session process ended: {self.raw_output()[-3000:]}")
             if line.startswith("@@result "):
                 code, out, err = json.loads(line[len("@@result "):])
                 OUTPUTS.extend([out, err])
                 return subprocess.CompletedProcess(request, code, out, err)
             self.other.append(line)
-        self.log.seek(0)
-        raise AssertionError(f"the session process ended: {self.log.read()[-3000:]}")
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
         return self._ask(["cli", *args])
