@@ -78,7 +78,6 @@ from bitcipher.stages.unigrams import rank_vocabulary
 
 APP_ID = "bitcipher-refresh"
 LOCAL_WORDS = 1 << 26  # distinct words one counting task may meet
-PAIRS_PER_ROW = 1 << 20
 COUNTING_OPTIONS = ("lowercase", "max_document_tokens", "input_format", "text_field")
 COUNTS_SCHEMA = (
     "shard string, kind string, word string, count long, size long, mtime double, "
@@ -127,9 +126,9 @@ def token_rows(shard: str, ids: np.ndarray, lengths: np.ndarray, keys_of: np.nda
     for start, end, lo, hi in document_runs(lengths):
         distinct, index = np.unique(ids[start:end], return_inverse=True)
         yield store_rows(1, shard=shard, kind="tokens",
-                          center_keys=[keys_of[distinct].astype("<i8").tobytes()],
-                          context_keys=[index.astype("<i4").tobytes()],
-                          pair_counts=[lengths[lo:hi].astype("<i8").tobytes()])
+                         center_keys=[keys_of[distinct].astype("<i8").tobytes()],
+                         context_keys=[index.astype("<i4").tobytes()],
+                         pair_counts=[lengths[lo:hi].astype("<i8").tobytes()])
 
 
 def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int) -> Callable:
@@ -166,7 +165,7 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int) -> C
                 ids = np.empty(0, np.int64)
             token_code = np.repeat(chunk_code, lengths)
             for c, name in enumerate(names):
-                st = state.setdefault(name, {"docs": 0, "bad": 0, "ids": [], "lengths": []})
+                st = state.setdefault(name, {"bad": 0, "ids": [], "lengths": []})
                 st["bad"] += int(bad[c])
                 chosen = chunk_code == c
                 if not chosen.any():
@@ -180,12 +179,12 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int) -> C
             lengths = np.concatenate(st["lengths"] or [np.empty(0, np.int64)])
             ids = np.concatenate(st["ids"] or [np.empty(0, np.int64)])
             yield store_rows(1, shard=name, kind="stats", documents=len(lengths),
-                              count=len(ids), invalid_utf8=st["bad"])
+                             count=len(ids), invalid_utf8=st["bad"])
             if not len(lengths):
                 continue
             u, n = np.unique(ids, return_counts=True)
             yield store_rows(len(u), shard=name, kind="word", word=words.take(pa.array(u)),
-                              count=n)
+                             count=n)
             yield from token_rows(name, ids, lengths, keys_of)
 
     return count_batches
@@ -228,7 +227,7 @@ def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: lis
                     if store:
                         u, n = np.unique(doc_ids, return_counts=True)
                         yield store_rows(len(u), shard=name, kind="word",
-                                          word=words.take(pa.array(u)), count=n)
+                                         word=words.take(pa.array(u)), count=n)
                         yield from token_rows(name, doc_ids, doc_lengths, keys_of)
                         continue
                     for start, end, lo, hi in document_runs(doc_lengths):
@@ -315,10 +314,10 @@ def build_with_counts(spark, lake: Lake, options: BuildOptions, run_id: str, wor
     words_bc = sc.broadcast((pa.array(words, pa.string()), keys))
     parts = parts_frame(spark, token_parts(token_dir), tasks)
 
-    def counted(store_rows: bool):
+    def counted(for_store: bool):
         counter = _part_counter(words_bc, canonical, options.window, buckets, routes,
-                                token_dir, store_rows)
-        return parts.mapInArrow(counter, COUNTS_SCHEMA if store_rows else PARTIAL_SCHEMA)
+                                token_dir, for_store)
+        return parts.mapInArrow(counter, COUNTS_SCHEMA if for_store else PARTIAL_SCHEMA)
 
     info = {}  # the totals' shard manifest
     for s in shards:
@@ -367,16 +366,16 @@ def _commit_build_counts(spark, lake: Lake, counted, shards: list, shard_stats: 
               "counting": counting}
     stats = [shard_stats.get(plain_path(p)) or {} for p in paths]
     head = [store_rows(1, shard=f"refresh:{seq:010d}", kind="refresh", seq=seq,
-                        info=json.dumps(record, sort_keys=True))]
+                       info=json.dumps(record, sort_keys=True))]
     if shards:
         head.append(store_rows(len(shards), shard=paths, kind="shard",
-                                size=[s.size for s in shards],
-                                mtime=[s.mtime for s in shards],
-                                format=[s.format for s in shards]))
+                               size=[s.size for s in shards],
+                               mtime=[s.mtime for s in shards],
+                               format=[s.format for s in shards]))
         head.append(store_rows(len(shards), shard=paths, kind="stats",
-                                documents=[int(st.get("documents") or 0) for st in stats],
-                                count=[int(st.get("tokens") or 0) for st in stats],
-                                invalid_utf8=[int(st.get("invalid_utf8") or 0) for st in stats]))
+                               documents=[int(st.get("documents") or 0) for st in stats],
+                               count=[int(st.get("tokens") or 0) for st in stats],
+                               invalid_utf8=[int(st.get("invalid_utf8") or 0) for st in stats]))
     frame = counted.unionByName(spark.createDataFrame(pa.Table.from_batches(head),
                                                       schema=COUNTS_SCHEMA))
     made = _commit_counts(
@@ -572,12 +571,12 @@ def refresh(
         import pyarrow as pa
 
         head = [store_rows(1, shard=f"refresh:{seq:010d}", kind="refresh", seq=seq,
-                            info=json.dumps(info, sort_keys=True))]
+                           info=json.dumps(info, sort_keys=True))]
         if changed:
             head.append(store_rows(len(changed), shard=[s.path for s in changed], kind="shard",
-                                    size=[s.size for s in changed],
-                                    mtime=[s.mtime for s in changed],
-                                    format=[s.format for s in changed]))
+                                   size=[s.size for s in changed],
+                                   mtime=[s.mtime for s in changed],
+                                   format=[s.format for s in changed]))
         frame = spark.createDataFrame(pa.Table.from_batches(head), schema=COUNTS_SCHEMA)
         docs = read_documents(spark, changed, options.text_field)
         if docs is not None:
