@@ -42,6 +42,42 @@ def test_wide_context_parts_equal_the_dense_reference():
     np.testing.assert_array_equal(cipher.codes, ref["code"])
 
 
+
+def test_wide_blocks_built_in_slices_equal_the_dense_product(monkeypatch):
+    """raw_blocks fills the wide blocks BLOCK_ROWS rows at a time: every bit as in one
+    product, and the values those of the dense S @ X."""
+    from bitcipher.stages import vectors
+
+    rng = np.random.default_rng(7)
+    counts = np.sort(rng.integers(1, 80, 700))[::-1]
+    cipher = build_cipher(counts, WIDE, "nf")
+    x = cipher.context()
+    n = 5000
+    center = np.sort(rng.integers(0, 60, n))
+    context = rng.integers(-1, len(counts), n)  # -1: the document edge
+    offset = rng.choice([-2, -1, 1, 2], n)
+    count = rng.integers(1, 9, n)
+    options = BuildOptions(bits=WIDE, window=2, mode="concat", min_count=1, project=None)
+    counts_ext = np.append(counts, 0)
+    args = (center, context, offset, count, x, counts_ext, int(counts.sum()), options)
+    monkeypatch.setattr(vectors, "BLOCK_ROWS", 7)
+    ids, sliced = vectors.raw_blocks(*args)
+    monkeypatch.setattr(vectors, "BLOCK_ROWS", 10**9)
+    ids_whole, whole = vectors.raw_blocks(*args)
+    np.testing.assert_array_equal(ids, ids_whole)
+    assert sliced.tobytes() == whole.tobytes()
+    # the dense product, computed apart: S (word x offset rows, weighted counts) @ X
+    s_parts, coef, u_ext = cipher.context_parts()
+    dense_x = s_parts.toarray() + coef[:, None] * u_ext[None, :]
+    weights = count * vectors.offset_weights(offset, np.where(context < 0, len(counts), context),
+                                             counts_ext, int(counts.sum()), options.weighting)
+    slot = {d: i for i, d in enumerate(options.offsets)}
+    expected = np.zeros((len(ids), len(options.offsets), dense_x.shape[1]))
+    row_of = {int(c): i for i, c in enumerate(ids)}
+    for c, t, d, w in zip(center, context, offset, weights):
+        expected[row_of[int(c)], slot[int(d)]] += w * dense_x[t if t >= 0 else len(counts)]
+    np.testing.assert_allclose(sliced, expected, rtol=1e-10, atol=1e-12)
+
 def tables(spark, tmp_path, options, lines=LINES, shards=3):
     corpus = write_shards(tmp_path / "corpus", lines, shards)
     lake = Lake(str(tmp_path / "lake"))

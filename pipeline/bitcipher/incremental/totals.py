@@ -258,8 +258,10 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
         empty = [np.empty(0, np.int64)]
         touched_only = job.get("touched_only", False)
         for b in sorted(deltas):
-            keys, counts = sum_by_key(np.concatenate(deltas[b][0] + empty),
-                                      np.concatenate(deltas[b][1] + empty))
+            received = deltas.pop(b)  # summed, the bucket's incoming batches can go
+            keys, counts = sum_by_key(np.concatenate(received[0] + empty),
+                                      np.concatenate(received[1] + empty))
+            del received
             only = None
             if touched_only:  # the vectors of the centre words whose rows changed
                 only = np.unique(id_of_idx[packed_center(keys[counts != 0])])
@@ -288,6 +290,9 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
             context = np.where(edge, codec.edge_context,
                                id_of_idx[np.where(edge, 0, ctx_slot[keep])])
             ck, cn = sum_by_key(codec.encode(center, off[keep], context), counts[keep])
+            # the bucket's totals in word indices are written: only the re-keyed ones are
+            # needed from here on (a bucket of a few million rows holds ~30 MB per array)
+            del keys, counts, center_idx, off, ctx_slot, keep, center, edge, context
             is_unk = codec.center_of(ck) == unk
             if is_unk.any():
                 yield _blob_batch("unk", ck[is_unk], cn[is_unk])

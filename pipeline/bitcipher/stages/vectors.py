@@ -16,6 +16,7 @@ from bitcipher.options import BuildOptions
 
 
 GLOBAL_TRANSFORMS = ("pmi", "ppmi")
+BLOCK_ROWS = 1024  # rows of wide blocks built at once (33 MiB of float64 at 4,097 dims)
 
 
 def needs_marginal(options: BuildOptions) -> bool:
@@ -116,8 +117,15 @@ def raw_blocks(center, context, offset, count, x, counts_ext, total, options: Bu
     s = sparse.csr_matrix((weights, (row, ctx)), shape=(len(ids) * n_blocks, len(counts_ext)))
     if isinstance(x, tuple):  # a wide cipher: sparse codes + rank-one smoothing
         sparse_x, coef, u_ext = x
-        f = (s @ sparse_x).toarray()
-        f += np.outer(s @ coef, u_ext)
+        # filled BLOCK_ROWS rows at a time: the products of a slice of rows are those rows
+        # of the whole product, and the dense temporaries stay a slice's size instead of
+        # two more copies of every block
+        f = np.empty((s.shape[0], dim))
+        for lo in range(0, s.shape[0], BLOCK_ROWS):
+            rows = s[lo:lo + BLOCK_ROWS]
+            out = f[lo:lo + BLOCK_ROWS]
+            out[...] = (rows @ sparse_x).toarray()
+            out += np.outer(rows @ coef, u_ext)
     else:
         f = np.asarray(s @ x)
     return ids.astype(np.int32), f.reshape(len(ids), n_blocks, dim)
