@@ -42,7 +42,6 @@ def test_wide_context_parts_equal_the_dense_reference():
     np.testing.assert_array_equal(cipher.codes, ref["code"])
 
 
-
 def test_wide_blocks_built_in_slices_equal_the_dense_product(monkeypatch):
     """raw_blocks fills the wide blocks BLOCK_ROWS rows at a time: every bit as in one
     product, and the values those of the dense S @ X."""
@@ -69,14 +68,17 @@ def test_wide_blocks_built_in_slices_equal_the_dense_product(monkeypatch):
     # the dense product, computed apart: S (word x offset rows, weighted counts) @ X
     s_parts, coef, u_ext = cipher.context_parts()
     dense_x = s_parts.toarray() + coef[:, None] * u_ext[None, :]
-    weights = count * vectors.offset_weights(offset, np.where(context < 0, len(counts), context),
-                                             counts_ext, int(counts.sum()), options.weighting)
+    total = int(counts.sum())
+    weights = [n * reference.weight(int(d), int(t) if t >= 0 else reference.EDGE,
+                                    counts.tolist(), total, options.weighting)
+               for n, d, t in zip(count, offset, context)]
     slot = {d: i for i, d in enumerate(options.offsets)}
     expected = np.zeros((len(ids), len(options.offsets), dense_x.shape[1]))
     row_of = {int(c): i for i, c in enumerate(ids)}
     for c, t, d, w in zip(center, context, offset, weights):
         expected[row_of[int(c)], slot[int(d)]] += w * dense_x[t if t >= 0 else len(counts)]
     np.testing.assert_allclose(sliced, expected, rtol=1e-10, atol=1e-12)
+
 
 def tables(spark, tmp_path, options, lines=LINES, shards=3):
     corpus = write_shards(tmp_path / "corpus", lines, shards)
