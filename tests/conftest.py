@@ -7,6 +7,16 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))  # `import reference` (the NumPy reference)
 
+# Spark settings of every session the tests start, in this process and in its children (CLI
+# commands, the notebook's kernel, a cluster's driver), through $BITCIPHER_SPARK_CONF. The
+# tests' tables have a few dozen rows; with code generation on, Spark generates the Java code
+# of a projection again inside every task (for Delta's log, about a quarter of the JVM's CPU
+# in a small refresh: docs/performance.md, "Code generation in small runs"). Interpreted
+# projections give the same rows. tests/test_s3.py runs its commands with Spark's defaults
+# (code generation on), and `BITCIPHER_SPARK_CONF= make test` runs every test with them.
+SMALL_DATA_CONF = "spark.sql.codegen.factoryMode=NO_CODEGEN"
+os.environ.setdefault("BITCIPHER_SPARK_CONF", SMALL_DATA_CONF)
+
 # The files that take longest, longest first. `make test` runs the files on two workers
 # (pytest-xdist, --dist loadfile --no-loadscope-reorder), handing each worker the next file
 # in collection order as it frees up: starting with the longest files keeps the two workers

@@ -49,6 +49,7 @@ def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.setdefault("BITCIPHER_DRIVER_MEMORY", "1g")
     env.pop("BITCIPHER_MASTER", None)
+    env.pop("BITCIPHER_SPARK_CONF", None)  # Spark's defaults, as a user's command has them
     result = subprocess.run([sys.executable, "-m", "bitcipher.cli", *args], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=timeout)
     OUTPUTS.extend([result.stdout, result.stderr])
@@ -107,6 +108,7 @@ class Session:
         env = dict(os.environ)
         env.setdefault("BITCIPHER_DRIVER_MEMORY", "1g")
         env.pop("BITCIPHER_MASTER", None)
+        env.pop("BITCIPHER_SPARK_CONF", None)  # Spark's defaults, as a user's command has them
         self.log = open(directory / "session.log", "w+")
         self.other: list[str] = []  # stdout lines that are not answers
         self.proc = subprocess.Popen([sys.executable, "-c", SESSION, f"s3a://{BUCKET}/"],

@@ -9,8 +9,9 @@ import pytest
 
 from bitcipher.errors import OptionError
 from bitcipher.runtime import jars
-from bitcipher.runtime.session import (DELTA_CATALOG, DELTA_EXTENSION, check_delta_session,
-                                       missing_delta_settings, spark_session)
+from bitcipher.runtime.session import (DELTA_CATALOG, DELTA_EXTENSION, SPARK_CONF_ENV,
+                                       check_delta_session, env_conf, missing_delta_settings,
+                                       spark_session)
 
 EXTENSIONS = "spark.sql.extensions"
 CATALOG = "spark.sql.catalog.spark_catalog"
@@ -39,6 +40,21 @@ def test_our_session_has_delta_and_is_reused(spark):
     assert missing_delta_settings(spark) == []
     check_delta_session(spark)
     assert spark_session() is spark  # the active session, accepted as it is
+
+
+def test_settings_from_the_environment(spark, monkeypatch):
+    # the tests' session was started with conftest's $BITCIPHER_SPARK_CONF
+    assert os.environ[SPARK_CONF_ENV] == "" or env_conf()
+    for key, value in env_conf().items():
+        assert spark.conf.get(key) == value
+    monkeypatch.setenv(SPARK_CONF_ENV, "spark.a=1  'spark.b=x y' spark.c= spark.d=p=q")
+    assert env_conf() == {"spark.a": "1", "spark.b": "x y", "spark.c": "", "spark.d": "p=q"}
+    monkeypatch.setenv(SPARK_CONF_ENV, "")
+    assert env_conf() == {}
+    for bad in ("spark.a=1 oops", "=1"):
+        monkeypatch.setenv(SPARK_CONF_ENV, bad)
+        with pytest.raises(OptionError, match="BITCIPHER_SPARK_CONF: '(oops|=1)' is not key=value"):
+            env_conf()
 
 
 def _huge_page_advice() -> bool:

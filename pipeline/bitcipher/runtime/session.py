@@ -403,6 +403,35 @@ def local_conf(cores: Optional[int] = None) -> dict[str, str]:
     }
 
 
+SPARK_CONF_ENV = "BITCIPHER_SPARK_CONF"
+
+
+def env_conf() -> dict[str, str]:
+    """The Spark settings of ``$BITCIPHER_SPARK_CONF``: ``key=value`` pairs separated by
+    spaces (shell quoting for a value with spaces), as spark-submit's ``--conf`` takes them,
+    for every session this package starts (a scheduled job's settings without code). They win
+    over this package's defaults.
+
+    Raises
+    ------
+    bitcipher.errors.OptionError
+        A pair without ``=`` or with an empty key, naming the variable and the pair.
+    """
+    import shlex
+
+    from bitcipher.errors import OptionError
+
+    settings = {}
+    for pair in shlex.split(os.environ.get(SPARK_CONF_ENV, "")):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise OptionError(f"{SPARK_CONF_ENV}: {pair!r} is not key=value (pairs are separated "
+                              f"by spaces, e.g. 'spark.sql.shuffle.partitions=8 "
+                              f"spark.local.dir=/mnt/tmp')")
+        settings[key.strip()] = value
+    return settings
+
+
 DELTA_SETTINGS = {
     "spark.sql.extensions": DELTA_EXTENSION,
     "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
@@ -488,7 +517,8 @@ def spark_session(
     app_name : str
         Application name shown by the cluster.
     conf : mapping, optional
-        Extra Spark settings; they win over the defaults.
+        Extra Spark settings; they win over the defaults and over ``$BITCIPHER_SPARK_CONF``
+        (:func:`env_conf`).
     storage : str or list, optional
         The corpus and lake URIs the session will touch: any ``s3a://`` among them adds
         hadoop-aws and the S3 settings (:func:`s3_conf`); so does ``BITCIPHER_S3=1``.
@@ -526,6 +556,7 @@ def spark_session(
     settings.update(delta_jar_conf(local=master.startswith("local")))
     if uses_s3(storage):
         settings = with_s3(settings, local=master.startswith("local"))
+    settings.update(env_conf())
     settings.update(dict(conf or {}))
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in settings.items():
