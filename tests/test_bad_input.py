@@ -3,6 +3,7 @@
 import bz2
 import gzip
 import json
+import shutil
 
 import pytest
 from conftest import CORPUS_A, write_shards
@@ -19,12 +20,21 @@ def run_build(spark, corpus, lake, options=OPTIONS):
     return result, messages
 
 
+@pytest.fixture(scope="module")
+def built_once(spark, tmp_path_factory):
+    """One good build for the module; each test that needs it gets a copy."""
+    base = tmp_path_factory.mktemp("good")
+    corpus = write_shards(base / "corpus", CORPUS_A)
+    run_build(spark, str(corpus), base / "lake")
+    return base / "lake"
+
+
 @pytest.fixture
-def good_lake(spark, tmp_path):
-    """A lake holding one good build, to check that failed builds leave it alone."""
-    corpus = write_shards(tmp_path / "good", CORPUS_A)
+def good_lake(built_once, tmp_path):
+    """A lake holding one good build (a copy of the module's, every file's mtime kept), to
+    check that failed builds leave it alone."""
     lake = tmp_path / "lake"
-    run_build(spark, str(corpus), lake)
+    shutil.copytree(built_once, lake, copy_function=shutil.copy2)
     return lake, published(Lake(str(lake))).run
 
 
@@ -198,8 +208,6 @@ def test_lake_of_another_format_version(spark, tmp_path, good_lake):
 def test_table_with_another_schema(spark, tmp_path, good_lake):
     lake, run = good_lake
     target = lake / "runs" / run / "unigrams"
-    import shutil
-
     shutil.rmtree(target)
     spark.createDataFrame([("a", 1)], "word string, n int").write.parquet(str(target))
     with pytest.raises(LakeError, match="does not hold a bit-cipher 'unigrams' table"):
