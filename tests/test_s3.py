@@ -45,11 +45,20 @@ BACKENDS = ["local", "s3"]
 OUTPUTS: list[str] = []  # every stdout / stderr of a child process, for the credential check
 
 
-def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def _child_env() -> dict:
+    """The environment of a child that runs `bitcipher` commands: a 1 GiB driver by default,
+    the master of the commands themselves, and Spark's defaults (code generation on, as a
+    user's command has them; the other tests' children run with tests/conftest.py's
+    $BITCIPHER_SPARK_CONF)."""
     env = dict(os.environ)
     env.setdefault("BITCIPHER_DRIVER_MEMORY", "1g")
     env.pop("BITCIPHER_MASTER", None)
-    env.pop("BITCIPHER_SPARK_CONF", None)  # Spark's defaults, as a user's command has them
+    env.pop("BITCIPHER_SPARK_CONF", None)
+    return env
+
+
+def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = _child_env()
     result = subprocess.run([sys.executable, "-m", "bitcipher.cli", *args], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=timeout)
     OUTPUTS.extend([result.stdout, result.stderr])
@@ -105,10 +114,7 @@ class Session:
     """The module's child process: `run("build", ...)` is `bitcipher build ...` in it."""
 
     def __init__(self, directory):
-        env = dict(os.environ)
-        env.setdefault("BITCIPHER_DRIVER_MEMORY", "1g")
-        env.pop("BITCIPHER_MASTER", None)
-        env.pop("BITCIPHER_SPARK_CONF", None)  # Spark's defaults, as a user's command has them
+        env = _child_env()
         self.log = open(directory / "session.log", "w+")
         self.other: list[str] = []  # stdout lines that are not answers
         self.proc = subprocess.Popen([sys.executable, "-c", SESSION, f"s3a://{BUCKET}/"],

@@ -55,6 +55,9 @@ def test_settings_from_the_environment(spark, monkeypatch):
         monkeypatch.setenv(SPARK_CONF_ENV, bad)
         with pytest.raises(OptionError, match="BITCIPHER_SPARK_CONF: '(oops|=1)' is not key=value"):
             env_conf()
+    monkeypatch.setenv(SPARK_CONF_ENV, "spark.a='x y")
+    with pytest.raises(OptionError, match="BITCIPHER_SPARK_CONF: No closing quotation"):
+        env_conf()
 
 
 def _huge_page_advice() -> bool:

@@ -415,14 +415,20 @@ def env_conf() -> dict[str, str]:
     Raises
     ------
     bitcipher.errors.OptionError
-        A pair without ``=`` or with an empty key, naming the variable and the pair.
+        A pair without ``=`` or with an empty key, or an unclosed quote, naming the
+        variable.
     """
     import shlex
 
     from bitcipher.errors import OptionError
 
+    try:
+        pairs = shlex.split(os.environ.get(SPARK_CONF_ENV, ""))
+    except ValueError as exc:  # an unclosed quote
+        raise OptionError(f"{SPARK_CONF_ENV}: {exc} (quote a value with spaces whole, e.g. "
+                          f"'spark.app.name=nightly refresh')") from None
     settings = {}
-    for pair in shlex.split(os.environ.get(SPARK_CONF_ENV, "")):
+    for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise OptionError(f"{SPARK_CONF_ENV}: {pair!r} is not key=value (pairs are separated "
