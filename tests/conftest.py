@@ -12,9 +12,12 @@ sys.path.insert(0, os.path.dirname(__file__))  # `import reference` (the NumPy r
 # tests' tables have a few dozen rows; with code generation on, Spark generates the Java code
 # of a projection again inside every task (for Delta's log, about a quarter of the JVM's CPU
 # in a small refresh: docs/performance.md, "Code generation in small runs"). Interpreted
-# projections give the same rows. tests/test_s3.py runs its commands with Spark's defaults
-# (code generation on), and `BITCIPHER_SPARK_CONF= make test` runs every test with them.
-SMALL_DATA_CONF = "spark.sql.codegen.factoryMode=NO_CODEGEN"
+# projections give the same rows. The executors of tests/test_cluster.py's cluster run, like
+# a local driver, C1 only and with the serial collector (one core each, tasks of a few
+# dozen rows). tests/test_s3.py runs its commands with Spark's defaults (code generation on),
+# and `BITCIPHER_SPARK_CONF= make test` runs every test with them.
+SMALL_DATA_CONF = ("spark.sql.codegen.factoryMode=NO_CODEGEN "
+                   "spark.executor.extraJavaOptions='-XX:TieredStopAtLevel=1 -XX:+UseSerialGC'")
 os.environ.setdefault("BITCIPHER_SPARK_CONF", SMALL_DATA_CONF)
 
 # The files that take longest, longest first. `make test` runs the files on two workers

@@ -40,9 +40,12 @@ OPTIONS = ["--bits", "7", "--window", "3", "--min-count", "2"]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with standalone_cluster(tmp_path_factory.mktemp("cluster"), workers=2, cores=1,
-                            memory="1g") as running:
-        yield running
+    # the master's and workers' JVMs: C1 only, serial collector (as the executors, conftest)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SPARK_DAEMON_JAVA_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+        with standalone_cluster(tmp_path_factory.mktemp("cluster"), workers=2, cores=1,
+                                memory="1g") as running:
+            yield running
 
 
 def _app_dirs(cluster):

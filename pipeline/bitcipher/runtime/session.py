@@ -303,18 +303,20 @@ def class_archive(extra_classpath: str = "") -> str:
     return os.path.join(cache_dir(), "cds", f"driver-{digest}.jsa")
 
 
-def driver_java_options() -> str:
-    """JVM options of a local driver: C1 only (a short batch job gains nothing from C2's
-    warm-up) with a code cache of 256 MiB (C1 alone gets 48 MiB, which a long session, e.g.
-    a notebook or many builds in one process, fills: the JVM then stops compiling and runs
-    everything interpreted), plus the class-data-sharing archive when one was made."""
+def driver_java_options(archive: bool = True) -> str:
+    """JVM options of a driver started here: C1 only (a short batch job gains nothing from
+    C2's warm-up) with a code cache of 256 MiB (C1 alone gets 48 MiB, which a long session,
+    e.g. a notebook or many builds in one process, fills: the JVM then stops compiling and
+    runs everything interpreted), bitcipher's log4j settings, plus the class-data-sharing
+    archive when one was made and `archive` is true (it matches a local driver's classpath
+    only)."""
     options = os.environ.get("BITCIPHER_DRIVER_JAVA_OPTIONS",
                              "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m")
     if "log4j2.configurationFile" not in options:
         config = os.environ.get("BITCIPHER_LOG4J") or os.path.join(
             os.path.dirname(os.path.abspath(__file__)), "log4j2.properties")
         options += f" -Dlog4j2.configurationFile=file:{config}"
-    if "SharedArchiveFile" not in options and "ArchiveClassesAtExit" not in options:
+    if archive and "SharedArchiveFile" not in options and "ArchiveClassesAtExit" not in options:
         archive = class_archive()
         if os.path.exists(archive):
             options += f" -XX:SharedArchiveFile={archive} -Xshare:auto"
@@ -552,6 +554,10 @@ def spark_session(
     }
     if master.startswith("local"):
         settings.update(local_conf())
+    else:
+        # a client-mode driver of a cluster is a short batch process too (the executors do
+        # the heavy work); the cluster's own JVMs keep their settings
+        settings["spark.driver.extraJavaOptions"] = driver_java_options(archive=False)
     settings.update(
         {
             "spark.ui.showConsoleProgress": "false",  # stages report their own lines
