@@ -90,6 +90,74 @@ def test_driver_and_workers_run_without_numpys_huge_page_advice(spark):
     assert seen == [("0", False), ("0", False)]
 
 
+def test_local_workers_keep_sparks_zip_directories_read(spark):
+    """A local session's Python workers come from bitcipher.runtime.daemon: on Python 3.11,
+    invalidating the import caches before each task no longer re-reads the directories of
+    pyspark.zip, py4j's zip and the spark-core JAR, and modules in those archives still
+    import after it."""
+    assert spark.conf.get("spark.python.daemon.module") == "bitcipher.runtime.daemon"
+
+    def probe(_):  # self-contained: the workers cannot import this test module
+        import importlib
+        import sys
+        import zipimport
+
+        archives = [p for p in sys.path if p.endswith((".zip", ".jar"))]
+        reads = []
+        original = zipimport._read_directory
+        zipimport._read_directory = lambda path: reads.append(path) or original(path)
+        try:
+            importlib.invalidate_caches()
+            import pyspark.sql.streaming.listener  # noqa: F401  (a module of pyspark.zip)
+        finally:
+            zipimport._read_directory = original
+        yield sys.argv[0], archives, reads, pyspark.sql.streaming.listener.__file__
+
+    seen = spark.sparkContext.parallelize(range(2), 2).mapPartitions(probe).collect()
+    main, archives, reads, listener = seen[0]
+    assert main.endswith(os.path.join("bitcipher", "runtime", "daemon.py"))
+    assert any(a.endswith("pyspark.zip") for a in archives)
+    assert listener.startswith(next(a for a in archives if a.endswith("pyspark.zip")))
+    if sys.version_info < (3, 12):
+        assert reads == []  # each archive re-read before: as many reads as archives
+
+
+def test_keep_zip_directories_skips_the_rereading(tmp_path):
+    """The patch itself, in a fresh interpreter: without it importlib.invalidate_caches()
+    reads a zip archive on sys.path again; with it, it does not, and a module added to
+    sys.path later in a new archive still imports."""
+    import zipfile
+
+    for name in ("one", "two"):
+        with zipfile.ZipFile(tmp_path / f"{name}.zip", "w") as z:
+            z.writestr(f"mod_{name}.py", f"VALUE = {name!r}\n")
+    code = """
+import importlib, sys, zipimport
+sys.path.insert(0, sys.argv[1])
+import mod_one
+if sys.argv[3] == "patched":
+    from bitcipher.runtime.daemon import keep_zip_directories
+    keep_zip_directories()
+reads = []
+original = zipimport._read_directory
+zipimport._read_directory = lambda path: reads.append(path) or original(path)
+importlib.invalidate_caches()
+sys.path.insert(0, sys.argv[2])
+import mod_two
+print(len([r for r in reads if r == sys.argv[1]]), mod_one.VALUE, mod_two.VALUE)
+"""
+    out = {}
+    for mode in ("plain", "patched"):
+        done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "one.zip"),
+                               str(tmp_path / "two.zip"), mode],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        out[mode] = done.stdout.split()
+    assert out["patched"] == ["0", "one", "two"]
+    if sys.version_info < (3, 12):
+        assert out["plain"] == ["1", "one", "two"]  # what the patch spares
+
+
 @pytest.mark.parametrize("values, missing", [
     ({}, [EXTENSIONS, CATALOG]),
     ({CATALOG: DELTA_CATALOG}, [EXTENSIONS]),

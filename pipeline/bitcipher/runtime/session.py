@@ -554,6 +554,9 @@ def spark_session(
     }
     if master.startswith("local"):
         settings.update(local_conf())
+        # Python workers forked from bitcipher's daemon: pyspark's own, minus re-reading
+        # Spark's zip archives before every task on Python 3.11 (bitcipher.runtime.daemon)
+        settings["spark.python.daemon.module"] = "bitcipher.runtime.daemon"
     else:
         # a client-mode driver of a cluster is a short batch process too (the executors do
         # the heavy work); the cluster's own JVMs keep their settings
