@@ -97,6 +97,19 @@ def open_text(path: Path):
 
 # --------------------------------------------------------------------------- memory sampling
 
+def process_kind(name: str, cmd: str) -> str:
+    """"jvm", "python workers" (pyspark's daemon or bitcipher's, and the workers they fork:
+    their command names pyspark.worker), "driver python" or "other", from a process's name
+    and command line."""
+    if name == "java" or cmd.startswith("java") or "/java " in cmd:
+        return "jvm"
+    if "pyspark.daemon" in cmd or "pyspark.worker" in cmd:
+        return "python workers"
+    if "python" in name or "python" in cmd:
+        return "driver python"
+    return "other"
+
+
 class TreeSampler(threading.Thread):
     """Samples the summed RSS of a process, its descendants and its session every `interval` s."""
 
@@ -132,14 +145,7 @@ class TreeSampler(threading.Thread):
                 cmd = " ".join(proc.cmdline())
             except self.psutil.Error:
                 cmd = ""
-            if name == "java" or cmd.startswith("java") or "/java " in cmd:
-                self.kinds[key] = "jvm"
-            elif "pyspark.daemon" in cmd or "pyspark.worker" in cmd:
-                self.kinds[key] = "python workers"
-            elif "python" in name or "python" in cmd:
-                self.kinds[key] = "driver python"
-            else:
-                self.kinds[key] = "other"
+            self.kinds[key] = process_kind(name, cmd)
         return self.kinds[key]
 
     def members(self):

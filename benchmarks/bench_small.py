@@ -16,9 +16,13 @@ examples:
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_build import process_kind  # noqa: E402
 
 LINES = [
     "The cat sat on the mat.",
@@ -36,19 +40,11 @@ def cpu_by_kind(me) -> dict:
     for proc in [me] + me.children(recursive=True):
         try:
             times = proc.cpu_times()
-            name = proc.name()
-            cmd = " ".join(proc.cmdline())
+            kind = process_kind(proc.name(), " ".join(proc.cmdline()))
         except Exception:  # noqa: BLE001 - a worker may exit between listing and reading
             continue
-        if proc.pid == me.pid:
-            kind = "driver python"
-        elif name == "java":
-            kind = "jvm"
-        elif "daemon" in cmd:
-            kind = "python workers"
-        else:
-            continue
-        kinds[kind] += times.user + times.system
+        if kind in kinds:
+            kinds[kind] += times.user + times.system
     return kinds
 
 

@@ -16,8 +16,9 @@ sys.path.insert(0, os.path.dirname(__file__))  # `import reference` (the NumPy r
 # a local driver, C1 only and with the serial collector (one core each, tasks of a few
 # dozen rows). tests/test_s3.py runs its commands with Spark's defaults (code generation on),
 # and `BITCIPHER_SPARK_CONF= make test` runs every test with them.
+SMALL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 SMALL_DATA_CONF = ("spark.sql.codegen.factoryMode=NO_CODEGEN "
-                   "spark.executor.extraJavaOptions='-XX:TieredStopAtLevel=1 -XX:+UseSerialGC'")
+                   f"spark.executor.extraJavaOptions='{SMALL_JVM_OPTIONS}'")
 os.environ.setdefault("BITCIPHER_SPARK_CONF", SMALL_DATA_CONF)
 
 # The files that take longest, longest first. `make test` runs the files on two workers

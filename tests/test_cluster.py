@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import CORPUS_A, CORPUS_B, write_shards
+from conftest import CORPUS_A, CORPUS_B, SMALL_JVM_OPTIONS, write_shards
 
 from bitcipher import BuildOptions, build
 from bitcipher.lake.tables import Lake, published, read_table
@@ -42,7 +42,7 @@ OPTIONS = ["--bits", "7", "--window", "3", "--min-count", "2"]
 def cluster(tmp_path_factory):
     # the master's and workers' JVMs: C1 only, serial collector (as the executors, conftest)
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("SPARK_DAEMON_JAVA_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+        env.setenv("SPARK_DAEMON_JAVA_OPTS", SMALL_JVM_OPTIONS)
         with standalone_cluster(tmp_path_factory.mktemp("cluster"), workers=2, cores=1,
                                 memory="1g") as running:
             yield running

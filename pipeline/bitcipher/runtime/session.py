@@ -317,9 +317,9 @@ def driver_java_options(archive: bool = True) -> str:
             os.path.dirname(os.path.abspath(__file__)), "log4j2.properties")
         options += f" -Dlog4j2.configurationFile=file:{config}"
     if archive and "SharedArchiveFile" not in options and "ArchiveClassesAtExit" not in options:
-        archive = class_archive()
-        if os.path.exists(archive):
-            options += f" -XX:SharedArchiveFile={archive} -Xshare:auto"
+        path = class_archive()
+        if os.path.exists(path):
+            options += f" -XX:SharedArchiveFile={path} -Xshare:auto"
     return options
 
 
