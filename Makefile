@@ -7,18 +7,23 @@ BIN := $(VENV)/bin
 CORPUS ?= data/kjv
 LAKE ?= ./lake
 
-.PHONY: setup demo test bench clean
+.PHONY: packages setup demo test bench clean
 
-# venv + package, then Delta's JARs from Maven Central and the JVM class archive (cached
-# under ~/.cache/bitcipher; a session without them resolves the JARs itself, just slower)
+# venv + package (`make packages`), then Delta's JARs from Maven Central and the JVM class
+# archive (cached under ~/.cache/bitcipher; a session without them resolves the JARs itself,
+# just slower)
 # pyproject.toml states compatible ranges; constraints.txt pins the versions the tests ran with
-$(VENV)/.ready: pyproject.toml constraints.txt
+$(VENV)/.packages: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,bench,sql,s3,notebook]"
+	touch $@
+
+$(VENV)/.ready: $(VENV)/.packages
 	$(BIN)/python -m bitcipher.runtime.jars
 	touch $@
 
+packages: $(VENV)/.packages
 setup: $(VENV)/.ready
 
 $(CORPUS): | setup
