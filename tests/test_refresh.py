@@ -396,15 +396,22 @@ def test_help_shows_defaults_and_an_example(command, capsys):
 
 def store_counts(spark, lake: Lake):
     """{shard: ({word: count}, [document as a tuple of word keys, ...])} of the count store's
-    latest version: a shard's word rows summed, the documents of its tokens rows."""
+    latest version: a shard's word counts (unpacked here, independently of the package's
+    reader), the documents of its tokens rows."""
     from pyspark.sql import functions as F
 
     df = spark.read.format("delta").load(counts_uri(lake))
     out: dict = {}
-    for r in df.where(F.col("kind").isin("word", "tokens")).collect():
+    for r in df.where(F.col("kind").isin("word", "words", "tokens")).collect():
         words, docs = out.setdefault(r["shard"], ({}, []))
-        if r["kind"] == "word":
+        if r["kind"] == "word":  # a store written before the packed rows
             words[r["word"]] = words.get(r["word"], 0) + r["count"]
+            continue
+        if r["kind"] == "words":  # UTF-8 bytes, int64 end offsets, int64 counts
+            ends = np.frombuffer(r["offsets"], dtype="<i8")
+            for lo, hi, n in zip(ends[:-1], ends[1:], np.frombuffer(r["pair_counts"], "<i8")):
+                w = bytes(r["center_keys"][lo:hi]).decode("utf-8")
+                words[w] = words.get(w, 0) + int(n)
             continue
         distinct = np.frombuffer(r["center_keys"], dtype="<i8")
         tokens = distinct[np.frombuffer(r["context_keys"], dtype="<i4")]
@@ -468,3 +475,57 @@ def test_a_build_leaves_what_a_refresh_needs(spark, tmp_path, built):
     refresh(spark, str(corpus), lake, OPTIONS, report=lines.append)
     assert any("-1 +0 shards" in ln for ln in lines), lines
     assert_matches_reference(spark, lake, corpus)
+
+
+def test_packed_word_counts_round_trip_and_old_rows_still_read():
+    """A shard's words row packs its words and counts (from a sliced Arrow array too);
+    unpack_words reads it, and the per-word rows of stores written before it, alike."""
+    import pyarrow as pa
+
+    from bitcipher.incremental.run import store_rows, unpack_words, words_row
+
+    words = pa.array(["skip", "naïve", "l'eau", "ünï", "a", "zz"]).slice(1, 4)
+    counts = np.array([3, 1, 7, 2], dtype=np.int64)
+    packed = words_row("s1", words, counts)
+    assert packed.column("kind").to_pylist() == ["words"]
+    assert bytes(packed.column("center_keys")[0].as_py()) == "naïvel'eauünïa".encode()
+    old = store_rows(2, shard="s0", kind="word", word=["naïve", "b"], count=[5, 4])
+    other = store_rows(1, shard="s0", kind="stats", count=9)
+    table = unpack_words(pa.Table.from_batches([old, packed, other]))
+    got = sorted(zip(table.column("word").to_pylist(), table.column("count").to_pylist()))
+    assert got == sorted([("naïve", 5), ("b", 4), ("naïve", 3), ("l'eau", 1), ("ünï", 7),
+                          ("a", 2)])
+    empty = unpack_words(pa.Table.from_batches([words_row("s2", pa.array([], pa.string()),
+                                                          np.empty(0, np.int64))]))
+    assert empty.num_rows == 0
+
+
+def test_a_store_of_per_word_rows_is_still_read(spark, refreshed, built):
+    """A count store written before the packed words rows (one row per word and shard) is
+    read as it is: its totals summed again from every shard, then a new shard added, give
+    the tables a build makes."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from bitcipher.incremental.run import COUNTS_SCHEMA, store_rows, unpack_words
+
+    corpus, lake = refreshed
+    uri = counts_uri(lake)
+    rows = spark.read.format("delta").load(uri).toArrow()
+    kind = rows.column("kind")
+    assert pc.any(pc.equal(kind, "words")).as_py()
+    old = [rows.filter(pc.not_equal(kind, "words")).select(
+        [f.name for f in rows.schema]).to_batches()]
+    for shard in pc.unique(rows.filter(pc.equal(kind, "words")).column("shard")).to_pylist():
+        mine = rows.filter(pc.and_(pc.equal(kind, "words"), pc.equal(rows.column("shard"), shard)))
+        words = unpack_words(mine)
+        old.append([store_rows(words.num_rows, shard=shard, kind="word",
+                               word=words.column("word").combine_chunks(),
+                               count=words.column("count").combine_chunks())])
+    table = pa.Table.from_batches([b for batches in old for b in batches])
+    (spark.createDataFrame(table, schema=COUNTS_SCHEMA).write.format("delta").mode("overwrite")
+     .partitionBy("shard").save(uri))
+    shutil.rmtree(Path(lake.root) / "totals")  # summed again from the per-word rows
+    put(corpus, "s2", TEXTS["b"])
+    refresh(spark, str(corpus), lake, OPTIONS, report=quiet)
+    assert_equals_build(spark, lake, corpus, built)

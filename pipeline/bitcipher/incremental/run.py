@@ -8,7 +8,11 @@ kind       row
 =========  ===================================================================================
 shard      the manifest entry of one shard: size, mtime, format
 stats      documents, tokens (``count``) and invalid UTF-8 lines of (part of) one shard
-word       unigram count of one word in one shard
+words      the unigram counts of one shard, packed: ``center_keys`` the UTF-8 bytes of its
+           distinct words, ``offsets`` where each ends (int64, little-endian, from 0 to the
+           end of the last), ``pair_counts`` their counts (int64)
+word       (stores written before the ``words`` rows, still read) unigram count of one word
+           in one shard
 tokens     a run of whole documents of one shard (about FLUSH_TOKENS tokens a row), as packed
            little-endian arrays: ``center_keys`` the run's distinct word keys (int64),
            ``context_keys`` its tokens as indices into them (int32), ``pair_counts`` the
@@ -117,6 +121,45 @@ def store_rows(n: int, **columns):
     return pa.RecordBatch.from_arrays(arrays, names=list(types))
 
 
+def words_row(shard: str, words, counts: np.ndarray):
+    """The ``words`` row of one shard: its distinct words (an Arrow string array) and their
+    counts, packed in one row (a row per word made the store's Delta commits and reads
+    several times slower)."""
+    import pyarrow as pa
+
+    words = pa.concat_arrays([words.cast(pa.large_string())])
+    _, offsets, data = words.buffers()
+    n = len(words)
+    ends = np.frombuffer(offsets, dtype="<i8", count=n + 1, offset=8 * words.offset)
+    first, last = int(ends[0]), int(ends[-1])
+    data = (memoryview(data)[first:last].tobytes() if data is not None else b"")
+    return store_rows(1, shard=shard, kind="words", center_keys=[data],
+                      offsets=[(ends - first).astype("<i8").tobytes()],
+                      pair_counts=[np.asarray(counts, dtype="<i8").tobytes()])
+
+
+def unpack_words(rows):
+    """(word, count) pyarrow table of store rows (kind, word, count, center_keys, offsets,
+    pair_counts): the ``words`` rows unpacked, the ``word`` rows of older stores as they
+    are; other rows are ignored."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = rows.column("kind")
+    parts = [rows.filter(pc.equal(kind, "word")).select(["word", "count"])
+             .cast(pa.schema([("word", pa.string()), ("count", pa.int64())]))]
+    packed = rows.filter(pc.equal(kind, "words"))
+    for data, ends, counts in zip(packed.column("center_keys").to_pylist(),
+                                  packed.column("offsets").to_pylist(),
+                                  packed.column("pair_counts").to_pylist()):
+        ends = np.frombuffer(ends, dtype="<i8")
+        words = pa.Array.from_buffers(pa.large_string(), len(ends) - 1,
+                                      [None, pa.py_buffer(ends.tobytes()), pa.py_buffer(data)])
+        parts.append(pa.table({"word": words.cast(pa.string()),
+                               "count": pa.array(np.frombuffer(counts, dtype="<i8"))}))
+    return pa.concat_tables(parts)
+
+
 def token_rows(shard: str, ids: np.ndarray, lengths: np.ndarray, keys_of: np.ndarray):
     """The ``tokens`` rows of one shard's documents, given as word indices `ids` whose word
     keys are `keys_of` and the documents' `lengths`: one row per run of about FLUSH_TOKENS
@@ -183,8 +226,7 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int) -> C
             if not len(lengths):
                 continue
             u, n = np.unique(ids, return_counts=True)
-            yield store_rows(len(u), shard=name, kind="word", word=words.take(pa.array(u)),
-                             count=n)
+            yield words_row(name, words.take(pa.array(u)), n)
             yield from token_rows(name, ids, lengths, keys_of)
 
     return count_batches
@@ -226,8 +268,7 @@ def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: lis
                     doc_lengths, doc_ids = lengths[chosen], ids[token_shard == c]
                     if store:
                         u, n = np.unique(doc_ids, return_counts=True)
-                        yield store_rows(len(u), shard=name, kind="word",
-                                         word=words.take(pa.array(u)), count=n)
+                        yield words_row(name, words.take(pa.array(u)), n)
                         yield from token_rows(name, doc_ids, doc_lengths, keys_of)
                         continue
                     for start, end, lo, hi in document_runs(doc_lengths):
@@ -649,16 +690,18 @@ def _changed_counts(spark, uri: str, parts):
 
     words, info = [], {}
     for version, shards, sign in parts:
-        rows = (_store_at(spark, uri, version, ("word", "shard", "stats"), shards)
+        rows = (_store_at(spark, uri, version, ("word", "words", "shard", "stats"), shards)
                 .select("shard", "kind", "word", "count", "size", "mtime", "format",
-                        "documents").toArrow())
+                        "documents", "center_keys", "offsets", "pair_counts").toArrow())
         kind = rows.column("kind")
-        w = rows.filter(pc.equal(kind, "word"))
+        w = unpack_words(rows)
         words.append(pa.table({"word": w.column("word"),
-                               "count": pc.multiply(w.column("count").cast(pa.int64()), sign)}))
+                               "count": pc.multiply(w.column("count"), sign)}))
         if sign < 0:
             continue
-        for r in rows.filter(pc.not_equal(kind, "word")).to_pylist():
+        for r in (rows.filter(pc.is_in(kind, pa.array(["shard", "stats"])))
+                  .select(["shard", "kind", "count", "size", "mtime", "format", "documents"])
+                  .to_pylist()):
             entry = info.setdefault(r["shard"], {"size": 0, "mtime": 0.0, "format": None,
                                                  "documents": 0, "tokens": 0})
             if r["kind"] == "shard":
