@@ -110,6 +110,27 @@ def process_kind(name: str, cmd: str) -> str:
     return "other"
 
 
+def drop_spawning(procs: dict, psutil) -> dict:
+    """`procs` (pid -> process) without the children a JVM is starting a command through.
+
+    Java starts a command (Hadoop's local file system runs `chmod` and `readlink` for the
+    files and commits it makes; a standalone worker starts its executors) by a vfork-like
+    spawn: until the child execs, it shares the JVM's memory and shows its command line, so
+    its RSS is the JVM's counted a second time. Such a child is recognised by its command
+    line being its parent's."""
+    keep = {}
+    for pid, proc in procs.items():
+        try:
+            parent = procs.get(proc.ppid())
+            if parent is not None and proc.cmdline() == parent.cmdline() and process_kind(
+                    parent.name(), " ".join(parent.cmdline())) == "jvm":
+                continue  # (a Python worker forked by pyspark's daemon is not one)
+        except psutil.Error:
+            continue
+        keep[pid] = proc
+    return keep
+
+
 class TreeSampler(threading.Thread):
     """Samples the summed RSS of a process, its descendants and its session every `interval` s."""
 
@@ -169,7 +190,7 @@ class TreeSampler(threading.Thread):
                 except (OSError, psutil.Error):
                     pass
         self.known = procs
-        return procs.values()
+        return drop_spawning(procs, psutil).values()
 
     def sample(self):
         total, n = 0, 0

@@ -52,7 +52,7 @@ from typing import Dict, List, Optional, Sequence
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_build import TreeSampler, kill_session  # noqa: E402
+from bench_build import TreeSampler, drop_spawning, kill_session  # noqa: E402
 
 STAGES = ("spark session", "tokenize", "unigrams", "cipher", "cooccurrences", "projection",
           "vectors")
@@ -210,7 +210,7 @@ class ClassSampler(TreeSampler):
                     procs.setdefault(child.pid, child)
             except self.psutil.Error:
                 pass
-        return procs.values()
+        return drop_spawning(procs, self.psutil).values()
 
     def kind(self, proc) -> str:
         # a process keeps its pid across exec (spark-submit is a shell script that execs

@@ -107,3 +107,36 @@ def test_delta_router_counts_tokens_rows_as_the_reference_and_reads_pairs_rows()
     want.subtract(old)
     assert +got == +want and -got == -want  # the same non-zero signed counts
     assert sum(got.values()) == sum(want.values())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(-4, 4), st.integers(0, 7),
+                          st.integers(1, 9)), min_size=0, max_size=60),
+       st.booleans(), st.integers(1, 8))
+def test_rekey_in_slices_sums_like_a_counter(rows, include_self, slice_rows):
+    """Totals in word indices (7 words, context 7 = the edge), re-keyed a few rows at a time:
+    the vocabulary's keys within the window (2), offset 0 only with include_self, words
+    outside the vocabulary (indices 5, 6) as <unk> (id 4), counts summed like a Counter."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from bitcipher.incremental import totals
+
+    id_of_idx = np.array([2, 0, 3, 1, 4, 4, 4])  # vocabulary ids 0..4, <unk> = 4
+    codec = KeyCodec(5, 2)
+    triples = {}
+    for c, d, x, n in rows:  # totals are unique keys
+        triples[(c, d, PACKED_EDGE if x == 7 else x)] = n
+    keys = np.array(sorted(pack(c, d, x) for c, d, x in triples), dtype=np.int64)
+    counts = np.array([triples[tuple(int(a) for a in t)] for t in zip(*unpack(keys))],
+                      dtype=np.int64)
+    want = Counter()
+    for (c, d, x), n in triples.items():
+        if abs(d) <= 2 and (include_self or d != 0):
+            ctx = codec.edge_context if x == PACKED_EDGE else int(id_of_idx[x])
+            want[int(codec.encode(int(id_of_idx[c]), d, ctx))] += n
+    options = SimpleNamespace(window=2, include_self=include_self)
+    with mock.patch.object(totals, "REKEY_ROWS", slice_rows):
+        got_keys, got_counts = totals.rekey(keys, counts, id_of_idx, codec, options)
+    assert list(got_keys) == sorted(want)
+    assert dict(zip(got_keys.tolist(), got_counts.tolist())) == dict(want)

@@ -13,7 +13,8 @@ from test_pipeline import check_against_reference, reference_opts
 from bitcipher import BuildOptions, build
 from bitcipher.lake.tables import Lake, published, read_table
 from bitcipher.stages.cipher import DENSE_MAX_BITS, build_cipher
-from bitcipher.stages.projection import PROJECTION_FILE, Projection, grid, quantize, sign_convention
+from bitcipher.stages.projection import (BOUND, PROJECTION_FILE, Projection, basis_from_gram, grid,
+                                         mirror_lower, partial_gram, quantize, sign_convention)
 
 
 def zipf_lines(n_words=420, n_lines=160, length=14, seed=0):
@@ -142,6 +143,42 @@ def test_quantised_gramian_is_exact_whatever_the_split():
     parts = sum(q[i:i + 700].T @ q[i:i + 700] for i in range(0, len(q), 700))
     assert np.array_equal(whole, parts)
     assert np.abs(whole).max() < 2.0**52
+
+
+def test_gramian_summed_in_place_by_parts_equals_the_integer_product():
+    """partial_gram adds each part's lower triangle into one matrix (BLAS's rank-k update);
+    mirrored, it is Qᵀ Q computed in exact int64 arithmetic, and the column sums too."""
+    rng = np.random.default_rng(5)
+    v = (rng.standard_normal((4100, 33)) * rng.exponential(4, 33)).astype(np.float32)
+    s = grid(len(v))
+    gram, colsum = None, None
+    for lo in range(0, len(v), 1300):  # parts of uneven size, one of them over GRAM_CHUNK
+        gram, colsum = partial_gram(v[lo:lo + 1300], s, gram, colsum)
+    assert np.array_equal(np.triu(gram, 1), np.zeros_like(gram))  # upper left for mirror_lower
+    q = np.rint(np.clip(v.astype(np.float64), -BOUND, BOUND) * s).astype(np.int64)
+    assert np.array_equal(mirror_lower(gram), (q.T @ q).astype(np.float64))
+    assert np.array_equal(colsum, q.sum(axis=0).astype(np.float64))
+
+
+def test_in_place_basis_equals_the_whole_matrix_expressions():
+    """basis_from_gram works on the driver's one D x D matrix in place; its basis is that of
+    the plain expressions (G / s², minus n μ μᵀ, (G + Gᵀ) / 2, then eigh of a copy)."""
+    from scipy.linalg import eigh
+
+    rng = np.random.default_rng(6)
+    v = (rng.standard_normal((900, 1100)) * rng.exponential(2, 1100)).astype(np.float32)
+    s = grid(len(v))
+    q = quantize(v, s)
+    gram, colsum = q.T @ q, q.sum(axis=0)
+    proj = basis_from_gram(gram.copy(), colsum, len(v), s, 12, 1.0, True, overwrite=True)
+    mean = colsum / (len(v) * s)
+    g = gram / (s * s) - len(v) * np.outer(mean, mean)
+    values, vecs = eigh((g + g.T) / 2.0, subset_by_index=[1100 - 12, 1099])
+    assert np.array_equal(proj.eigenvalues, np.maximum(values[::-1], 0.0))
+    assert np.array_equal(np.abs(proj.basis), np.abs(vecs[:, ::-1]))
+    kept = gram.copy()
+    basis_from_gram(kept, colsum, len(v), s, 12, 1.0, True)  # without overwrite
+    assert np.array_equal(kept, gram)
 
 
 def test_float32_quantisation_gives_the_float64_integers():

@@ -43,7 +43,9 @@ from bitcipher.stages.projection import PROJECTION_FILE, project_spilled, spille
 from bitcipher.stages.vectors import (cooccurrence_marginal, empty_vector, marginal_post,
                                       needs_marginal, vector_batch, vector_blocks, vector_dim)
 
-TOKENS_PER_PARTITION = 2_000_000  # corpus tokens per co-occurrence merge task
+# corpus tokens per co-occurrence merge task (and totals bucket): a task's memory follows
+# it (1M: the Python workers' peak 0.2-0.3 GiB lower than 2M on the 6.0M-token mix)
+TOKENS_PER_PARTITION = 1_000_000
 
 
 @dataclass

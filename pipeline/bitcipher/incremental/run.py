@@ -769,7 +769,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     """
     from pyspark.sql import functions as F
 
-    from bitcipher.finish import TOKENS_PER_PARTITION
+    from bitcipher.finish import cooccurrence_partitions
     from bitcipher.stages.cooccurrences import PARTIAL_SCHEMA
     from bitcipher.lake.tables import new_run_id
 
@@ -842,8 +842,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     if base is not None:
         buckets = base.buckets
     else:
-        buckets = totals.buckets_for(total, spark.sparkContext.defaultParallelism,
-                                     TOKENS_PER_PARTITION)
+        buckets = cooccurrence_partitions(spark, total)
     map_bc = spark.sparkContext.broadcast((sorted_keys, idx_sorted))
 
     def deltas(routes: list[int]):

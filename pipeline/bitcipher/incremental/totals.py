@@ -34,7 +34,6 @@ summed from every shard of the store, and the refresh goes on the same way.
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator, Optional
@@ -163,8 +162,7 @@ def _write_parquet(table, uri: str) -> None:
         pq.write_table(table, fh, compression="lz4")
 
 
-def buckets_for(tokens: int, parallelism: int, tokens_per_bucket: int) -> int:
-    return max(parallelism, math.ceil(tokens / tokens_per_bucket))
+REKEY_ROWS = 1 << 20  # rows of a bucket's totals re-keyed at once (:func:`rekey`)
 
 
 # ---------------------------------------------------------------------------------------
@@ -281,18 +279,10 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
                 _write_parquet(pa.table({"key": pa.array(keys), "count": pa.array(counts)}),
                                f"{job['target']}/pairs/part-{b:05d}.parquet")
 
-            center_idx, off, ctx_slot = unpack(keys)
-            keep = np.abs(off) <= options.window
-            if not options.include_self:
-                keep &= off != 0
-            center = id_of_idx[center_idx[keep]]
-            edge = ctx_slot[keep] == PACKED_EDGE
-            context = np.where(edge, codec.edge_context,
-                               id_of_idx[np.where(edge, 0, ctx_slot[keep])])
-            ck, cn = sum_by_key(codec.encode(center, off[keep], context), counts[keep])
+            ck, cn = rekey(keys, counts, id_of_idx, codec, options)
             # the bucket's totals in word indices are written: only the re-keyed ones are
             # needed from here on (a bucket of a few million rows holds ~30 MB per array)
-            del keys, counts, center_idx, off, ctx_slot, keep, center, edge, context
+            del keys, counts
             is_unk = codec.center_of(ck) == unk
             if is_unk.any():
                 yield _blob_batch("unk", ck[is_unk], cn[is_unk])
@@ -308,6 +298,33 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
                     yield _vector_rows(ids, vecs)
 
     return process
+
+
+def rekey(keys: np.ndarray, counts: np.ndarray, id_of_idx: np.ndarray, codec: KeyCodec,
+          options) -> tuple[np.ndarray, np.ndarray]:
+    """Packed totals (word indices) -> the summed co-occurrence keys of the vocabulary's
+    ids (`codec`), within the build's window and without offset 0 under ``--no-self``.
+
+    Re-keyed REKEY_ROWS rows at a time into one array, then summed: the same keys in the
+    same order as re-keying all rows at once, with the temporaries (the unpacked triples,
+    the masks, the looked-up ids) a slice's size instead of a bucket's."""
+    out_keys = np.empty(len(keys), np.int64)
+    out_counts = np.empty(len(keys), np.int64)
+    n = 0
+    for lo in range(0, len(keys), REKEY_ROWS):
+        center_idx, off, ctx_slot = unpack(keys[lo:lo + REKEY_ROWS])
+        keep = np.abs(off) <= options.window
+        if not options.include_self:
+            keep &= off != 0
+        center = id_of_idx[center_idx[keep]]
+        edge = ctx_slot[keep] == PACKED_EDGE
+        context = np.where(edge, codec.edge_context,
+                           id_of_idx[np.where(edge, 0, ctx_slot[keep])])
+        m = len(center)
+        out_keys[n:n + m] = codec.encode(center, off[keep], context)
+        out_counts[n:n + m] = counts[lo:lo + REKEY_ROWS][keep]
+        n += m
+    return sum_by_key(out_keys[:n], out_counts[:n])
 
 
 def merge_sorted(keys: np.ndarray, counts: np.ndarray, add_keys: np.ndarray,

@@ -303,15 +303,19 @@ def class_archive(extra_classpath: str = "") -> str:
     return os.path.join(cache_dir(), "cds", f"driver-{digest}.jsa")
 
 
+DRIVER_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m -XX:+UseSerialGC"
+
+
 def driver_java_options(archive: bool = True) -> str:
     """JVM options of a driver started here: C1 only (a short batch job gains nothing from
     C2's warm-up) with a code cache of 256 MiB (C1 alone gets 48 MiB, which a long session,
     e.g. a notebook or many builds in one process, fills: the JVM then stops compiling and
-    runs everything interpreted), bitcipher's log4j settings, plus the class-data-sharing
-    archive when one was made and `archive` is true (it matches a local driver's classpath
-    only)."""
-    options = os.environ.get("BITCIPHER_DRIVER_JAVA_OPTIONS",
-                             "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m")
+    runs everything interpreted), the serial collector (G1 grows the heap toward its limit
+    and keeps it; the serial one keeps it near what is live: on the 6.0M-token mix the JVM
+    peaked at 0.9-1.1 GiB instead of 1.3-1.7 GiB, in the same time; docs/performance.md),
+    bitcipher's log4j settings, plus the class-data-sharing archive when one was made and
+    `archive` is true (it matches a local driver's classpath only)."""
+    options = os.environ.get("BITCIPHER_DRIVER_JAVA_OPTIONS", DRIVER_JAVA_OPTIONS)
     if "log4j2.configurationFile" not in options:
         config = os.environ.get("BITCIPHER_LOG4J") or os.path.join(
             os.path.dirname(os.path.abspath(__file__)), "log4j2.properties")

@@ -29,6 +29,7 @@ EXACT = 2.0**52  # every partial sum stays below this: exact in float64
 MAX_INPUT_DIM = 8193  # D x D float64 Gramian of at most 512 MiB per task and on the driver
 ROW_CHUNK = 512  # rows finished or projected at once in a Python worker
 GRAM_CHUNK = 2048  # rows of one Gramian product (larger products run nearer BLAS's peak)
+SYM_BLOCK = 512  # rows of the driver's D x D matrix updated at once
 PROJECTION_FILE = "projection.npz"  # beside the run's tables
 
 
@@ -92,16 +93,42 @@ class Projection:
                    offset=z["offset"], eigenvalues=z["eigenvalues"])
 
 
-def partial_gram(v: np.ndarray, scale: float):
-    """(Gramian, column sums) of the quantised rows of `v`: exact integers in float64."""
+def partial_gram(v: np.ndarray, scale: float, gram: np.ndarray | None = None,
+                 colsum: np.ndarray | None = None):
+    """(Gramian, column sums) of the quantised rows of `v`: exact integers in float64, added
+    to `gram` and `colsum` in place when given.
+
+    Only the Gramian's lower triangle (diagonal included) is summed, by BLAS's symmetric
+    rank-k update straight into `gram` (no product-sized temporary); the upper triangle is
+    left as it was: :func:`mirror_lower` fills it once every part is summed. Every sum is an
+    exact integer (:func:`grid`), so the triangle holds the same numbers as ``q.T @ q``
+    summed in any order."""
+    from scipy.linalg.blas import dsyrk
+
     d = v.shape[1]
-    gram = np.zeros((d, d))
-    colsum = np.zeros(d)
+    if gram is None:
+        gram, colsum = np.zeros((d, d)), np.zeros(d)
     for lo in range(0, len(v), GRAM_CHUNK):
         q = quantize(v[lo:lo + GRAM_CHUNK], scale)
-        gram += q.T @ q
+        # gram.T is the same memory in Fortran order, so BLAS updates it in place; its upper
+        # triangle is gram's lower one
+        out = dsyrk(1.0, q.T, beta=1.0, c=gram.T, trans=0, lower=0, overwrite_c=1)
+        if not np.shares_memory(out, gram):
+            raise RuntimeError("the Gramian was not updated in place")
         colsum += q.sum(axis=0)
     return gram, colsum
+
+
+def mirror_lower(gram: np.ndarray, block: int = 512) -> np.ndarray:
+    """Copy the lower triangle of a square matrix onto its upper one, in place, a block of
+    rows at a time (no matrix-sized temporary); returns `gram`."""
+    d = gram.shape[0]
+    for lo in range(0, d, block):
+        hi = min(lo + block, d)
+        gram[:lo, lo:hi] = gram[lo:hi, :lo].T
+        diag = np.tril(gram[lo:hi, lo:hi])
+        gram[lo:hi, lo:hi] = diag + np.tril(diag, -1).T
+    return gram
 
 
 def sign_convention(vectors: np.ndarray) -> np.ndarray:
@@ -113,22 +140,44 @@ def sign_convention(vectors: np.ndarray) -> np.ndarray:
     return vectors * signs
 
 
+def symmetrize(g: np.ndarray, block: int = 512) -> np.ndarray:
+    """(g + gᵀ) / 2 in place, a block at a time; returns `g`."""
+    d = g.shape[0]
+    for lo in range(0, d, block):
+        for lo2 in range(lo, d, block):
+            a = g[lo:lo + block, lo2:lo2 + block]
+            b = g[lo2:lo2 + block, lo:lo + block]
+            s = (a + b.T) / 2.0
+            a[...] = s
+            b[...] = s.T
+    return g
+
+
 def basis_from_gram(gram: np.ndarray, colsum: np.ndarray, n: int, scale: float, k: int,
-                    exponent: float, center: bool) -> Projection:
-    """The projection of `k` dimensions from the exact quantised Gramian of `n` vectors."""
+                    exponent: float, center: bool, overwrite: bool = False) -> Projection:
+    """The projection of `k` dimensions from the exact quantised Gramian of `n` vectors
+    (the whole matrix, both triangles); with `overwrite`, `gram` is used up."""
     from scipy.linalg import eigh
 
     d = gram.shape[0]
     if not 1 <= k <= d:
         raise ValueError(f"projection to {k} dimensions needs 1 <= k <= {d}")
-    g = gram / (scale * scale)
+    # in place, a block of rows at a time: the driver holds one D x D matrix (134 MiB at
+    # D = 4,097), not one per step; the same numbers as the whole-matrix expressions
+    # (gram / s², minus n μ μᵀ, (g + gᵀ) / 2), element by element
+    g = gram if overwrite else gram.copy()
+    np.divide(g, scale * scale, out=g)
     mean = colsum / (max(n, 1) * scale)
     if center:
-        g = g - n * np.outer(mean, mean)
+        for lo in range(0, d, SYM_BLOCK):
+            g[lo:lo + SYM_BLOCK] -= n * np.outer(mean[lo:lo + SYM_BLOCK], mean)
     else:
         mean = np.zeros(d)
-    g = (g + g.T) / 2.0
-    values, vecs = eigh(g, subset_by_index=[d - k, d - 1])
+    symmetrize(g)
+    # g is symmetric, so g.T (its memory in Fortran order) is the matrix LAPACK would get
+    # from a Fortran-order copy of g, byte for byte: it works on it in place, without a copy
+    values, vecs = eigh(g.T, subset_by_index=[d - k, d - 1], overwrite_a=True)
+    del g
     order = np.argsort(-values, kind="stable")
     values, vecs = np.maximum(values[order], 0.0), sign_convention(vecs[:, order])
     power = np.where(values > 0, values, 1.0) ** ((exponent - 1.0) / 2.0)
@@ -150,7 +199,8 @@ def project_matrix(v: np.ndarray, k: int, exponent: float, center: bool) -> tupl
     The same arithmetic as the Spark stage (:func:`project_spilled`)."""
     scale = grid(len(v))
     gram, colsum = partial_gram(v, scale)
-    proj = basis_from_gram(gram, colsum, len(v), scale, k, exponent, center)
+    proj = basis_from_gram(mirror_lower(gram), colsum, len(v), scale, k, exponent, center,
+                           overwrite=True)
     return proj.apply(v), proj
 
 
@@ -205,13 +255,7 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
             for part in batch.column(0).to_pylist():
                 ids, v = read_spilled(spill_dir, part)
                 v = finish(ids, v)
-                g, c = partial_gram(v, scale)
-                if gram is None:
-                    gram, colsum = g, c
-                else:
-                    gram += g
-                    colsum += c
-                del g
+                gram, colsum = partial_gram(v, scale, gram, colsum)  # lower triangle
                 # the finished (float32) vectors beside the raw ones (a retried task still
                 # finds those): the projection reads half as much and finishes nothing again
                 spill_vectors(spill_dir, part, ids, v, kind="finished")
@@ -236,12 +280,14 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
     n = sum(int(row["n"]) for row in done)
     for first in sorted({int(row["gram"]) for row in done}):
         z = read_npz(f"{spill_dir}/gram-{first:05d}.npz")
-        gram += z["gram"]
+        gram += z["gram"]  # lower triangles (partial_gram)
         colsum += z["colsum"]
+        del z
     if extra is not None and len(extra):
-        g, c = partial_gram(np.asarray(extra), scale)
-        gram, colsum, n = gram + g, colsum + c, n + len(extra)
-    proj = basis_from_gram(gram, colsum, n, scale, min(k, dim), exponent, center)
+        partial_gram(np.asarray(extra), scale, gram, colsum)
+        n += len(extra)
+    proj = basis_from_gram(mirror_lower(gram), colsum, n, scale, min(k, dim), exponent,
+                           center, overwrite=True)
     del gram
     proj_bc = spark.sparkContext.broadcast(proj)
 
