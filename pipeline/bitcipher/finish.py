@@ -96,15 +96,16 @@ class StageLog:
 def cooccurrence_partitions(spark, total_tokens: int) -> int:
     """Merge tasks of the co-occurrence stage.
 
-    ``spark.bitcipher.partitions`` when set; otherwise the cluster's default parallelism,
-    or one per TOKENS_PER_PARTITION corpus tokens if that is more. The result does not
-    depend on it (the tables are the same bit for bit), only the memory per task does.
+    ``spark.bitcipher.partitions`` when set; otherwise one per TOKENS_PER_PARTITION corpus
+    tokens, rounded up to a multiple of the cluster's default parallelism (every wave of
+    tasks fills the cores: 8 tasks on 2 cores, not 7). The result does not depend on it
+    (the tables are the same bit for bit), only the memory per task does.
     """
     chosen = spark.conf.get("spark.bitcipher.partitions", None)
     if chosen:
         return int(chosen)
-    return max(spark.sparkContext.defaultParallelism,
-               math.ceil(total_tokens / TOKENS_PER_PARTITION))
+    cores = max(spark.sparkContext.defaultParallelism, 1)
+    return cores * max(1, math.ceil(total_tokens / TOKENS_PER_PARTITION / cores))
 
 
 def plain_path(uri: str) -> str:
