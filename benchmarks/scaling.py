@@ -54,7 +54,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_build import TreeSampler, drop_spawning, kill_session  # noqa: E402
 
-STAGES = ("spark session", "tokenize", "unigrams", "cipher", "cooccurrences", "projection",
+STAGES = ("spark session", "tokenize", "count", "unigrams", "cipher", "cooccurrences", "projection",
           "vectors")
 CLASSES = ("driver_jvm", "driver_python", "python_workers", "executor_jvms", "daemons", "other")
 DEFAULT_SIZES = "1M,4M,16M"

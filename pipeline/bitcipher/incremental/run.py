@@ -906,7 +906,7 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
     from pyspark.sql import functions as F
 
     from bitcipher.stages.cooccurrences import PARTIAL_SCHEMA, partition_routes
-    from bitcipher.stages.merge import cooccurrence_part
+    from bitcipher.stages.merge import cooccurrence_part, remove_tree
     from bitcipher.stages.vectors import (context_marginal, marginal_post, needs_marginal,
                                           vector_batch)
 
@@ -920,6 +920,7 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
 
     def vectors_stage(cipher, cooc_dir, spill_dir=None, frozen=None):
         x = cipher.context()
+        sums_dir = lake.table(run_id, "sums")  # the bucket tasks' <unk> rows and marginals
         routes = partition_routes(spark, buckets)
         markers = spark.createDataFrame(
             pa.table({"route": pa.array(routes, pa.int64()),
@@ -932,7 +933,7 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
                "id_of_idx": id_of_idx, "unk_id": unk, "total": vocab.total,
                "base": totals.snapshot_dir(lake, base.name) if base is not None else None,
                "target": totals.snapshot_dir(lake, target) if target else None,
-               "cooc_dir": cooc_dir,
+               "cooc_dir": cooc_dir, "sums_dir": sums_dir,
                "spill_dir": spill_dir, "frozen": frozen, "touched_only": reuse is not None}
         counts_arr = np.asarray(vocab.counts, dtype=np.int64)
         out = (partial.repartition(buckets, "route")
@@ -941,7 +942,7 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
                            totals.OUT_SCHEMA)
                .persist(StorageLevel.MEMORY_AND_DISK))
         persisted.append(out)
-        small = out.where(F.col("kind") != "vector").select("kind", "keys", "counts").toArrow()
+        out.count()  # runs the bucket tasks (their vectors kept for what follows)
 
         if target is not None:  # the totals snapshot of `version` is complete: in use now
             totals.write_tables(lake, target, tr.words, tr.keys, tr.counts, tr.shard_info)
@@ -950,31 +951,25 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
                 window=int(counting["window"]), counting=counting))
 
         codec = KeyCodec(len(vocab), options.window)
-        kinds = small.column("kind").to_pylist()
-        blobs = {"unk": ([], []), "marginal": ([], [])}
-        for kind, kb, nb in zip(kinds, small.column("keys").to_pylist(),
-                                small.column("counts").to_pylist()):
-            blobs[kind][0].append(np.frombuffer(kb, dtype=np.int64))
-            blobs[kind][1].append(np.frombuffer(nb, dtype=np.int64))
-        empty = [np.empty(0, np.int64)]
-        uk, un = sum_by_key(np.concatenate(blobs["unk"][0] + empty),
-                            np.concatenate(blobs["unk"][1] + empty))
+        # the <unk> centre's keys: one centre, so a dense range of n_offsets * n_contexts
+        per_center = codec.n_offsets * codec.n_contexts
+        uk, un = totals.summed_files(sums_dir, "unk", per_center, unk * per_center)
         counts_ext = np.append(counts_arr, 0)
         raw = needs_marginal(options) and frozen is None
         unk_rows = None  # the <unk> centre's row, as an Arrow batch (id, vector)
-        m_keys, m_counts = list(blobs["marginal"][0]), list(blobs["marginal"][1])
-        if len(uk):
-            if raw:
+        marginal = frozen[0] if frozen is not None else None
+        if raw:
+            mk, mn = totals.summed_files(sums_dir, "marginal", codec.n_marginal_keys)
+            if len(uk):  # and the <unk> centre's share, added to the same keys
                 _, off, ctx = codec.decode(uk)
-                mk, mn = totals.marginal_totals(ctx, off, un, codec)
-                m_keys.append(mk)
-                m_counts.append(mn)
+                uk_m, un_m = totals.marginal_totals(ctx, off, un, codec)
+                mk, mn = sum_by_key(np.concatenate([mk, uk_m]), np.concatenate([mn, un_m]))
+        remove_tree(sums_dir)
+        if len(uk):
             ids, v = cooccurrence_part(uk, un, codec, cooc_dir, buckets, x, counts_ext,
                                        vocab.total, options, raw, spill_dir, frozen)
             unk_rows = vector_batch(ids[:1], v[:1].astype(np.float64), pa.float64())
-        marginal = frozen[0] if frozen is not None else None
         if raw:
-            mk, mn = sum_by_key(np.concatenate(m_keys + empty), np.concatenate(m_counts + empty))
             ctx, off = codec.decode_marginal(mk)
             ctx = codec.table_context(ctx)
             order = np.lexsort((off, ctx))  # the build's ORDER BY context, offset

@@ -42,7 +42,7 @@ import numpy as np
 
 from bitcipher.keys import (EDGE_WORD_KEY, FLUSH_PAIRS, PACKED_EDGE, KeyCodec, lookup_ids, pack,
                             packed_center, sum_by_key, unpack)
-from bitcipher.lake.tables import Lake
+from bitcipher.lake.tables import Lake, write_npz
 
 FORMAT = 1
 OUT_SCHEMA = "kind string, id int, vector array<double>, keys binary, counts binary"
@@ -225,8 +225,11 @@ def delta_router(map_bc, buckets: int, routes: list[int], window: int) -> Callab
 def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
     """mapInArrow: packed deltas of some buckets (plus one empty marker per bucket) ->
     for each bucket: new totals file, cooccurrences part, vectors of its centre words
-    (``kind`` = ``vector``), the ``<unk>`` centre's rows (``unk``) and the marginal totals
-    n(·, c, d) (``marginal``) as packed int64 arrays."""
+    (``kind`` = ``vector``), and in files of ``job["sums_dir"]`` (named by bucket, so a
+    retried task replaces its own) the ``<unk>`` centre's rows (``unk-NNNNN.npz``) and the
+    marginal totals n(·, c, d) (``marginal-NNNNN.npz``) as int64 keys and counts: read one
+    at a time by :func:`summed_files`, so the driver's memory does not grow with the number
+    of buckets."""
 
     def process(batches: Iterator):
         import pyarrow as pa
@@ -285,11 +288,14 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
             del keys, counts
             is_unk = codec.center_of(ck) == unk
             if is_unk.any():
-                yield _blob_batch("unk", ck[is_unk], cn[is_unk])
+                write_npz(f"{job['sums_dir']}/unk-{b:05d}.npz", keys=ck[is_unk],
+                          counts=cn[is_unk])
             ck, cn = ck[~is_unk], cn[~is_unk]
             if raw:
                 _, c_off, c_ctx = codec.decode(ck)
-                yield _blob_batch("marginal", *marginal_totals(c_ctx, c_off, cn, codec))
+                mk, mn = marginal_totals(c_ctx, c_off, cn, codec)
+                write_npz(f"{job['sums_dir']}/marginal-{b:05d}.npz", keys=mk, counts=mn)
+                del mk, mn, c_off, c_ctx
             if len(ck):
                 ids, vecs = cooccurrence_part(ck, cn, codec, job["cooc_dir"], b, x_bc.value,
                                               counts_ext, job["total"], options, raw,
@@ -352,6 +358,23 @@ def marginal_totals(context: np.ndarray, offset: np.ndarray, counts: np.ndarray,
     return keys.astype(np.int64), sums[keys].astype(np.int64)
 
 
+def summed_files(folder: str, kind: str, size: int, first: int = 0):
+    """(sorted keys, counts) summed over the files ``folder/{kind}-N.npz`` of the bucket
+    tasks, whose keys lie in ``first .. first + size - 1``, the zero sums left out: one
+    dense int64 accumulator of `size` and one file in memory at a time (the same keys and
+    sums as :func:`bitcipher.keys.sum_by_key` of every file's rows, whose counts are
+    positive)."""
+    from bitcipher.lake.tables import npz_parts, read_npz
+
+    acc = np.zeros(size, np.int64)
+    for part in npz_parts(folder, kind):
+        z = read_npz(f"{folder}/{kind}-{part:05d}.npz")
+        acc[z["keys"] - first] += z["counts"]  # a file's keys are unique
+        del z
+    keys = np.flatnonzero(acc)
+    return keys.astype(np.int64) + first, acc[keys]
+
+
 def _read_parquet_if_exists(uri: str):
     from fsspec.core import url_to_fs
 
@@ -361,16 +384,6 @@ def _read_parquet_if_exists(uri: str):
     if not fs.exists(path):
         return None
     return _read_parquet(uri)
-
-
-def _blob_batch(kind: str, keys: np.ndarray, counts: np.ndarray):
-    import pyarrow as pa
-
-    return pa.RecordBatch.from_arrays(
-        [pa.array([kind]), pa.nulls(1, pa.int32()), pa.nulls(1, pa.list_(pa.float64())),
-         pa.array([keys.astype(np.int64).tobytes()], pa.large_binary()),
-         pa.array([counts.astype(np.int64).tobytes()], pa.large_binary())],
-        names=["kind", "id", "vector", "keys", "counts"])
 
 
 def _vector_rows(ids: np.ndarray, vecs: np.ndarray):
