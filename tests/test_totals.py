@@ -140,3 +140,47 @@ def test_rekey_in_slices_sums_like_a_counter(rows, include_self, slice_rows):
         got_keys, got_counts = totals.rekey(keys, counts, id_of_idx, codec, options)
     assert list(got_keys) == sorted(want)
     assert dict(zip(got_keys.tolist(), got_counts.tolist())) == dict(want)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 4), min_size=0, max_size=9), min_size=1, max_size=8),
+       st.integers(1, 12))
+def test_build_counter_in_runs_of_documents_counts_as_the_reference(tmp_path_factory, docs,
+                                                                    run_tokens):
+    """A build's counting tasks count the kept tokens in runs of whole documents of about
+    COUNT_RUN_TOKENS tokens; for any run size the routed, summed counts are the NumPy
+    reference's co-occurrences of the documents, in word indices, each in its bucket."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    import pyarrow as pa
+    import reference
+
+    from bitcipher.incremental import run
+    from bitcipher.keys import word_keys
+    from bitcipher.stages.tokenize import write_tokens
+
+    token_dir = str(tmp_path_factory.mktemp("tokens"))
+    local = pa.array(["mat", "the", "cat", "on", "sat"])  # the task's own dictionary
+    words = ["the", "cat", "sat", "on", "mat"]  # the build's word indices
+    to_idx = np.array([4, 0, 1, 3, 2])  # local index -> word index
+    lengths = np.array([len(d) for d in docs], dtype=np.int32)
+    flat = np.array([t for d in docs for t in d], dtype=np.int32)
+    write_tokens(token_dir, 0, local, flat, lengths, ["shard-a"], np.zeros(len(docs), np.int32))
+    window, buckets, routes = 2, 3, [5, 6, 7]
+    words_bc = SimpleNamespace(value=(pa.array(words, pa.string()), word_keys(words)))
+    canonical = SimpleNamespace(value={})
+    batch = pa.RecordBatch.from_arrays([pa.array([0], pa.int32())], names=["part"])
+    got = Counter()
+    with mock.patch.object(run, "COUNT_RUN_TOKENS", run_tokens):
+        counter = run._part_counter(words_bc, canonical, window, buckets, routes, token_dir,
+                                    False)
+        for out in counter(iter([batch])):
+            route = out.column(0)[0].as_py()
+            k = np.frombuffer(out.column(1)[0].as_py(), dtype=np.int64)
+            n = np.frombuffer(out.column(2)[0].as_py(), dtype=np.int64)
+            for (c, d, x), v in zip(zip(*unpack(k)), n):
+                assert routes[int(c) % buckets] == route
+                got[(int(c), reference.EDGE if x == PACKED_EDGE else int(x), int(d))] += int(v)
+    want = reference.cooccurrences([[int(to_idx[t]) for t in d] for d in docs], window)
+    assert dict(got) == {k: v for k, v in want.items() if v}
