@@ -4,6 +4,7 @@ import itertools
 from collections import Counter
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -53,7 +54,8 @@ def test_marginal_totals_sum_over_centre_words():
     assert dict(zip(keys.tolist(), sums.tolist())) == dict(want)
 
 
-def test_delta_router_counts_tokens_rows_as_the_reference_and_reads_pairs_rows():
+@pytest.mark.parametrize("run_tokens", [1_000_000, 1, 4])
+def test_delta_router_counts_tokens_rows_as_the_reference_and_reads_pairs_rows(run_tokens):
     """A ``tokens`` row (documents as word keys) and a ``pairs`` row (the co-occurrence counts
     of a store written before tokens rows), signed: the router's summed, routed output equals
     the NumPy reference's co-occurrences of the documents, in word indices."""
@@ -96,7 +98,13 @@ def test_delta_router_counts_tokens_rows_as_the_reference_and_reads_pairs_rows()
 
     rows = [store_rows(b, 1) for b in token_batches] + [store_rows(pair_batch, -1)]
     got: Counter = Counter()
-    for out in delta_router(map_bc, buckets, routes, window)(iter(rows)):
+    from unittest import mock
+
+    from bitcipher.stages import cooccurrences
+
+    with mock.patch.object(cooccurrences, "COUNT_RUN_TOKENS", run_tokens):
+        routed = list(delta_router(map_bc, buckets, routes, window)(iter(rows)))
+    for out in routed:
         route = out.column(0)[0].as_py()
         k = np.frombuffer(out.column(1)[0].as_py(), dtype=np.int64)
         n = np.frombuffer(out.column(2)[0].as_py(), dtype=np.int64)
@@ -158,6 +166,7 @@ def test_build_counter_in_runs_of_documents_counts_as_the_reference(tmp_path_fac
 
     from bitcipher.incremental import run
     from bitcipher.keys import word_keys
+    from bitcipher.stages import cooccurrences
     from bitcipher.stages.tokenize import write_tokens
 
     token_dir = str(tmp_path_factory.mktemp("tokens"))
@@ -172,7 +181,7 @@ def test_build_counter_in_runs_of_documents_counts_as_the_reference(tmp_path_fac
     canonical = SimpleNamespace(value={})
     batch = pa.RecordBatch.from_arrays([pa.array([0], pa.int32())], names=["part"])
     got = Counter()
-    with mock.patch.object(run, "COUNT_RUN_TOKENS", run_tokens):
+    with mock.patch.object(cooccurrences, "COUNT_RUN_TOKENS", run_tokens):
         counter = run._part_counter(words_bc, canonical, window, buckets, routes, token_dir,
                                     False)
         for out in counter(iter([batch])):

@@ -232,11 +232,6 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int) -> C
     return count_batches
 
 
-# tokens whose windows a Python worker counts at once in a build (their keys, sort and sum
-# take about 200 bytes a token; each run's summed keys go to the shuffle)
-COUNT_RUN_TOKENS = 1_000_000
-
-
 def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: list[int],
                   token_dir: str, store: bool) -> Callable:
     """mapInArrow over the part numbers of a build's kept tokens: for each shard of each
@@ -249,6 +244,7 @@ def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: lis
         import pyarrow.compute as pc
 
         from bitcipher.keys import PACKED_EDGE, pack
+        from bitcipher.stages import cooccurrences
         from bitcipher.stages.cooccurrences import (batches_by_partition, document_runs,
                                                     window_keys)
         from bitcipher.stages.tokenize import read_tokens
@@ -276,7 +272,8 @@ def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: lis
                         yield words_row(name, words.take(pa.array(u)), n)
                         yield from token_rows(name, doc_ids, doc_lengths, keys_of)
                         continue
-                    for start, end, lo, hi in document_runs(doc_lengths, COUNT_RUN_TOKENS):
+                    for start, end, lo, hi in document_runs(
+                            doc_lengths, cooccurrences.COUNT_RUN_TOKENS):
                         keys, counts = window_keys(doc_ids[start:end], doc_lengths[lo:hi],
                                                    codec, True)
                         center, offset, context = codec.decode(keys)

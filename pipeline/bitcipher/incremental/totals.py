@@ -176,7 +176,9 @@ def delta_router(map_bc, buckets: int, routes: list[int], window: int) -> Callab
     ``pairs`` row holds them already."""
 
     def route_batches(batches: Iterator):
-        from bitcipher.stages.cooccurrences import batches_by_partition, window_keys
+        from bitcipher.stages import cooccurrences
+        from bitcipher.stages.cooccurrences import (batches_by_partition, document_runs,
+                                                    window_keys)
 
         sorted_keys, idx = map_bc.value
         codec = KeyCodec(len(idx), window)
@@ -190,32 +192,41 @@ def delta_router(map_bc, buckets: int, routes: list[int], window: int) -> Callab
             keys, counts = keys[nz], counts[nz]
             yield from batches_by_partition(keys, counts, packed_center(keys) % buckets, routes)
 
+        def row_counts(kind, cb, xb, ob, nb):
+            """(packed keys, counts) of one store row: a ``tokens`` row's documents counted
+            in runs of whole documents, a ``pairs`` row's counts as they are."""
+            if kind == "tokens":
+                distinct = lookup_ids(sorted_keys, idx,
+                                      np.frombuffer(cb, dtype="<i8").astype(np.int64))
+                ids = distinct[np.frombuffer(xb, dtype="<i4")]
+                lengths = np.frombuffer(nb, dtype="<i8").astype(np.int64)
+                runs = document_runs(lengths, cooccurrences.COUNT_RUN_TOKENS)
+                for start, end, lo, hi in runs:
+                    keys, n = window_keys(ids[start:end], lengths[lo:hi], codec, True)
+                    center, off, context = codec.decode(keys)
+                    context = np.where(context == codec.edge_context, PACKED_EDGE, context)
+                    yield pack(center, off, context), n
+                return
+            ck = np.frombuffer(cb, dtype="<i8").astype(np.int64)
+            xk = np.frombuffer(xb, dtype="<i8").astype(np.int64)
+            off = np.frombuffer(ob, dtype=np.int8).astype(np.int64)
+            n = np.frombuffer(nb, dtype="<i8").astype(np.int64)
+            center = lookup_ids(sorted_keys, idx, ck)
+            edge = xk == EDGE_WORD_KEY
+            context = np.where(edge, PACKED_EDGE,
+                               lookup_ids(sorted_keys, idx, np.where(edge, ck, xk)))
+            yield pack(center, off, context), n
+
         for batch in batches:
             columns = [batch.column(i).to_pylist() for i in range(6)]
             for kind, cb, xb, ob, nb, sign in zip(*columns):
-                if kind == "tokens":
-                    distinct = lookup_ids(sorted_keys, idx,
-                                          np.frombuffer(cb, dtype="<i8").astype(np.int64))
-                    ids = distinct[np.frombuffer(xb, dtype="<i4")]
-                    keys, n = window_keys(ids, np.frombuffer(nb, dtype="<i8").astype(np.int64),
-                                          codec, True)
-                    center, off, context = codec.decode(keys)
-                    context = np.where(context == codec.edge_context, PACKED_EDGE, context)
-                else:
-                    ck = np.frombuffer(cb, dtype="<i8").astype(np.int64)
-                    xk = np.frombuffer(xb, dtype="<i8").astype(np.int64)
-                    off = np.frombuffer(ob, dtype=np.int8).astype(np.int64)
-                    n = np.frombuffer(nb, dtype="<i8").astype(np.int64)
-                    center = lookup_ids(sorted_keys, idx, ck)
-                    edge = xk == EDGE_WORD_KEY
-                    context = np.where(edge, PACKED_EDGE,
-                                       lookup_ids(sorted_keys, idx, np.where(edge, ck, xk)))
-                keys_buf.append(pack(center, off, context))
-                counts_buf.append(n * int(sign))
-                pending += len(n)
-            if pending >= FLUSH_PAIRS:
-                yield from flush()
-                keys_buf, counts_buf, pending = [], [], 0
+                for packed, n in row_counts(kind, cb, xb, ob, nb):
+                    keys_buf.append(packed)
+                    counts_buf.append(n * int(sign))
+                    pending += len(n)
+                    if pending >= FLUSH_PAIRS:
+                        yield from flush()
+                        keys_buf, counts_buf, pending = [], [], 0
         if keys_buf:
             yield from flush()
 
