@@ -14,6 +14,22 @@ from bitcipher.incremental.totals import marginal_totals, merge_sorted
 counted = st.dictionaries(st.integers(-1000, 1000), st.integers(-5, 9).filter(bool), max_size=40)
 
 
+def routed_counts(batches, routes) -> Counter:
+    """The signed counts of packed (route, keys, counts) batches by (centre, context or
+    reference.EDGE, offset) in word indices, each key checked to be in its centre's bucket."""
+    import reference
+
+    got: Counter = Counter()
+    for out in batches:
+        route = out.column(0)[0].as_py()
+        k = np.frombuffer(out.column(1)[0].as_py(), dtype=np.int64)
+        n = np.frombuffer(out.column(2)[0].as_py(), dtype=np.int64)
+        for (c, d, x), v in zip(zip(*unpack(k)), n):
+            assert routes[int(c) % len(routes)] == route
+            got[(int(c), reference.EDGE if x == PACKED_EDGE else int(x), int(d))] += int(v)
+    return got
+
+
 @settings(max_examples=200, deadline=None)
 @given(counted, counted)
 def test_merge_sorted_sums_like_a_counter(a, b):
@@ -97,20 +113,13 @@ def test_delta_router_counts_tokens_rows_as_the_reference_and_reads_pairs_rows(r
                                           names=[*names, "s"])
 
     rows = [store_rows(b, 1) for b in token_batches] + [store_rows(pair_batch, -1)]
-    got: Counter = Counter()
     from unittest import mock
 
     from bitcipher.stages import cooccurrences
 
     with mock.patch.object(cooccurrences, "COUNT_RUN_TOKENS", run_tokens):
         routed = list(delta_router(map_bc, buckets, routes, window)(iter(rows)))
-    for out in routed:
-        route = out.column(0)[0].as_py()
-        k = np.frombuffer(out.column(1)[0].as_py(), dtype=np.int64)
-        n = np.frombuffer(out.column(2)[0].as_py(), dtype=np.int64)
-        for (c, d, x), v in zip(zip(*unpack(k)), n):
-            assert routes[int(c) % buckets] == route
-            got[(int(c), reference.EDGE if x == PACKED_EDGE else int(x), int(d))] += int(v)
+    got = routed_counts(routed, routes)
     want = Counter(reference.cooccurrences(kept, window))
     want.subtract(old)
     assert +got == +want and -got == -want  # the same non-zero signed counts
@@ -180,16 +189,9 @@ def test_build_counter_in_runs_of_documents_counts_as_the_reference(tmp_path_fac
     words_bc = SimpleNamespace(value=(pa.array(words, pa.string()), word_keys(words)))
     canonical = SimpleNamespace(value={})
     batch = pa.RecordBatch.from_arrays([pa.array([0], pa.int32())], names=["part"])
-    got = Counter()
     with mock.patch.object(cooccurrences, "COUNT_RUN_TOKENS", run_tokens):
         counter = run._part_counter(words_bc, canonical, window, buckets, routes, token_dir,
                                     False)
-        for out in counter(iter([batch])):
-            route = out.column(0)[0].as_py()
-            k = np.frombuffer(out.column(1)[0].as_py(), dtype=np.int64)
-            n = np.frombuffer(out.column(2)[0].as_py(), dtype=np.int64)
-            for (c, d, x), v in zip(zip(*unpack(k)), n):
-                assert routes[int(c) % buckets] == route
-                got[(int(c), reference.EDGE if x == PACKED_EDGE else int(x), int(d))] += int(v)
+        got = routed_counts(counter(iter([batch])), routes)
     want = reference.cooccurrences([[int(to_idx[t]) for t in d] for d in docs], window)
     assert dict(got) == {k: v for k, v in want.items() if v}
