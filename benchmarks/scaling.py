@@ -54,8 +54,8 @@ sys.path.insert(0, str(HERE))
 
 from bench_build import TreeSampler, drop_spawning, kill_session  # noqa: E402
 
-STAGES = ("spark session", "tokenize", "count", "unigrams", "cipher", "cooccurrences", "projection",
-          "vectors")
+STAGES = ("spark session", "tokenize", "count", "unigrams", "cipher", "cooccurrences",
+          "projection", "vectors")
 CLASSES = ("driver_jvm", "driver_python", "python_workers", "executor_jvms", "daemons", "other")
 DEFAULT_SIZES = "1M,4M,16M"
 CONSONANTS = "bcdfghjklmnprstvwz"

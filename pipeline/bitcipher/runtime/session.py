@@ -312,7 +312,7 @@ def driver_java_options(archive: bool = True) -> str:
     e.g. a notebook or many builds in one process, fills: the JVM then stops compiling and
     runs everything interpreted), the serial collector (G1 grows the heap toward its limit
     and keeps it; the serial one keeps it near what is live: on the 6.0M-token mix the JVM
-    peaked at 0.9-1.1 GiB instead of 1.3-1.7 GiB, in the same time; docs/performance.md),
+    peaked at 0.9-1.2 GiB instead of 1.5-1.7 GiB, in the same time; docs/performance.md),
     bitcipher's log4j settings, plus the class-data-sharing archive when one was made and
     `archive` is true (it matches a local driver's classpath only)."""
     options = os.environ.get("BITCIPHER_DRIVER_JAVA_OPTIONS", DRIVER_JAVA_OPTIONS)

@@ -29,7 +29,7 @@ EXACT = 2.0**52  # every partial sum stays below this: exact in float64
 MAX_INPUT_DIM = 8193  # D x D float64 Gramian of at most 512 MiB per task and on the driver
 ROW_CHUNK = 512  # rows finished or projected at once in a Python worker
 GRAM_CHUNK = 2048  # rows of one Gramian product (larger products run nearer BLAS's peak)
-SYM_BLOCK = 512  # rows of the driver's D x D matrix updated at once
+SYM_BLOCK = 512  # rows (and columns) of a D x D matrix updated at once
 PROJECTION_FILE = "projection.npz"  # beside the run's tables
 
 
@@ -119,7 +119,7 @@ def partial_gram(v: np.ndarray, scale: float, gram: np.ndarray | None = None,
     return gram, colsum
 
 
-def mirror_lower(gram: np.ndarray, block: int = 512) -> np.ndarray:
+def mirror_lower(gram: np.ndarray, block: int = SYM_BLOCK) -> np.ndarray:
     """Copy the lower triangle of a square matrix onto its upper one, in place, a block of
     rows at a time (no matrix-sized temporary); returns `gram`."""
     d = gram.shape[0]
@@ -140,7 +140,7 @@ def sign_convention(vectors: np.ndarray) -> np.ndarray:
     return vectors * signs
 
 
-def symmetrize(g: np.ndarray, block: int = 512) -> np.ndarray:
+def symmetrize(g: np.ndarray, block: int = SYM_BLOCK) -> np.ndarray:
     """(g + gᵀ) / 2 in place, a block at a time; returns `g`."""
     d = g.shape[0]
     for lo in range(0, d, block):
