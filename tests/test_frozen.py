@@ -172,6 +172,101 @@ def test_fallbacks_to_an_exact_refresh_say_why(spark, lake_copy, tmp_path):
         build(spark, str(corpus), lake, other, report=quiet, cipher_from=0)
 
 
+def totals_by_word(lake: Lake) -> dict:
+    """{(centre word, context word or None for the edge, offset): count} of the totals in
+    use, summed over the files of its layers here (not with the package's reader)."""
+    import pyarrow.parquet as pq
+
+    from bitcipher.incremental import totals
+
+    snap = totals.read_pointer(lake)
+    root = Path(lake.root) / "totals"
+    words = pq.read_table(root / snap.name / "words.parquet")
+    words = dict(zip(words.column("idx").to_pylist(), words.column("word").to_pylist()))
+    out: dict = {}
+    for name in [*snap.layers, snap.name]:
+        for f in sorted((root / name / "pairs").glob("*.parquet")):
+            t = pq.read_table(f)
+            for key, n in zip(t.column("key").to_pylist(), t.column("count").to_pylist()):
+                center, offset, context = key >> 35, ((key >> 27) & 255) - 128, key & (2**27 - 1)
+                k = (words[center], None if context == 2**27 - 1 else words[context], offset)
+                out[k] = out.get(k, 0) + n
+    return {k: n for k, n in out.items() if n}
+
+
+def reference_totals(corpus: Path, window: int) -> dict:
+    """The same, by the NumPy reference: every word's windows over the corpus's text."""
+    docs = reference.documents(corpus_lines(corpus))
+    vocab = sorted({w for doc in docs for w in doc})
+    ids = {w: i for i, w in enumerate(vocab)}
+    n = reference.cooccurrences([[ids[w] for w in doc] for doc in docs], window=window)
+    return {(vocab[t], None if c == reference.EDGE else vocab[c], d): k
+            for (t, c, d), k in n.items()}
+
+
+def test_frozen_refreshes_layer_the_totals_and_an_exact_one_sums_them(spark, lake_copy,
+                                                                     monkeypatch):
+    """A frozen refresh that keeps the untouched vectors writes its totals as a delta layer
+    on the snapshot before it; the layers sum to the corpus's co-occurrences, the layers
+    are kept while in use, MAX_DELTAS of them are written whole again, and an exact refresh
+    over layered totals equals a full build."""
+    from bitcipher.incremental import totals
+
+    corpus, lake, twin = lake_copy
+    root = Path(lake.root) / "totals"
+    built = totals.read_pointer(lake)
+    assert built.layers == []
+    monkeypatch.setattr(totals, "MAX_DELTAS", 2)
+    put(corpus, "s2", CORPUS_C)
+    refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
+    first = totals.read_pointer(lake)
+    assert first.layers == [built.name]
+    assert totals_by_word(lake) == reference_totals(corpus, OPTIONS.window)
+    (corpus / "s1.txt").unlink()  # a removal: negative counts in the delta
+    refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
+    second = totals.read_pointer(lake)
+    assert second.layers == [built.name, first.name]
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        ["current.json", built.name, first.name, second.name])
+    assert totals_by_word(lake) == reference_totals(corpus, OPTIONS.window)
+    check_frozen_reference(spark, lake, corpus, reference_epoch(
+        [*CORPUS_A, *CORPUS_B], OPTIONS), OPTIONS)
+    # past MAX_DELTAS: whole again, and the layers it no longer needs are removed
+    put(corpus, "s3", NEW)
+    refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
+    whole = totals.read_pointer(lake)
+    assert whole.layers == []
+    assert sorted(p.name for p in root.iterdir()) == sorted(["current.json", whole.name])
+    assert totals_by_word(lake) == reference_totals(corpus, OPTIONS.window)
+    build(spark, str(corpus), twin, OPTIONS, report=quiet, cipher_from=0)
+    assert_same_tables(lake_tables(spark, lake), lake_tables(spark, twin))
+    # a delta layer again, then an exact refresh sums the layers (and writes them whole)
+    (corpus / "s3.txt").unlink()
+    refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
+    assert totals.read_pointer(lake).layers == [whole.name]
+    put(corpus, "s4", CORPUS_B)
+    lines = []
+    refresh(spark, str(corpus), lake, OPTIONS, report=lines.append)
+    assert any("-0 +1 shards" in line for line in lines), lines
+    assert totals.read_pointer(lake).layers == []
+    assert totals_by_word(lake) == reference_totals(corpus, OPTIONS.window)
+    check_against_reference(lake_tables(spark, lake), reference.vectors(
+        corpus_lines(corpus), **reference_opts(OPTIONS)), OPTIONS)
+    # a layer that is gone: the snapshot cannot be used, the totals are summed again
+    (corpus / "s4.txt").unlink()
+    refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
+    layered = totals.read_pointer(lake)
+    import shutil
+
+    shutil.rmtree(root / layered.layers[0])
+    assert totals.read_pointer(lake) is None
+    put(corpus, "s5", CORPUS_C)
+    lines = []
+    refresh(spark, str(corpus), lake, OPTIONS, report=lines.append, frozen=True)
+    assert any("summed from every shard" in line for line in lines), lines
+    assert totals_by_word(lake) == reference_totals(corpus, OPTIONS.window)
+
+
 def test_max_drift_needs_frozen_before_spark(capsys, tmp_path):
     put(tmp_path / "c", "s0", CORPUS_A)
     code = main(["refresh", "--corpus", str(tmp_path / "c"), "--lake", str(tmp_path / "l"),

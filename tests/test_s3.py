@@ -352,7 +352,7 @@ def test_rebuild_on_s3_publishes_a_second_commit_and_removes_the_old_run(
 def test_refresh_on_s3_matches_the_reference_and_keeps_its_totals_there(
         s3_server, s3_corpus, session, tmp_path):
     """`bitcipher refresh` with corpus and lake on S3: from empty (exact), then `--frozen`
-    after a new shard arrives (counted alone, merged into the totals kept on S3, coded with
+    after a new shard arrives (counted alone, its change kept on S3 as a layer on the totals, coded with
     the epoch read back from S3); the tables equal the NumPy reference on all shards with
     the first run's vocabulary (refresh = build, table by table, exact and frozen, is tested
     on local disk)."""
@@ -393,7 +393,9 @@ def test_refresh_on_s3_matches_the_reference_and_keeps_its_totals_there(
     fs, root = _filesystem(lake, s3_server)
     pointer = json.loads(fs.cat(f"{root}/totals/current.json"))
     names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(f"{root}/totals"))
-    assert names == sorted(["current.json", pointer["name"]])  # the old snapshot is gone
+    # the frozen refresh's totals are a delta layer on the first refresh's: both are kept
+    assert len(pointer["layers"]) == 1
+    assert names == sorted(["current.json", *pointer["layers"], pointer["name"]])
     assert pointer["version"] == 1
 
 

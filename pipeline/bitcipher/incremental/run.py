@@ -917,6 +917,13 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
     id_of_idx = pc_index_in(tr.words, vocab.words)
     id_of_idx[id_of_idx < 0] = unk
     target = uuid.uuid4().hex if tr.version is not None else None  # None: keep no totals
+    # a frozen run that keeps the published vectors of its untouched words adds its delta
+    # to the published run's cooccurrences (its totals re-keyed), and its totals snapshot is
+    # a delta layer on `base` (whole again after MAX_DELTAS of them)
+    previous = lake.table(epoch.folder_run, "cooccurrences") if reuse is not None else None
+    layers = []
+    if previous is not None and len(base.layers) < totals.MAX_DELTAS:
+        layers = [*base.layers, base.name]
     sc = spark.sparkContext
     persisted = []
 
@@ -933,8 +940,9 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
         partial = markers if partial is None else partial.unionByName(markers)
         job = {"options": options, "buckets": buckets, "routes": routes,
                "id_of_idx": id_of_idx, "unk_id": unk, "total": vocab.total,
-               "base": totals.snapshot_dir(lake, base.name) if base is not None else None,
+               "base_dirs": base.pairs_dirs(lake) if base is not None else None,
                "target": totals.snapshot_dir(lake, target) if target else None,
+               "delta_only": bool(layers), "previous": previous,
                "cooc_dir": cooc_dir, "sums_dir": sums_dir,
                "spill_dir": spill_dir, "frozen": frozen, "touched_only": reuse is not None}
         counts_arr = np.asarray(vocab.counts, dtype=np.int64)
@@ -950,12 +958,20 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
             totals.write_tables(lake, target, tr.words, tr.keys, tr.counts, tr.shard_info)
             totals.write_pointer(lake, totals.Snapshot(
                 version=tr.version, seq=tr.seq, name=target, buckets=buckets,
-                window=int(counting["window"]), counting=counting))
+                window=int(counting["window"]), counting=counting, layers=layers))
 
         codec = KeyCodec(len(vocab), options.window)
         # the <unk> centre's keys: one centre, so a dense range of n_offsets * n_contexts
         per_center = codec.n_offsets * codec.n_contexts
         uk, un = totals.summed_files(sums_dir, "unk", per_center, unk * per_center)
+        if previous is not None:  # the bucket tasks summed the change of the <unk> rows
+            pk, pn = totals.table_part(previous, buckets, codec)
+            uk, un = sum_by_key(np.concatenate([pk, uk]), np.concatenate([pn, un]))
+            if (un < 0).any():
+                raise LakeError("a co-occurrence count of <unk> fell below zero: the "
+                                "published cooccurrences and the count store disagree; "
+                                "refresh without --frozen")
+            uk, un = uk[un != 0], un[un != 0]
         counts_ext = np.append(counts_arr, 0)
         raw = needs_marginal(options) and frozen is None
         unk_rows = None  # the <unk> centre's row, as an Arrow batch (id, vector)
@@ -1051,14 +1067,15 @@ def pc_index_in(values: list, value_set: list) -> np.ndarray:
 
 
 def _remove_stale_snapshots(lake: Lake) -> None:
-    """Remove totals snapshots other than the one in use."""
+    """Remove totals snapshots other than the one in use and the layers it adds to."""
     current = totals.read_pointer(lake)
     if current is None:
         return
+    keep = {current.name, *current.layers}
     fs, path = url_to_fs(fsspec_uri(totals.root(lake)))
     for entry in fs.ls(path, detail=True):
         name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
-        if entry["type"] == "directory" and name != current.name:
+        if entry["type"] == "directory" and name not in keep:
             fs.rm(entry["name"], recursive=True)
 
 

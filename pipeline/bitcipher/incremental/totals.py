@@ -16,8 +16,16 @@ under ``lake/totals``:
     (:func:`bitcipher.keys.pack`), sorted.
 ``current.json``
     the snapshot in use: its count-store ``version``, refresh ``seq``, ``buckets``, the
-    counting options and window. Replaced in one write once a snapshot is complete, so a
-    refresh killed while writing one leaves the previous snapshot in use.
+    counting options and window, and its ``layers``. Replaced in one write once a snapshot
+    is complete, so a refresh killed while writing one leaves the previous snapshot in use.
+
+A snapshot's pairs are either whole (``layers`` empty) or a **delta layer**: the signed
+change since the snapshot before it, whose own pairs files (and theirs) it names in
+``layers`` (oldest first, the first one whole); the totals of a bucket are the sum of its
+files over ``layers`` and the snapshot itself (:func:`read_bucket`). A frozen refresh that
+keeps the published vectors of its untouched words writes a delta layer, so its cost does
+not grow with the totals; after MAX_DELTAS delta layers, and at every exact refresh, the
+snapshot is written whole again.
 
 A refresh updates the totals by adding the counts of new shards and subtracting those of
 removed or replaced ones (read from the store at the snapshot's version, by Delta time
@@ -35,7 +43,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator, Optional
 
 import numpy as np
@@ -59,6 +67,13 @@ class Snapshot:
     window: int  # window the store was counted with
     counting: dict  # counting options of the store
     format: int = FORMAT
+    # earlier snapshots whose pairs files this one's add to, oldest first (a delta layer);
+    # empty: this snapshot's pairs are the whole totals
+    layers: list = field(default_factory=list)
+
+    def pairs_dirs(self, lake: Lake) -> list[str]:
+        """The snapshot directories whose pairs files sum to these totals."""
+        return [snapshot_dir(lake, n) for n in [*self.layers, self.name]]
 
 
 def root(lake: Lake) -> str:
@@ -79,7 +94,8 @@ def read_pointer(lake: Lake) -> Optional[Snapshot]:
         snap = Snapshot(**data)
     except (ValueError, TypeError):
         return None
-    if snap.format != FORMAT or not lake.exists(f"{snapshot_dir(lake, snap.name)}/words.parquet"):
+    if snap.format != FORMAT or not all(lake.exists(f"{d}/words.parquet")
+                                        for d in snap.pairs_dirs(lake)):
         return None
     return snap
 
@@ -163,6 +179,54 @@ def _write_parquet(table, uri: str) -> None:
 
 
 REKEY_ROWS = 1 << 20  # rows of a bucket's totals re-keyed at once (:func:`rekey`)
+MAX_DELTAS = 8  # delta layers on a whole snapshot before a refresh writes it whole again
+
+
+def read_bucket(dirs: list[str], bucket: int, keys: Optional[np.ndarray] = None,
+                counts: Optional[np.ndarray] = None):
+    """(sorted keys, counts) of one bucket's totals: its pairs files in `dirs` (a snapshot's
+    :meth:`Snapshot.pairs_dirs`; a missing file is an empty bucket) summed, plus `keys` and
+    `counts` (sorted, unique) when given, the zero sums left out. RuntimeError when a total
+    falls below zero."""
+    if keys is None:
+        keys, counts = np.empty(0, np.int64), np.empty(0, np.int64)
+    for d in dirs:
+        table = _read_parquet_if_exists(f"{d}/pairs/part-{bucket:05d}.parquet")
+        if table is not None:
+            k = table.column("key").to_numpy().astype(np.int64)
+            n = table.column("count").to_numpy().astype(np.int64)
+            keys, counts = (merge_sorted(k, n, keys, counts) if len(k) >= len(keys)
+                            else merge_sorted(keys, counts, k, n))
+    if (counts < 0).any():
+        raise RuntimeError("a count total fell below zero: the count store and its "
+                           "totals disagree; delete lake/totals and refresh again")
+    nz = counts != 0
+    return keys[nz], counts[nz]
+
+
+def write_bucket(target: str, bucket: int, keys: np.ndarray, counts: np.ndarray) -> None:
+    """Write one bucket's pairs file of the snapshot directory `target`."""
+    import pyarrow as pa
+
+    _write_parquet(pa.table({"key": pa.array(keys), "count": pa.array(counts)}),
+                   f"{target}/pairs/part-{bucket:05d}.parquet")
+
+
+def table_part(folder: str, part: int, codec: KeyCodec):
+    """(sorted keys, counts) of file `part` of a cooccurrences table written by
+    :func:`bitcipher.stages.merge.cooccurrence_part` with the same `codec` (empty when there
+    is no such file): its rows as the keys they were written from."""
+    from bitcipher.keys import EDGE_ID
+
+    table = _read_parquet_if_exists(f"{folder}/part-{part:05d}.parquet")
+    if table is None:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    center = table.column("center").to_numpy().astype(np.int64)
+    offset = table.column("offset").to_numpy().astype(np.int64)
+    context = table.column("context").to_numpy().astype(np.int64)
+    context[context == EDGE_ID] = codec.edge_context
+    return (codec.encode(center, offset, context),
+            table.column("count").to_numpy().astype(np.int64))
 
 
 # ---------------------------------------------------------------------------------------
@@ -240,11 +304,16 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
     retried task replaces its own) the ``<unk>`` centre's rows (``unk-NNNNN.npz``) and the
     marginal totals n(·, c, d) (``marginal-NNNNN.npz``) as int64 keys and counts: read one
     at a time by :func:`summed_files`, so the driver's memory does not grow with the number
-    of buckets."""
+    of buckets.
+
+    With ``job["previous"]`` (a frozen run keeping the published vectors of its untouched
+    words: the published run's cooccurrences folder, made with the same epoch and options
+    from the totals the deltas go on) a bucket's part of the table is that run's part plus
+    the re-keyed delta, and its ``unk`` file holds the change of the ``<unk>`` rows only:
+    the totals are not re-keyed, and with ``job["delta_only"]`` not read either (the new
+    snapshot is a delta layer)."""
 
     def process(batches: Iterator):
-        import pyarrow as pa
-
         from bitcipher.stages.merge import cooccurrence_part
         from bitcipher.stages.vectors import needs_marginal
 
@@ -269,6 +338,7 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
         raw = needs_marginal(options) and frozen is None
         empty = [np.empty(0, np.int64)]
         touched_only = job.get("touched_only", False)
+        previous = job.get("previous")  # cooccurrences of the run whose vectors are kept
         for b in sorted(deltas):
             received = deltas.pop(b)  # summed, the bucket's incoming batches can go
             keys, counts = sum_by_key(np.concatenate(received[0] + empty),
@@ -278,30 +348,45 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
             if touched_only:  # the vectors of the centre words whose rows changed
                 only = np.unique(id_of_idx[packed_center(keys[counts != 0])])
                 only = only[only != unk]
-            if job["base"] is not None:
-                table = _read_parquet_if_exists(f"{job['base']}/pairs/part-{b:05d}.parquet")
-                if table is not None:
-                    keys, counts = merge_sorted(
-                        table.column("key").to_numpy().astype(np.int64),
-                        table.column("count").to_numpy().astype(np.int64), keys, counts)
-            if (counts < 0).any():
-                raise RuntimeError("a count total fell below zero: the count store and its "
-                                   "totals disagree; delete lake/totals and refresh again")
-            nz = counts != 0
-            keys, counts = keys[nz], counts[nz]
-            if job["target"] is not None:
-                _write_parquet(pa.table({"key": pa.array(keys), "count": pa.array(counts)}),
-                               f"{job['target']}/pairs/part-{b:05d}.parquet")
-
-            ck, cn = rekey(keys, counts, id_of_idx, codec, options)
-            # the bucket's totals in word indices are written: only the re-keyed ones are
-            # needed from here on (a bucket of a few million rows holds ~30 MB per array)
-            del keys, counts
-            is_unk = codec.center_of(ck) == unk
-            if is_unk.any():
-                write_npz(f"{job['sums_dir']}/unk-{b:05d}.npz", keys=ck[is_unk],
-                          counts=cn[is_unk])
-            ck, cn = ck[~is_unk], cn[~is_unk]
+            if previous is not None:
+                # the kept run's table is its totals re-keyed (same epoch, options and
+                # counts): add this delta re-keyed; the totals get it as a layer, or whole
+                if job["target"] is not None:
+                    if job["delta_only"]:
+                        nz = counts != 0
+                        write_bucket(job["target"], b, keys[nz], counts[nz])
+                    else:
+                        write_bucket(job["target"], b,
+                                     *read_bucket(job["base_dirs"], b, keys, counts))
+                ck, cn = rekey(keys, counts, id_of_idx, codec, options)
+                del keys, counts
+                is_unk = codec.center_of(ck) == unk
+                if is_unk.any():  # summed with the kept run's <unk> rows on the driver
+                    write_npz(f"{job['sums_dir']}/unk-{b:05d}.npz", keys=ck[is_unk],
+                              counts=cn[is_unk])
+                pk, pn = table_part(previous, b, codec)
+                ck, cn = merge_sorted(pk, pn, ck[~is_unk], cn[~is_unk])
+                del pk, pn
+                if (cn < 0).any():
+                    raise RuntimeError("a co-occurrence count fell below zero: the published "
+                                       "cooccurrences and the count store disagree; refresh "
+                                       "without --frozen")
+                nz = cn != 0
+                ck, cn = ck[nz], cn[nz]
+            else:
+                keys, counts = read_bucket(job["base_dirs"] or [], b, keys, counts)
+                if job["target"] is not None:
+                    write_bucket(job["target"], b, keys, counts)
+                ck, cn = rekey(keys, counts, id_of_idx, codec, options)
+                # the bucket's totals in word indices are written: only the re-keyed ones
+                # are needed from here on (a bucket of a few million rows holds ~30 MB per
+                # array)
+                del keys, counts
+                is_unk = codec.center_of(ck) == unk
+                if is_unk.any():
+                    write_npz(f"{job['sums_dir']}/unk-{b:05d}.npz", keys=ck[is_unk],
+                              counts=cn[is_unk])
+                ck, cn = ck[~is_unk], cn[~is_unk]
             if raw:
                 _, c_off, c_ctx = codec.decode(ck)
                 mk, mn = marginal_totals(c_ctx, c_off, cn, codec)
