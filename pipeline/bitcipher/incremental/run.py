@@ -910,7 +910,7 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
     from bitcipher.stages.cooccurrences import PARTIAL_SCHEMA, partition_routes
     from bitcipher.stages.merge import cooccurrence_part, remove_tree
     from bitcipher.stages.vectors import (context_marginal, marginal_post, needs_marginal,
-                                          vector_batch)
+                                          vector_batch, vector_dim)
 
     base, buckets, reuse, counting = tr.base, tr.buckets, tr.reuse, tr.counting
     unk = vocab.unk_id
@@ -930,6 +930,15 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
     def vectors_stage(cipher, cooc_dir, spill_dir=None, frozen=None):
         x = cipher.context()
         sums_dir = lake.table(run_id, "sums")  # the bucket tasks' <unk> rows and marginals
+        # the kept and the new vectors put together on the driver, if they are few enough:
+        # the published ones read by pyarrow and the new ones from the tasks' files, not
+        # decoded and encoded again float by float in the JVM
+        dim = None
+        if reuse is not None:
+            dim = (frozen[1].k if frozen[1] is not None
+                   else vector_dim(options, cipher.bits))
+        vectors_dir = (lake.table(run_id, "made") if reuse is not None
+                       and len(vocab) * dim <= DRIVER_VECTOR_FLOATS else None)
         routes = partition_routes(spark, buckets)
         markers = spark.createDataFrame(
             pa.table({"route": pa.array(routes, pa.int64()),
@@ -943,7 +952,7 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
                "base_dirs": base.pairs_dirs(lake) if base is not None else None,
                "target": totals.snapshot_dir(lake, target) if target else None,
                "delta_only": bool(layers), "previous": previous,
-               "cooc_dir": cooc_dir, "sums_dir": sums_dir,
+               "cooc_dir": cooc_dir, "sums_dir": sums_dir, "vectors_dir": vectors_dir,
                "spill_dir": spill_dir, "frozen": frozen, "touched_only": reuse is not None}
         counts_arr = np.asarray(vocab.counts, dtype=np.int64)
         out = (partial.repartition(buckets, "route")
@@ -975,6 +984,7 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
         counts_ext = np.append(counts_arr, 0)
         raw = needs_marginal(options) and frozen is None
         unk_rows = None  # the <unk> centre's row, as an Arrow batch (id, vector)
+        unk_vector = None  # the same: (ids, 2-D array), of a frozen run
         marginal = frozen[0] if frozen is not None else None
         if raw:
             mk, mn = totals.summed_files(sums_dir, "marginal", codec.n_marginal_keys)
@@ -987,12 +997,30 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
             ids, v = cooccurrence_part(uk, un, codec, cooc_dir, buckets, x, counts_ext,
                                        vocab.total, options, raw, spill_dir, frozen)
             unk_rows = vector_batch(ids[:1], v[:1].astype(np.float64), pa.float64())
+            unk_vector = (ids[:1], v[:1])
         if raw:
             ctx, off = codec.decode_marginal(mk)
             ctx = codec.table_context(ctx)
             order = np.lexsort((off, ctx))  # the build's ORDER BY context, offset
             marginal = context_marginal(ctx[order], off[order], mn[order], x, counts_ext,
                                         vocab.total, options)
+        detail = f"{buckets} buckets"
+        if vectors_dir is not None:
+            made = _made_vectors(vectors_dir, dim, unk_vector)
+            remove_tree(vectors_dir)
+            skip = sorted({*made.column("id").to_pylist(),
+                           *np.flatnonzero(counts_arr == 0).tolist(), int(unk)})
+            detail += f"; {made.num_rows - (unk_vector is not None):,} vectors made again, " \
+                      f"the others kept"
+            kept = _published_vectors(spark, lake, reuse, skip, dim, len(vocab))
+            if kept is not None:
+                return (spark.createDataFrame(pa.concat_tables([made, kept]).sort_by("id")),
+                        marginal, detail)
+            # a table changed by hand since it was published: its rows through Spark
+            skip_df = spark.createDataFrame(pa.table({"id": pa.array(skip, pa.int32())}))
+            kept = (spark.read.format("delta").option("versionAsOf", reuse).load(lake.vectors)
+                    .select("id", "vector").join(F.broadcast(skip_df), "id", "left_anti"))
+            return spark.createDataFrame(made).unionByName(kept), marginal, detail
         vec = out.where(F.col("kind") == "vector").select("id", "vector")
         if unk_rows is not None:  # from Arrow: no Python worker unpickles it at each action
             vec = vec.unionByName(spark.createDataFrame(pa.Table.from_batches([unk_rows])))
@@ -1002,7 +1030,6 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
             vec = vec.transform(marginal_post(spark, marginal, options))
         else:
             vec = vec.select("id", F.col("vector").cast("array<float>").alias("vector"))
-        detail = f"{buckets} buckets"
         if reuse is not None:
             # the other words' vectors as published: the same rows, epoch and options made
             # them; <unk> (made again above) and words with no count now (the empty vector,
@@ -1036,6 +1063,66 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
             df.unpersist()
     _remove_stale_snapshots(lake)
     return result
+
+
+# a frozen refresh's vectors are put together on the driver up to this many floats (an
+# array of 4 bytes each, then the same again in the JVM); more go through Spark
+DRIVER_VECTOR_FLOATS = 1 << 25
+
+
+def _made_vectors(folder: str, dim: int, unk_vector=None):
+    """Arrow table (id int32, vector list<float32>) of the vectors the bucket tasks wrote to
+    `folder` (``vectors-NNNNN.npz``: ids, vectors), and the ``<unk>`` one."""
+    import pyarrow as pa
+
+    from bitcipher.lake.tables import npz_parts, read_npz
+    from bitcipher.stages.vectors import vector_batch
+
+    batches = []
+    for part in npz_parts(folder, "vectors"):
+        z = read_npz(f"{folder}/vectors-{part:05d}.npz")
+        batches.append(vector_batch(z["ids"].astype(np.int32), z["vectors"]))
+    if unk_vector is not None:
+        ids, v = unk_vector
+        batches.append(vector_batch(np.asarray(ids, np.int32), np.asarray(v, np.float32)))
+    if not batches:
+        batches.append(vector_batch(np.empty(0, np.int32), np.empty((0, dim), np.float32)))
+    return pa.Table.from_batches(batches)
+
+
+def _published_vectors(spark, lake: Lake, version: int, skip: list, dim: int, n_ids: int):
+    """Arrow table (id int32, vector list<float32>) of the vectors table at `version` but
+    the ids in `skip`, read by pyarrow from the data files Delta lists for that version;
+    None unless those files hold each id 0 .. n_ids - 1 once, with `dim` floats (a table
+    changed by hand, rows deleted with deletion vectors say, is read through Spark). The
+    version must be the latest: only a table of Delta reader protocol 1 is read here, whose
+    data files hold its rows as they are."""
+    import fsspec
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{lake.vectors}`").first()
+    if int(detail["minReaderVersion"]) > 1 or list(detail["partitionColumns"] or []):
+        return None
+    files = (spark.read.format("delta").option("versionAsOf", version).load(lake.vectors)
+             .inputFiles())
+    parts = []
+    for f in sorted(files):
+        with fsspec.open(fsspec_uri(f), "rb") as fh:
+            parts.append(pq.read_table(fh, columns=["id", "vector"]))
+    if not parts:
+        return None
+    table = pa.concat_tables(parts)
+    ids = table.column("id").to_numpy()
+    if len(ids) != n_ids or not np.array_equal(np.sort(ids), np.arange(n_ids)):
+        return None
+    vec = table.column("vector").combine_chunks()
+    if vec.null_count or not pc.all(pc.equal(pc.list_value_length(vec), dim)).as_py():
+        return None
+    keep = ~np.isin(ids, np.asarray(skip, dtype=ids.dtype))
+    return pa.table({"id": pa.array(ids[keep].astype(np.int32)),
+                     "vector": vec.filter(pa.array(keep)).cast(pa.list_(pa.float32()))})
 
 
 def _reusable_vectors(lake: Lake, epoch, base, options: BuildOptions) -> Optional[int]:

@@ -311,7 +311,9 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
     from the totals the deltas go on) a bucket's part of the table is that run's part plus
     the re-keyed delta, and its ``unk`` file holds the change of the ``<unk>`` rows only:
     the totals are not re-keyed, and with ``job["delta_only"]`` not read either (the new
-    snapshot is a delta layer)."""
+    snapshot is a delta layer). With ``job["vectors_dir"]`` (finished float32 vectors, a
+    frozen run) the vectors go to ``vectors-NNNNN.npz`` there (``ids``, ``vectors``), not
+    through the JVM."""
 
     def process(batches: Iterator):
         from bitcipher.stages.merge import cooccurrence_part
@@ -396,7 +398,10 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
                 ids, vecs = cooccurrence_part(ck, cn, codec, job["cooc_dir"], b, x_bc.value,
                                               counts_ext, job["total"], options, raw,
                                               job.get("spill_dir"), frozen, only)
-                if len(ids):
+                if len(ids) and job.get("vectors_dir"):  # finished: read by the driver
+                    write_npz(f"{job['vectors_dir']}/vectors-{b:05d}.npz",
+                              ids=ids.astype(np.int32), vectors=vecs.astype(np.float32))
+                elif len(ids):
                     yield _vector_rows(ids, vecs)
 
     return process
