@@ -283,11 +283,39 @@ def test_frozen_refreshes_layer_the_totals_and_an_exact_one_sums_them(spark, lak
 
     n = len(lake_tables(spark, lake)["vectors"])
     dim = len(lake_tables(spark, lake)["vectors"].vector.iloc[0])
-    assert published_vectors(spark, lake, latest_version(lake.vectors), [], dim, n) is not None
+    assert published_vectors(lake, latest_version(lake.vectors), [], dim, n) is not None
     spark.sql(f"ALTER TABLE delta.`{lake.vectors}` SET TBLPROPERTIES "
               f"('delta.enableDeletionVectors' = 'true')")
     spark.sql(f"DELETE FROM delta.`{lake.vectors}` WHERE id = 1")
-    assert published_vectors(spark, lake, latest_version(lake.vectors), [], dim, n) is None
+    assert published_vectors(lake, latest_version(lake.vectors), [], dim, n) is None
+
+
+def test_delta_files_are_the_files_spark_reads_at_each_version(spark, tmp_path):
+    """The data files of a Delta table at a version, from its log (checkpoints, multi-part
+    ones, appends, overwrites, partition folders whose names need escaping) as Spark's own
+    reader lists them."""
+    from bitcipher.lake.tables import delta_files
+
+    uri = f"file://{tmp_path}/t"
+    spark.sql(f"CREATE TABLE delta.`{uri}` (id INT, part STRING) USING DELTA "
+              f"PARTITIONED BY (part) TBLPROPERTIES ('delta.checkpointInterval' = '3')")
+    for i in range(8):
+        df = spark.range(i * 10, i * 10 + 5 + i).selectExpr(
+            "CAST(id AS INT) AS id", f"IF(id % 2 = 0, 'a b/{i % 3}', 'c%d') AS part")
+        df.write.format("delta").mode("overwrite" if i % 3 == 2 else "append").save(uri)
+    spark.conf.set("spark.databricks.delta.checkpoint.partSize", "2")
+    try:  # a multi-part checkpoint at version 9
+        df.write.format("delta").mode("append").save(uri)
+    finally:
+        spark.conf.unset("spark.databricks.delta.checkpoint.partSize")
+    log = sorted(p.name for p in (tmp_path / "t" / "_delta_log").iterdir())
+    assert any(".checkpoint.0000000001." in n for n in log), log
+    for version in range(10):
+        want = (spark.read.format("delta").option("versionAsOf", version).load(uri)
+                .inputFiles())
+        got = delta_files(uri, version)
+        norm = [f.replace("file:///", "/").replace("file:/", "/") for f in want]
+        assert sorted(f.replace("file://", "") for f in got) == sorted(norm), version
 
 
 def test_max_drift_needs_frozen_before_spark(capsys, tmp_path):

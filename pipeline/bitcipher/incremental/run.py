@@ -1012,7 +1012,7 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
                            *np.flatnonzero(counts_arr == 0).tolist(), int(unk)})
             detail += f"; {made.num_rows - (unk_vector is not None):,} vectors made again, " \
                       f"the others kept"
-            kept = _published_vectors(spark, lake, reuse, skip, dim, len(vocab))
+            kept = _published_vectors(lake, reuse, skip, dim, len(vocab))
             if kept is not None:
                 return (spark.createDataFrame(pa.concat_tables([made, kept]).sort_by("id")),
                         marginal, detail)
@@ -1090,9 +1090,10 @@ def _made_vectors(folder: str, dim: int, unk_vector=None):
     return pa.Table.from_batches(batches)
 
 
-def _published_vectors(spark, lake: Lake, version: int, skip: list, dim: int, n_ids: int):
+def _published_vectors(lake: Lake, version: int, skip: list, dim: int, n_ids: int):
     """Arrow table (id int32, vector list<float32>) of the vectors table at `version` but
-    the ids in `skip`, read by pyarrow from the data files Delta lists for that version;
+    the ids in `skip`, read by pyarrow from its data files at that version (read from the
+    Delta log: :func:`bitcipher.lake.tables.delta_files`);
     None unless those files hold each id 0 .. n_ids - 1 once, with `dim` floats (a table
     changed by hand, rows deleted with deletion vectors say, is read through Spark). The
     version must be the latest: only a table of Delta reader protocol 1 is read here, whose
@@ -1102,11 +1103,15 @@ def _published_vectors(spark, lake: Lake, version: int, skip: list, dim: int, n_
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    detail = spark.sql(f"DESCRIBE DETAIL delta.`{lake.vectors}`").first()
-    if int(detail["minReaderVersion"]) > 1 or list(detail["partitionColumns"] or []):
+    from bitcipher.lake.tables import delta_files, latest_action
+
+    protocol = latest_action(lake.vectors, "protocol") or {}
+    meta = latest_action(lake.vectors, "metaData") or {}
+    if int(protocol.get("minReaderVersion") or 99) > 1 or meta.get("partitionColumns"):
         return None
-    files = (spark.read.format("delta").option("versionAsOf", version).load(lake.vectors)
-             .inputFiles())
+    files = delta_files(lake.vectors, version)
+    if files is None:
+        return None
     parts = []
     for f in sorted(files):
         with fsspec.open(fsspec_uri(f), "rb") as fh:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Optional
@@ -121,26 +122,86 @@ def check_lake(lake: Lake) -> None:
             )
 
 
-def _delta_properties(lake: Lake) -> dict:
-    """Table properties of the vectors table, read from the Delta log without Spark."""
-    fs, root = url_to_fs(fsspec_uri(f"{lake.vectors}/_delta_log"))
+def latest_action(table_uri: str, kind: str) -> Optional[dict]:
+    """The newest action `kind` (``metaData``, ``protocol``) of a Delta table, read from its
+    log without Spark: from the newest commit that has one, else from the newest
+    single-file checkpoint; None when neither has one."""
+    fs, root = url_to_fs(fsspec_uri(f"{table_uri}/_delta_log"))
     names = fs.ls(root, detail=False)
     for commit in sorted((p for p in names if p.endswith(".json")), reverse=True):
         with fs.open(commit, "r") as fh:
             for line in fh:
                 action = json.loads(line)
-                if "metaData" in action:
-                    return action["metaData"].get("configuration", {}) or {}
+                if kind in action:
+                    return action[kind]
     checkpoints = sorted(p for p in names if p.endswith(".checkpoint.parquet"))
     if checkpoints:
         import pyarrow.parquet as pq
 
         with fs.open(checkpoints[-1], "rb") as fh:
-            rows = pq.read_table(fh, columns=["metaData"]).column("metaData").to_pylist()
+            rows = pq.read_table(fh, columns=[kind]).column(kind).to_pylist()
         for row in rows:
             if row:
-                return dict(row.get("configuration") or {})
-    return {}
+                return row
+    return None
+
+
+_CHECKPOINT = re.compile(r"(\d{20})\.checkpoint(?:\.(\d{10})\.(\d{10}))?\.parquet$")
+_JSON_COMMIT = re.compile(r"(\d{20})\.json$")
+
+
+def delta_files(table_uri: str, version: int) -> Optional[list[str]]:
+    """The data files of a Delta table at `version`, from its log without Spark: the adds
+    of the newest complete checkpoint at or before it (single-file or multi-part), then of
+    each commit after it, less their removes. For tables of reader protocol 1 (no deletion
+    vectors, no column mapping), which the caller checks; None when the log does not reach
+    `version` (a commit or a checkpoint part missing)."""
+    import posixpath
+    from urllib.parse import unquote
+
+    fs, root = url_to_fs(fsspec_uri(f"{table_uri}/_delta_log"))
+    names = {n.rstrip("/").rsplit("/", 1)[-1]: n for n in fs.ls(root, detail=False)}
+    commits, parts = {}, {}
+    for base, full in names.items():
+        if (m := _JSON_COMMIT.fullmatch(base)) is not None:
+            commits[int(m.group(1))] = full
+        elif (m := _CHECKPOINT.fullmatch(base)) is not None:
+            n = int(m.group(3) or 1)
+            parts.setdefault((int(m.group(1)), n), []).append(full)
+    complete = sorted(k for k, found in parts.items() if len(found) == k[1] and k[0] <= version)
+    start = complete[-1][0] if complete else -1
+    live: set = set()
+    if complete:
+        import pyarrow.parquet as pq
+
+        for name in sorted(parts[complete[-1]]):
+            with fs.open(name, "rb") as fh:
+                adds = pq.read_table(fh, columns=["add"]).column("add").to_pylist()
+            live.update(a["path"] for a in adds if a)
+    for v in range(start + 1, version + 1):
+        if v not in commits:
+            return None
+        with fs.open(commits[v], "r") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                action = json.loads(line)
+                if "add" in action:
+                    live.add(action["add"]["path"])
+                elif "remove" in action:
+                    live.discard(action["remove"]["path"])
+    out = []
+    for path in sorted(live):
+        path = unquote(path)
+        out.append(path if "://" in path or path.startswith("/")
+                   else posixpath.join(table_uri.rstrip("/"), path))
+    return out
+
+
+def _delta_properties(lake: Lake) -> dict:
+    """Table properties of the vectors table, read from the Delta log without Spark."""
+    meta = latest_action(lake.vectors, "metaData") or {}
+    return dict(meta.get("configuration") or {})
 
 
 def parquet_rows(uri: str) -> int:
