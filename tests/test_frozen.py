@@ -16,8 +16,9 @@ from bitcipher import BuildOptions, build
 from bitcipher.cli import main
 from bitcipher.errors import LakeError, OptionError
 from bitcipher.incremental.run import refresh
-from bitcipher.lake.history import PROP_EPOCH, lake_history
-from bitcipher.lake.tables import MANIFEST, Lake, published
+from bitcipher.lake.history import PROP_EPOCH, delta_commits, lake_history, latest_version
+from bitcipher.lake.schemas import arrow_schema
+from bitcipher.lake.tables import MANIFEST, Lake, publish_arrow, published
 from bitcipher.stages.cipher import build_cipher
 from bitcipher.stages.epoch import Epoch, drift, read_epoch
 from bitcipher.stages.projection import PROJECTION_FILE, Projection
@@ -240,12 +241,16 @@ def test_frozen_refreshes_layer_the_totals_and_an_exact_one_sums_them(spark, lak
     check_frozen_reference(spark, lake, corpus, reference_epoch(
         [*CORPUS_A, *CORPUS_B], OPTIONS), OPTIONS)
     assert len(read_kept) == 2 and all(t is not None for t in read_kept)
+    # published by pyarrow and Delta's own transaction (the other way: Spark's CREATE OR
+    # REPLACE)
+    assert delta_commits(lake.vectors)[-1].operation == "Manual Update"
     # past MAX_DELTAS: whole again, and the layers it no longer needs are removed
     put(corpus, "s3", NEW)
     through_spark.append(True)
     refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
     through_spark.clear()
     assert len(read_kept) == 3 and read_kept[-1] is None
+    assert delta_commits(lake.vectors)[-1].operation == "CREATE OR REPLACE TABLE AS SELECT"
     whole = totals.read_pointer(lake)
     assert whole.layers == []
     assert sorted(p.name for p in root.iterdir()) == sorted(["current.json", whole.name])
@@ -279,8 +284,6 @@ def test_frozen_refreshes_layer_the_totals_and_an_exact_one_sums_them(spark, lak
     assert totals_by_word(lake) == reference_totals(corpus, OPTIONS.window)
     # rows deleted with deletion vectors stay in the data files: such a table is not read
     # by pyarrow
-    from bitcipher.lake.history import latest_version
-
     n = len(lake_tables(spark, lake)["vectors"])
     dim = len(lake_tables(spark, lake)["vectors"].vector.iloc[0])
     assert published_vectors(lake, latest_version(lake.vectors), [], dim, n) is not None
@@ -288,6 +291,45 @@ def test_frozen_refreshes_layer_the_totals_and_an_exact_one_sums_them(spark, lak
               f"('delta.enableDeletionVectors' = 'true')")
     spark.sql(f"DELETE FROM delta.`{lake.vectors}` WHERE id = 1")
     assert published_vectors(lake, latest_version(lake.vectors), [], dim, n) is None
+    # nor written by pyarrow: Spark writes it (reader protocol 3 now)
+    rows = spark.read.format("delta").load(lake.vectors).toArrow().sort_by("id")
+    props = published(lake).properties
+    assert publish_arrow(spark, lake, rows.cast(arrow_schema("vectors")), props) == "sql"
+    assert delta_commits(lake.vectors)[-1].operation == "CREATE OR REPLACE TABLE AS SELECT"
+
+
+def test_a_frozen_publish_that_meets_another_commit_fails_cleanly(spark, lake_copy,
+                                                                 monkeypatch):
+    """Another commit to the vectors table between the start of a frozen refresh's Delta
+    transaction and its commit: the refresh stops with ConflictError (exit 6), the files it
+    wrote are removed, the other commit is what the lake serves, and the refresh run again
+    completes."""
+    from bitcipher.errors import ConflictError
+    from bitcipher.lake import tables
+
+    corpus, lake, twin = lake_copy
+    put(corpus, "s2", CORPUS_C)
+    before = sorted(p.name for p in Path(lake.root, "vectors").glob("*.parquet"))
+    add_action = tables._add_action
+
+    def another_commit_first(*args):
+        monkeypatch.setattr(tables, "_add_action", add_action)
+        rows = spark.read.format("delta").load(lake.vectors)
+        tables.publish_vectors(spark, lake, rows, {**published(lake).properties,
+                                                    "bitcipher.other": "yes"})
+        return add_action(*args)
+
+    monkeypatch.setattr(tables, "_add_action", another_commit_first)
+    with pytest.raises(ConflictError):
+        refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
+    assert published(lake).properties.get("bitcipher.other") == "yes"
+    live = set(tables.delta_files(lake.vectors, latest_version(lake.vectors)))
+    names = sorted(p.name for p in Path(lake.root, "vectors").glob("*.parquet"))
+    assert sorted(set(names) - set(before)) == sorted(f.rsplit("/", 1)[-1] for f in live)
+    # (its totals are ahead of the published vectors now, so it makes every vector again)
+    refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
+    build(spark, str(corpus), twin, OPTIONS, report=quiet, cipher_from=0)
+    assert_same_tables(lake_tables(spark, lake), lake_tables(spark, twin))
 
 
 def test_delta_files_are_the_files_spark_reads_at_each_version(spark, tmp_path):

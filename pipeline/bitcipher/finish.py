@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import numpy as np
+import pyarrow as pa
 
 from bitcipher.stages.cipher import build_cipher
 from bitcipher.stages.epoch import (MARGINAL_FILE, Epoch)
@@ -30,6 +31,7 @@ from bitcipher.lake.tables import (
     parquet_rows,
     write_npz,
     write_parquet,
+    publish_arrow,
     publish_vectors,
     remove_stale_runs,
     write_manifest,
@@ -173,12 +175,12 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
 
     `vectors_stage(cipher, cooc_dir, spill_dir, frozen)` (a refresh, from stored totals)
     instead of counting the tokens in `run.token_dir` (a build): it writes the cooccurrences
-    table and returns (vectors DataFrame (id, vector array<float>), marginal or None,
-    detail); with `spill_dir` (a projection follows) it writes the vectors there
+    table and returns (vectors DataFrame (id, vector array<float>), or a pyarrow table of
+    the same columns (published by :func:`bitcipher.lake.tables.publish_arrow`), marginal or
+    None, detail); with `spill_dir` (a projection follows) it writes the vectors there
     (:func:`bitcipher.stages.merge.spill_vectors`) instead; `extra_properties` go with the
     publishing commit."""
     from pyspark import StorageLevel
-    from pyspark.sql import functions as F
 
     spark, lake, options, vocab, stages = run.spark, run.lake, run.options, run.vocab, run.stages
     run_id = run.run_id
@@ -268,24 +270,14 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
                       f"{vector_dim(options, cipher.bits)} -> {projection.k} dimensions")
 
     started = time.perf_counter()
-    vocab_df = unigram_frame(spark, vocab).select("word", "id", "count")
-    vectors = vec.join(F.broadcast(vocab_df), "id")
-    if unk_vector is not None:
-        # from Arrow, not Python rows: those are unpickled by a Python worker at every
-        # action on the plan (about a second each)
-        import pyarrow as pa
-
-        rows = pa.Table.from_batches([vector_batch(empty_ids.astype(np.int32), unk_vector)])
-        rows = rows.append_column("word", pa.array([vocab.words[i] for i in empty_ids],
-                                                   pa.string()))
-        rows = rows.append_column("count", pa.array(np.zeros(len(empty_ids), np.int64)))
-        vectors = vectors.unionByName(conform(spark.createDataFrame(rows), "vectors"))
     # one file per 500k words, or per 10k words up to one per core: the writing of a table
     # of a few 10k words is a large share of a refresh, and runs in as many tasks as files
     files = max(1, len(vocab) // 500_000,
                 min(spark.sparkContext.defaultParallelism, len(vocab) // 10_000))
-    vectors = conform(vectors, "vectors").coalesce(files)
-    vectors = vectors.sortWithinPartitions("id")
+    if isinstance(vec, pa.Table):  # put together on the driver (a frozen refresh)
+        vectors = _vectors_arrow(vec, vocab, empty_ids, unk_vector)
+    else:
+        vectors = _vectors_frame(spark, vec, vocab, empty_ids, unk_vector, files)
     snapshot = {
         "shards": [
             {"path": s.path, "size": s.size, "mtime": s.mtime, "format": s.format,
@@ -326,8 +318,11 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
         properties[PROP_EPOCH] = json.dumps({"run": run.epoch.run, "drift": run.drift},
                                             sort_keys=True)
     properties.update(extra_properties or {})
-    publish_vectors(spark, lake, vectors, properties)
-    vec.unpersist()
+    if isinstance(vectors, pa.Table):
+        publish_arrow(spark, lake, vectors, properties, files)
+    else:
+        publish_vectors(spark, lake, vectors, properties)
+        vec.unpersist()
     stages.record("vectors", len(vocab), started, f"dim {manifest['dim']}")
     earlier = run.previous_runs[-run.keep_runs:] if run.keep_runs > 0 else []
     remove_stale_runs(lake, keep=[run_id, *earlier])
@@ -336,3 +331,40 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
                        stages=stages.done, warnings=run.warnings,
                        frozen_to=run.epoch.run if run.epoch is not None else None,
                        drift=run.drift)
+
+
+def _vectors_frame(spark, vec, vocab, empty_ids: np.ndarray, unk_vector, files: int):
+    """The vectors table as a DataFrame: `vec` (id, vector) with each id's word and count,
+    and the rows of the words with no contexts (`empty_ids`, `unk_vector`), in `files`
+    partitions sorted by id."""
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+
+    vocab_df = unigram_frame(spark, vocab).select("word", "id", "count")
+    vectors = vec.join(F.broadcast(vocab_df), "id")
+    if unk_vector is not None:
+        # from Arrow, not Python rows: those are unpickled by a Python worker at every
+        # action on the plan (about a second each)
+        rows = pa.Table.from_batches([vector_batch(empty_ids.astype(np.int32), unk_vector)])
+        rows = rows.append_column("word", pa.array([vocab.words[i] for i in empty_ids],
+                                                   pa.string()))
+        rows = rows.append_column("count", pa.array(np.zeros(len(empty_ids), np.int64)))
+        vectors = vectors.unionByName(conform(spark.createDataFrame(rows), "vectors"))
+    return conform(vectors, "vectors").coalesce(files).sortWithinPartitions("id")
+
+
+def _vectors_arrow(vec, vocab, empty_ids: np.ndarray, unk_vector):
+    """The same as :func:`_vectors_frame` from a pyarrow table (id, vector): one table
+    sorted by id."""
+    import pyarrow as pa
+
+    parts = [vec.select(["id", "vector"])]
+    if unk_vector is not None:
+        parts.append(pa.Table.from_batches([vector_batch(empty_ids.astype(np.int32),
+                                                         unk_vector)]))
+    table = pa.concat_tables([p.cast(parts[0].schema) for p in parts]).sort_by("id")
+    ids = table.column("id").to_numpy()
+    counts = np.asarray(vocab.counts, dtype=np.int64)
+    return pa.table({"word": pa.array([vocab.words[i] for i in ids], pa.string()),
+                     "id": table.column("id"), "count": pa.array(counts[ids]),
+                     "vector": table.column("vector")}).cast(arrow_schema("vectors"))

@@ -1013,9 +1013,8 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
             detail += f"; {made.num_rows - (unk_vector is not None):,} vectors made again, " \
                       f"the others kept"
             kept = _published_vectors(lake, reuse, skip, dim, len(vocab))
-            if kept is not None:
-                return (spark.createDataFrame(pa.concat_tables([made, kept]).sort_by("id")),
-                        marginal, detail)
+            if kept is not None:  # published by pyarrow and Delta's transaction
+                return pa.concat_tables([made, kept]).sort_by("id"), marginal, detail
             # a table changed by hand since it was published: its rows through Spark
             skip_df = spark.createDataFrame(pa.table({"id": pa.array(skip, pa.int32())}))
             kept = (spark.read.format("delta").option("versionAsOf", reuse).load(lake.vectors)

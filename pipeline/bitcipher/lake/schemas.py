@@ -34,7 +34,8 @@ def schema_of(name: str):
     return StructType.fromJson(table_spec(name)["schema"])
 
 
-def _shape(schema) -> list[tuple[str, str]]:
+def column_shape(schema) -> list[tuple[str, str]]:
+    """(name, Spark type) of each column of a StructType, nullability aside."""
     return [(f.name, f.dataType.simpleString()) for f in schema.fields]
 
 
@@ -58,8 +59,8 @@ def conform(df, name: str):
 
 def check_schema(df, name: str, where: str) -> None:
     """Raise LakeError if a table read from `where` does not have the expected schema."""
-    expected = _shape(schema_of(name))
-    actual = _shape(df.schema)
+    expected = column_shape(schema_of(name))
+    actual = column_shape(df.schema)
     if actual != expected:
         raise LakeError(
             f"{where} does not hold a bit-cipher '{name}' table of format version "

@@ -29,7 +29,7 @@ from fsspec.core import url_to_fs
 
 from bitcipher.lake.storage import fsspec_uri
 from bitcipher.errors import LakeError
-from bitcipher.lake.schemas import FORMAT_VERSION, check_schema
+from bitcipher.lake.schemas import FORMAT_VERSION, column_shape, check_schema, schema_of
 
 PROP_FORMAT = "bitcipher.format_version"
 PROP_RUN = "bitcipher.run"
@@ -288,6 +288,120 @@ def publish_vectors(spark, lake: Lake, vectors_df, properties: dict) -> None:
         )
     finally:
         spark.catalog.dropTempView(view)
+
+
+def publish_arrow(spark, lake: Lake, table, properties: dict, files: int = 1) -> str:
+    """Replace the vectors table with the rows of a pyarrow `table` (the ``vectors`` schema,
+    sorted by id) in one Delta commit that also records `properties`, as
+    :func:`publish_vectors` does; "direct" or "sql", the way it went.
+
+    "direct": pyarrow writes the rows as `files` Parquet files in the table's folder, and
+    Delta's own transaction commits them with the removal of the current files and the new
+    properties (its conflict checks, its checkpoints): the vectors are not decoded and
+    encoded again float by float in the JVM. That takes Delta's transaction from the JVM
+    (``DeltaLog``), so it is done where the table is one this release writes: Delta reader
+    protocol 1 and writer protocol 2 at most, no partitions, no column mapping, this format's
+    columns. Elsewhere, or without that class (another Delta), "sql": Spark writes the rows
+    (:func:`publish_vectors`). The table's other properties are kept; the ``bitcipher.*``
+    ones are replaced by `properties`.
+    """
+    from py4j.protocol import Py4JError
+
+    props = {PROP_FORMAT: str(FORMAT_VERSION), **properties}
+    try:
+        txn = _direct_transaction(spark, lake)
+    except Py4JError:
+        txn = None
+    if txn is None:
+        publish_vectors(spark, lake, _arrow_frame(spark, table, files), properties)
+        return "sql"
+    written = []
+    try:
+        adds = [_add_action(lake, part, written) for part in _slices(table, files)]
+        jvm = spark._jvm
+        action = jvm.org.apache.spark.sql.delta.actions.Action
+        meta = json.loads(txn.metadata().json())
+        config = meta["metaData"].get("configuration") or {}
+        meta["metaData"]["configuration"] = {
+            **{k: v for k, v in config.items() if not k.startswith("bitcipher.")}, **props}
+        actions = jvm.java.util.ArrayList()
+        actions.add(action.fromJson(json.dumps(meta)))
+        for old in jvm.scala.jdk.javaapi.CollectionConverters.asJava(txn.filterFiles()):
+            actions.add(old.remove())
+        for add in adds:
+            actions.add(action.fromJson(json.dumps(add)))
+        operation = (jvm.java.lang.Class.forName(
+            "org.apache.spark.sql.delta.DeltaOperations$ManualUpdate$")
+            .getField("MODULE$").get(None))
+        txn.commit(jvm.scala.jdk.javaapi.CollectionConverters.asScala(actions).toSeq(),
+                   operation)
+    except BaseException:
+        for uri in written:  # not in any commit
+            fs, path = url_to_fs(fsspec_uri(uri))
+            if fs.exists(path):
+                fs.rm(path)
+        raise
+    return "direct"
+
+
+def _direct_transaction(spark, lake: Lake):
+    """Delta's transaction on the vectors table, or None where :func:`publish_arrow` does
+    not commit directly (no table yet, or one this release does not write)."""
+    from pyspark.sql.types import StructType
+
+    if not lake.exists(f"{lake.vectors}/_delta_log"):
+        return None
+    delta_log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
+        spark._jsparkSession, lake.vectors)
+    txn = delta_log.startTransaction()
+    protocol = txn.protocol()
+    meta = json.loads(txn.metadata().json())["metaData"]
+    config = meta.get("configuration") or {}
+    schema = StructType.fromJson(json.loads(meta["schemaString"]))
+    if (protocol.minReaderVersion() > 1 or protocol.minWriterVersion() > 2
+            or meta.get("partitionColumns")
+            or config.get("delta.columnMapping.mode", "none") != "none"
+            or column_shape(schema) != column_shape(schema_of("vectors"))):
+        return None
+    return txn
+
+
+def _slices(table, files: int):
+    n = table.num_rows
+    bounds = [n * i // max(files, 1) for i in range(max(files, 1) + 1)]
+    return [table.slice(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo] \
+        or [table]
+
+
+def _add_action(lake: Lake, part, written: list) -> dict:
+    """Write one Parquet file of the vectors table; its Delta ``add`` action, with the
+    statistics Delta keeps for skipping files (rows; least and greatest id and count; nulls)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    name = f"part-{len(written):05d}-{uuid.uuid4()}-c000.snappy.parquet"
+    uri = f"{lake.vectors}/{name}"
+    written.append(uri)
+    fs, path = url_to_fs(fsspec_uri(uri))
+    with fs.open(path, "wb") as fh:
+        pq.write_table(part, fh, compression="snappy")
+    info = fs.info(path)
+    ids, counts = part.column("id"), part.column("count")
+    stats = {"numRecords": part.num_rows,
+             "minValues": {"id": pc.min(ids).as_py(), "count": pc.min(counts).as_py()},
+             "maxValues": {"id": pc.max(ids).as_py(), "count": pc.max(counts).as_py()},
+             "nullCount": {c: part.column(c).null_count for c in part.column_names}}
+    modified = info.get("mtime") or info.get("LastModified")
+    millis = (int(modified.timestamp() * 1000) if hasattr(modified, "timestamp")
+              else int(float(modified) * 1000) if modified else
+              int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000))
+    return {"add": {"path": name, "partitionValues": {}, "size": int(info["size"]),
+                    "modificationTime": millis, "dataChange": True,
+                    "stats": json.dumps(stats)}}
+
+
+def _arrow_frame(spark, table, files: int):
+    return spark.createDataFrame(table).coalesce(max(files, 1)).sortWithinPartitions("id")
 
 
 @dataclass(frozen=True)
