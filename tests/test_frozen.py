@@ -244,6 +244,13 @@ def test_frozen_refreshes_layer_the_totals_and_an_exact_one_sums_them(spark, lak
     # published by pyarrow and Delta's own transaction (the other way: Spark's CREATE OR
     # REPLACE)
     assert delta_commits(lake.vectors)[-1].operation == "Manual Update"
+    # read by delta-rs (--engine fast) as by Spark
+    from bitcipher.query.fast_read import read_vectors
+
+    fast = read_vectors(lake).to_pandas()
+    slow = lake_tables(spark, lake)["vectors"].sort_values("id").reset_index(drop=True)
+    assert list(fast.word) == list(slow.word) and list(fast["count"]) == list(slow["count"])
+    assert np.array_equal(np.stack(fast.vector.to_numpy()), np.stack(slow.vector.to_numpy()))
     # past MAX_DELTAS: whole again, and the layers it no longer needs are removed
     put(corpus, "s3", NEW)
     through_spark.append(True)

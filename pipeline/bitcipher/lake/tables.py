@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import re
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional
 
@@ -159,6 +160,20 @@ def delta_files(table_uri: str, version: int) -> Optional[list[str]]:
     import posixpath
     from urllib.parse import unquote
 
+    live = live_adds(table_uri, version)
+    if live is None:
+        return None
+    out = []
+    for path in sorted(live):
+        path = unquote(path)
+        out.append(path if "://" in path or path.startswith("/")
+                   else posixpath.join(table_uri.rstrip("/"), path))
+    return out
+
+
+def live_adds(table_uri: str, version: int) -> Optional[dict]:
+    """{path as the log spells it: its ``add`` action} of a Delta table at `version`
+    (:func:`delta_files`), or None."""
     fs, root = url_to_fs(fsspec_uri(f"{table_uri}/_delta_log"))
     names = {n.rstrip("/").rsplit("/", 1)[-1]: n for n in fs.ls(root, detail=False)}
     commits, parts = {}, {}
@@ -170,14 +185,14 @@ def delta_files(table_uri: str, version: int) -> Optional[list[str]]:
             parts.setdefault((int(m.group(1)), n), []).append(full)
     complete = sorted(k for k, found in parts.items() if len(found) == k[1] and k[0] <= version)
     start = complete[-1][0] if complete else -1
-    live: set = set()
+    live: dict = {}
     if complete:
         import pyarrow.parquet as pq
 
         for name in sorted(parts[complete[-1]]):
             with fs.open(name, "rb") as fh:
                 adds = pq.read_table(fh, columns=["add"]).column("add").to_pylist()
-            live.update(a["path"] for a in adds if a)
+            live.update((a["path"], a) for a in adds if a)
     for v in range(start + 1, version + 1):
         if v not in commits:
             return None
@@ -187,15 +202,10 @@ def delta_files(table_uri: str, version: int) -> Optional[list[str]]:
                     continue
                 action = json.loads(line)
                 if "add" in action:
-                    live.add(action["add"]["path"])
+                    live[action["add"]["path"]] = action["add"]
                 elif "remove" in action:
-                    live.discard(action["remove"]["path"])
-    out = []
-    for path in sorted(live):
-        path = unquote(path)
-        out.append(path if "://" in path or path.startswith("/")
-                   else posixpath.join(table_uri.rstrip("/"), path))
-    return out
+                    live.pop(action["remove"]["path"], None)
+    return live
 
 
 def _delta_properties(lake: Lake) -> dict:
@@ -326,15 +336,32 @@ def publish_arrow(spark, lake: Lake, table, properties: dict, files: int = 1) ->
             **{k: v for k, v in config.items() if not k.startswith("bitcipher.")}, **props}
         actions = jvm.java.util.ArrayList()
         actions.add(action.fromJson(json.dumps(meta)))
-        for old in jvm.scala.jdk.javaapi.CollectionConverters.asJava(txn.filterFiles()):
-            actions.add(old.remove())
+        # every file of the version the transaction read goes (read from the log here:
+        # Spark's listing of them costs a job), and the transaction counts the whole table
+        # as read, so any other commit since conflicts with this one
+        current = live_adds(lake.vectors, txn.readVersion())
+        if current is None:
+            raise LakeError(f"the Delta log of {lake.vectors} does not reach its version "
+                            f"{txn.readVersion()}")
+        txn.readWholeTable()
+        now = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+        for path, add in current.items():
+            actions.add(action.fromJson(json.dumps({"remove": {
+                "path": path, "deletionTimestamp": now, "dataChange": True,
+                "extendedFileMetadata": True, "partitionValues": add.get("partitionValues") or {},
+                "size": add.get("size")}})))
         for add in adds:
             actions.add(action.fromJson(json.dumps(add)))
         operation = (jvm.java.lang.Class.forName(
             "org.apache.spark.sql.delta.DeltaOperations$ManualUpdate$")
             .getField("MODULE$").get(None))
-        txn.commit(jvm.scala.jdk.javaapi.CollectionConverters.asScala(actions).toSeq(),
-                   operation)
+        # without the version's checksum file (optional in Delta's protocol; a later
+        # commit writes its own): writing it makes Delta compute the whole table state
+        # again after the commit, most of the commit's time
+        with _session_conf(spark, "spark.databricks.delta.writeChecksumFile.enabled",
+                           "false"):
+            txn.commit(jvm.scala.jdk.javaapi.CollectionConverters.asScala(actions).toSeq(),
+                       operation)
     except BaseException:
         for uri in written:  # not in any commit
             fs, path = url_to_fs(fsspec_uri(uri))
@@ -342,6 +369,19 @@ def publish_arrow(spark, lake: Lake, table, properties: dict, files: int = 1) ->
                 fs.rm(path)
         raise
     return "direct"
+
+
+@contextmanager
+def _session_conf(spark, key: str, value: str):
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 def _direct_transaction(spark, lake: Lake):
