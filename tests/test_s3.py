@@ -391,6 +391,13 @@ def test_refresh_on_s3_matches_the_reference_and_keeps_its_totals_there(
     np.testing.assert_allclose(np.stack(tables["vectors"].vector.to_numpy()).astype(np.float64),
                                expected["vectors"], rtol=2e-6, atol=2e-6)
     fs, root = _filesystem(lake, s3_server)
+    # the frozen refresh's vectors were written by pyarrow to S3 and committed by Delta's
+    # own transaction
+    last = sorted(p for p in fs.ls(f"{root}/vectors/_delta_log", detail=False)
+                  if p.endswith(".json"))[-1]
+    info = [json.loads(line)["commitInfo"] for line in fs.cat(last).decode().splitlines()
+            if "commitInfo" in line]
+    assert info and info[0]["operation"] == "Manual Update", info
     pointer = json.loads(fs.cat(f"{root}/totals/current.json"))
     names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(f"{root}/totals"))
     # the frozen refresh's totals are a delta layer on the first refresh's: both are kept

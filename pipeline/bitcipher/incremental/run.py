@@ -955,7 +955,12 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
                "cooc_dir": cooc_dir, "sums_dir": sums_dir, "vectors_dir": vectors_dir,
                "spill_dir": spill_dir, "frozen": frozen, "touched_only": reuse is not None}
         counts_arr = np.asarray(vocab.counts, dtype=np.int64)
-        out = (partial.repartition(buckets, "route")
+        routed = partial.repartition(buckets, "route")
+        if previous is not None:
+            # a bucket's work is its change and its touched words: a task per core, each
+            # taking its buckets one after the other, costs less than a task per bucket
+            routed = routed.coalesce(min(buckets, max(1, sc.defaultParallelism)))
+        out = (routed
                .mapInArrow(totals.bucket_processor(sc.broadcast(job), sc.broadcast(x),
                                                    sc.broadcast(counts_arr)),
                            totals.OUT_SCHEMA)

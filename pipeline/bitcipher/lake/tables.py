@@ -320,7 +320,7 @@ def publish_arrow(spark, lake: Lake, table, properties: dict, files: int = 1) ->
     props = {PROP_FORMAT: str(FORMAT_VERSION), **properties}
     try:
         txn = _direct_transaction(spark, lake)
-    except Py4JError:
+    except (Py4JError, AttributeError):  # no such class here, or no JVM (Spark Connect)
         txn = None
     if txn is None:
         publish_vectors(spark, lake, _arrow_frame(spark, table, files), properties)
