@@ -358,11 +358,13 @@ def _vectors_arrow(vec, vocab, empty_ids: np.ndarray, unk_vector):
     sorted by id."""
     import pyarrow as pa
 
-    parts = [vec.select(["id", "vector"])]
+    table = vec.select(["id", "vector"])
     if unk_vector is not None:
-        parts.append(pa.Table.from_batches([vector_batch(empty_ids.astype(np.int32),
-                                                         unk_vector)]))
-    table = pa.concat_tables([p.cast(parts[0].schema) for p in parts]).sort_by("id")
+        empty = pa.Table.from_batches([vector_batch(empty_ids.astype(np.int32), unk_vector)])
+        table = pa.concat_tables([table, empty.cast(table.schema)])
+    ids = table.column("id").to_numpy()
+    if len(ids) > 1 and (np.diff(ids) < 0).any():
+        table = table.sort_by("id")
     ids = table.column("id").to_numpy()
     counts = np.asarray(vocab.counts, dtype=np.int64)
     return pa.table({"word": pa.array([vocab.words[i] for i in ids], pa.string()),

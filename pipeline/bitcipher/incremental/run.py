@@ -57,7 +57,6 @@ import json
 import sys
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence, Union
 
@@ -74,7 +73,8 @@ from bitcipher.stages.corpus import Shard, check_shards, list_shards, read_docum
 from bitcipher.errors import ConflictError, InputError, LakeError, OptionError
 from bitcipher.lake.history import (PROP_COUNTS_VERSION, PROP_REFRESH, delta_commits,
                                     latest_version, published_runs)
-from bitcipher.lake.tables import PROP_OPTIONS, Lake, check_lake, published, sql_string
+from bitcipher.lake.tables import (PROP_OPTIONS, Lake, check_lake, published, session_conf,
+                                   sql_string)
 from bitcipher.options import BuildOptions
 from bitcipher.stages.epoch import (drift, drift_line, epoch_problem, frozen_vocabulary,
                                     published_epoch)
@@ -500,21 +500,11 @@ def _commit_counts(spark, uri: str, frame, seq: int, refresh_id: str,
     return mine[0].version
 
 
-@contextmanager
 def _no_file_statistics(spark):
     """Delta's per-file column statistics off for a write to the count store: its columns
     are packed blobs and the shard it is partitioned by, which statistics do not help to
     skip, and collecting them is a large share of a small commit."""
-    key = "spark.databricks.delta.stats.collect"
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, "false")
-    try:
-        yield
-    finally:
-        if before is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, before)
+    return session_conf(spark, "spark.databricks.delta.stats.collect", "false")
 
 
 def _is_conflict(exc: BaseException) -> bool:
@@ -1011,19 +1001,24 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
                                         vocab.total, options)
         detail = f"{buckets} buckets"
         if vectors_dir is not None:
-            made = _made_vectors(vectors_dir, dim, unk_vector)
+            made_ids, made_rows = _made_vectors(vectors_dir, dim, unk_vector)
             remove_tree(vectors_dir)
-            skip = sorted({*made.column("id").to_pylist(),
-                           *np.flatnonzero(counts_arr == 0).tolist(), int(unk)})
-            detail += f"; {made.num_rows - (unk_vector is not None):,} vectors made again, " \
-                      f"the others kept"
+            skip = sorted({*made_ids.tolist(), *np.flatnonzero(counts_arr == 0).tolist(),
+                           int(unk)})
+            detail += f"; {len(made_ids) - (unk_vector is not None):,} vectors made " \
+                      f"again, the others kept"
             kept = _published_vectors(lake, reuse, skip, dim, len(vocab))
             if kept is not None:  # published by pyarrow and Delta's transaction
-                return pa.concat_tables([made, kept]).sort_by("id"), marginal, detail
+                ids = np.concatenate([made_ids, kept[0]])
+                order = np.argsort(ids, kind="stable")
+                rows = np.concatenate([made_rows, kept[1]])[order]
+                return (pa.Table.from_batches([vector_batch(ids[order], rows)]), marginal,
+                        detail)
             # a table changed by hand since it was published: its rows through Spark
             skip_df = spark.createDataFrame(pa.table({"id": pa.array(skip, pa.int32())}))
             kept = (spark.read.format("delta").option("versionAsOf", reuse).load(lake.vectors)
                     .select("id", "vector").join(F.broadcast(skip_df), "id", "left_anti"))
+            made = pa.Table.from_batches([vector_batch(made_ids, made_rows)])
             return spark.createDataFrame(made).unionByName(kept), marginal, detail
         vec = out.where(F.col("kind") == "vector").select("id", "vector")
         if unk_rows is not None:  # from Arrow: no Python worker unpickles it at each action
@@ -1075,28 +1070,24 @@ DRIVER_VECTOR_FLOATS = 1 << 25
 
 
 def _made_vectors(folder: str, dim: int, unk_vector=None):
-    """Arrow table (id int32, vector list<float32>) of the vectors the bucket tasks wrote to
-    `folder` (``vectors-NNNNN.npz``: ids, vectors), and the ``<unk>`` one."""
-    import pyarrow as pa
-
+    """(ids int32, float32 rows) of the vectors the bucket tasks wrote to `folder`
+    (``vectors-NNNNN.npz``: ids, vectors), and the ``<unk>`` one."""
     from bitcipher.lake.tables import npz_parts, read_npz
-    from bitcipher.stages.vectors import vector_batch
 
-    batches = []
+    ids, rows = [np.empty(0, np.int32)], [np.empty((0, dim), np.float32)]
     for part in npz_parts(folder, "vectors"):
         z = read_npz(f"{folder}/vectors-{part:05d}.npz")
-        batches.append(vector_batch(z["ids"].astype(np.int32), z["vectors"]))
+        ids.append(z["ids"].astype(np.int32))
+        rows.append(z["vectors"].astype(np.float32, copy=False))
     if unk_vector is not None:
-        ids, v = unk_vector
-        batches.append(vector_batch(np.asarray(ids, np.int32), np.asarray(v, np.float32)))
-    if not batches:
-        batches.append(vector_batch(np.empty(0, np.int32), np.empty((0, dim), np.float32)))
-    return pa.Table.from_batches(batches)
+        ids.append(np.asarray(unk_vector[0], np.int32))
+        rows.append(np.asarray(unk_vector[1], np.float32))
+    return np.concatenate(ids), np.concatenate(rows)
 
 
 def _published_vectors(lake: Lake, version: int, skip: list, dim: int, n_ids: int):
-    """Arrow table (id int32, vector list<float32>) of the vectors table at `version` but
-    the ids in `skip`, read by pyarrow from its data files at that version (read from the
+    """(ids int32, float32 rows) of the vectors table at `version` but the ids in `skip`,
+    read by pyarrow from its data files at that version (read from the
     Delta log: :func:`bitcipher.lake.tables.delta_files`);
     None unless those files hold each id 0 .. n_ids - 1 once, with `dim` floats (a table
     changed by hand, rows deleted with deletion vectors say, is read through Spark). The
@@ -1130,8 +1121,8 @@ def _published_vectors(lake: Lake, version: int, skip: list, dim: int, n_ids: in
     if vec.null_count or not pc.all(pc.equal(pc.list_value_length(vec), dim)).as_py():
         return None
     keep = ~np.isin(ids, np.asarray(skip, dtype=ids.dtype))
-    return pa.table({"id": pa.array(ids[keep].astype(np.int32)),
-                     "vector": vec.filter(pa.array(keep)).cast(pa.list_(pa.float32()))})
+    values = vec.flatten().cast(pa.float32()).to_numpy(zero_copy_only=False)
+    return ids[keep].astype(np.int32), values.reshape(len(ids), dim)[keep]
 
 
 def _reusable_vectors(lake: Lake, epoch, base, options: BuildOptions) -> Optional[int]:

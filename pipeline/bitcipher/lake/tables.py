@@ -358,7 +358,7 @@ def publish_arrow(spark, lake: Lake, table, properties: dict, files: int = 1) ->
         # without the version's checksum file (optional in Delta's protocol; a later
         # commit writes its own): writing it makes Delta compute the whole table state
         # again after the commit, most of the commit's time
-        with _session_conf(spark, "spark.databricks.delta.writeChecksumFile.enabled",
+        with session_conf(spark, "spark.databricks.delta.writeChecksumFile.enabled",
                            "false"):
             txn.commit(jvm.scala.jdk.javaapi.CollectionConverters.asScala(actions).toSeq(),
                        operation)
@@ -372,7 +372,8 @@ def publish_arrow(spark, lake: Lake, table, properties: dict, files: int = 1) ->
 
 
 @contextmanager
-def _session_conf(spark, key: str, value: str):
+def session_conf(spark, key: str, value: str):
+    """Spark setting `key` set to `value` for the block, then as it was (or unset)."""
     before = spark.conf.get(key, None)
     spark.conf.set(key, value)
     try:
