@@ -673,6 +673,44 @@ def _store_at(spark, uri: str, version: int, kinds: Sequence[str],
     return df.where(F.col("kind").isin(list(kinds)))
 
 
+def _store_files(uri: str, version: int, kinds: Sequence[str], shards: Sequence[str],
+                 columns: list):
+    """The count store's rows of the given kinds and shards at `version`, read by pyarrow
+    from the files of those shards' partitions (listed from the Delta log): a few shards'
+    rows without Spark's reading of the whole log. None for a store of another Delta reader
+    protocol than 1, or when the log does not reach `version`."""
+    import fsspec
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from urllib.parse import unquote
+
+    from bitcipher.lake.tables import latest_action, live_adds
+
+    if int((latest_action(uri, "protocol") or {}).get("minReaderVersion") or 99) > 1:
+        return None
+    adds = live_adds(uri, version)
+    if adds is None:
+        return None
+    wanted = set(shards)
+    parts = []
+    for path, add in sorted(adds.items()):
+        shard = (add.get("partitionValues") or {}).get("shard")
+        if shard not in wanted:
+            continue
+        try:
+            with fsspec.open(fsspec_uri(f"{uri}/{unquote(path)}"), "rb") as fh:
+                t = pq.read_table(fh, columns=[c for c in columns if c != "shard"])
+        except (KeyError, ValueError, pa.ArrowInvalid):  # a file of an older layout
+            return None
+        t = t.filter(pc.is_in(t.column("kind"), pa.array(list(kinds))))
+        parts.append(t.append_column("shard", pa.array([shard] * t.num_rows, pa.string()))
+                     .select(columns))
+    if not parts:
+        return None
+    return pa.concat_tables(parts)
+
+
 def _changed_counts(spark, uri: str, parts):
     """Word counts and shard entries of `parts` [(version, shards or None, sign)], one query
     each: (pyarrow table (word, count) of the signed word counts summed over the parts,
@@ -680,11 +718,14 @@ def _changed_counts(spark, uri: str, parts):
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    columns = ["shard", "kind", "word", "count", "size", "mtime", "format", "documents",
+               "center_keys", "offsets", "pair_counts"]
+    kinds = ("word", "words", "shard", "stats")
     words, info = [], {}
     for version, shards, sign in parts:
-        rows = (_store_at(spark, uri, version, ("word", "words", "shard", "stats"), shards)
-                .select("shard", "kind", "word", "count", "size", "mtime", "format",
-                        "documents", "center_keys", "offsets", "pair_counts").toArrow())
+        rows = _store_files(uri, version, kinds, shards, columns) if shards else None
+        if rows is None:
+            rows = (_store_at(spark, uri, version, kinds, shards).select(*columns).toArrow())
         kind = rows.column("kind")
         w = unpack_words(rows)
         words.append(pa.table({"word": w.column("word"),
