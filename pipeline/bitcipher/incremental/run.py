@@ -988,8 +988,9 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
         counts_arr = np.asarray(vocab.counts, dtype=np.int64)
         routed = partial.repartition(buckets, "route")
         if previous is not None:
-            # a bucket's work is its change and its touched words: a task per core, each
-            # taking its buckets one after the other, costs less than a task per bucket
+            # a bucket's work is its change and its touched words: as many tasks as the
+            # default parallelism (two a core locally), each taking its buckets one after
+            # the other, cost less than a task per bucket
             routed = routed.coalesce(min(buckets, max(1, sc.defaultParallelism)))
         out = (routed
                .mapInArrow(totals.bucket_processor(sc.broadcast(job), sc.broadcast(x),
