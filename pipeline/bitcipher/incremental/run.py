@@ -1106,8 +1106,8 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
     return result
 
 
-# a frozen refresh's vectors are put together on the driver up to this many floats (an
-# array of 4 bytes each, then the same again in the JVM); more go through Spark
+# a frozen refresh's vectors are put together on the driver up to this many floats (4 bytes
+# each, in two or three copies at once: 0.4 GiB at most); more go through Spark
 DRIVER_VECTOR_FLOATS = 1 << 25
 
 

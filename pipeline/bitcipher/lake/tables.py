@@ -363,12 +363,30 @@ def publish_arrow(spark, lake: Lake, table, properties: dict, files: int = 1) ->
             txn.commit(jvm.scala.jdk.javaapi.CollectionConverters.asScala(actions).toSeq(),
                        operation)
     except BaseException:
-        for uri in written:  # not in any commit
-            fs, path = url_to_fs(fsspec_uri(uri))
-            if fs.exists(path):
-                fs.rm(path)
+        _remove_uncommitted(lake, written)
         raise
     return "direct"
+
+
+def _remove_uncommitted(lake: Lake, written: list) -> None:
+    """Remove the files a failed :func:`publish_arrow` wrote, unless the newest version of
+    the table holds them (the commit went through before the failure) or the log cannot be
+    read (files no commit names are harmless: VACUUM removes them)."""
+    from bitcipher.lake.history import latest_version
+
+    try:
+        version = latest_version(lake.vectors)
+        live = live_adds(lake.vectors, version) if version is not None else {}
+    except Exception:  # noqa: BLE001 - leave the files rather than risk committed ones
+        return
+    if live is None:
+        return
+    for uri in written:
+        if uri.rsplit("/", 1)[-1] in live:
+            continue
+        fs, path = url_to_fs(fsspec_uri(uri))
+        if fs.exists(path):
+            fs.rm(path)
 
 
 @contextmanager
