@@ -372,11 +372,11 @@ def _remove_uncommitted(lake: Lake, written: list) -> None:
     """Remove the files a failed :func:`publish_arrow` wrote, unless the newest version of
     the table holds them (the commit went through before the failure) or the log cannot be
     read (files no commit names are harmless: VACUUM removes them)."""
-    from bitcipher.lake.history import latest_version
-
     try:
-        version = latest_version(lake.vectors)
-        live = live_adds(lake.vectors, version) if version is not None else {}
+        fs, root = url_to_fs(fsspec_uri(f"{lake.vectors}/_delta_log"))
+        versions = [int(m.group(1)) for n in fs.ls(root, detail=False)
+                    if (m := _JSON_COMMIT.fullmatch(n.rstrip("/").rsplit("/", 1)[-1]))]
+        live = live_adds(lake.vectors, max(versions)) if versions else {}
     except Exception:  # noqa: BLE001 - leave the files rather than risk committed ones
         return
     if live is None:
