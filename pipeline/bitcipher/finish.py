@@ -337,7 +337,6 @@ def _vectors_frame(spark, vec, vocab, empty_ids: np.ndarray, unk_vector, files: 
     """The vectors table as a DataFrame: `vec` (id, vector) with each id's word and count,
     and the rows of the words with no contexts (`empty_ids`, `unk_vector`), in `files`
     partitions sorted by id."""
-    import pyarrow as pa
     from pyspark.sql import functions as F
 
     vocab_df = unigram_frame(spark, vocab).select("word", "id", "count")
@@ -356,8 +355,6 @@ def _vectors_frame(spark, vec, vocab, empty_ids: np.ndarray, unk_vector, files: 
 def _vectors_arrow(vec, vocab, empty_ids: np.ndarray, unk_vector):
     """The same as :func:`_vectors_frame` from a pyarrow table (id, vector): one table
     sorted by id."""
-    import pyarrow as pa
-
     table = vec.select(["id", "vector"])
     if unk_vector is not None:
         empty = pa.Table.from_batches([vector_batch(empty_ids.astype(np.int32), unk_vector)])

@@ -685,9 +685,9 @@ def _store_files(uri: str, version: int, kinds: Sequence[str], shards: Sequence[
     import pyarrow.parquet as pq
     from urllib.parse import unquote
 
-    from bitcipher.lake.tables import latest_action, live_adds
+    from bitcipher.lake.tables import live_adds, reader_protocol_1
 
-    if int((latest_action(uri, "protocol") or {}).get("minReaderVersion") or 99) > 1:
+    if not reader_protocol_1(uri):
         return None
     adds = live_adds(uri, version)
     if adds is None:
@@ -1140,11 +1140,10 @@ def _published_vectors(lake: Lake, version: int, skip: list, dim: int, n_ids: in
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from bitcipher.lake.tables import delta_files, latest_action
+    from bitcipher.lake.tables import delta_files, latest_action, reader_protocol_1
 
-    protocol = latest_action(lake.vectors, "protocol") or {}
     meta = latest_action(lake.vectors, "metaData") or {}
-    if int(protocol.get("minReaderVersion") or 99) > 1 or meta.get("partitionColumns"):
+    if not reader_protocol_1(lake.vectors) or meta.get("partitionColumns"):
         return None
     files = delta_files(lake.vectors, version)
     if files is None:

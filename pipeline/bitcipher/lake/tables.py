@@ -208,6 +208,14 @@ def live_adds(table_uri: str, version: int) -> Optional[dict]:
     return live
 
 
+def reader_protocol_1(table_uri: str) -> bool:
+    """Whether a Delta table needs no more than reader protocol 1 (no deletion vectors, no
+    column mapping), so that its data files, as :func:`live_adds` lists them, hold its rows
+    as they are; read from its log."""
+    protocol = latest_action(table_uri, "protocol") or {}
+    return int(protocol.get("minReaderVersion") or 99) <= 1
+
+
 def _delta_properties(lake: Lake) -> dict:
     """Table properties of the vectors table, read from the Delta log without Spark."""
     meta = latest_action(lake.vectors, "metaData") or {}
