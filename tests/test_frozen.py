@@ -254,7 +254,11 @@ def test_frozen_refreshes_layer_the_totals_and_an_exact_one_sums_them(spark, lak
     # past MAX_DELTAS: whole again, and the layers it no longer needs are removed
     put(corpus, "s3", NEW)
     through_spark.append(True)
-    refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
+    from bitcipher import finish
+
+    with monkeypatch.context() as m:  # and written by Spark, not collected to the driver
+        m.setattr(finish, "DRIVER_VECTOR_FLOATS", 0)
+        refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
     through_spark.clear()
     assert len(read_kept) == 3 and read_kept[-1] is None
     assert delta_commits(lake.vectors)[-1].operation == "CREATE OR REPLACE TABLE AS SELECT"
@@ -340,6 +344,61 @@ def test_a_frozen_publish_that_meets_another_commit_fails_cleanly(spark, lake_co
     refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)
     build(spark, str(corpus), twin, OPTIONS, report=quiet, cipher_from=0)
     assert_same_tables(lake_tables(spark, lake), lake_tables(spark, twin))
+
+
+def test_a_build_creates_the_vectors_table_with_delta_s_transaction(spark, tmp_path,
+                                                                     monkeypatch):
+    """A build into a new lake creates the vectors table by pyarrow and Delta's own
+    transaction: version 0 is that commit, of Delta protocol (1, 2) and the nullable schema
+    Spark's CREATE TABLE AS SELECT records, and Spark and delta-rs read the reference's
+    vectors from it. A table created by another writer between the transaction's start and
+    its commit is a conflict: the files written are removed and the other table stays."""
+    from bitcipher.incremental.run import _is_conflict
+    from bitcipher.lake import tables
+    from bitcipher.query.fast_read import read_vectors
+
+    corpus, lake = tmp_path / "corpus", Lake(str(tmp_path / "lake"))
+    put(corpus, "s0", CORPUS_A)
+    put(corpus, "s1", CORPUS_B)
+    build(spark, str(corpus), lake, OPTIONS, report=quiet)
+    (first,) = delta_commits(lake.vectors)
+    assert (first.version, first.operation) == (0, "Manual Update")
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{lake.vectors}`").first()
+    assert (detail["minReaderVersion"], detail["minWriterVersion"]) == (1, 2)
+    assert detail["partitionColumns"] == []
+    schema = spark.read.format("delta").load(lake.vectors).schema
+    assert [(f.name, f.dataType.simpleString(), f.nullable) for f in schema.fields] == [
+        ("word", "string", True), ("id", "int", True), ("count", "bigint", True),
+        ("vector", "array<float>", True)]
+    assert schema["vector"].dataType.containsNull
+    check_against_reference(lake_tables(spark, lake), reference.vectors(
+        corpus_lines(corpus), **reference_opts(OPTIONS)), OPTIONS)
+    fast = read_vectors(lake).to_pandas()
+    slow = lake_tables(spark, lake)["vectors"].sort_values("id").reset_index(drop=True)
+    assert list(fast.word) == list(slow.word)
+    assert np.array_equal(np.stack(fast.vector.to_numpy()), np.stack(slow.vector.to_numpy()))
+
+    rows = spark.read.format("delta").load(lake.vectors).toArrow().sort_by("id")
+    rows = rows.cast(arrow_schema("vectors"))
+    props = published(lake).properties
+    other = Lake(str(tmp_path / "other"))
+    add_action = tables._add_action
+
+    def created_meanwhile(*args):
+        monkeypatch.setattr(tables, "_add_action", add_action)
+        tables.publish_vectors(spark, other, spark.createDataFrame(rows),
+                               {**props, "bitcipher.other": "yes"})
+        return add_action(*args)
+
+    monkeypatch.setattr(tables, "_add_action", created_meanwhile)
+    with pytest.raises(Exception) as caught:
+        publish_arrow(spark, other, rows, props)
+    assert _is_conflict(caught.value), caught.value
+    (made,) = delta_commits(other.vectors)
+    assert made.operation == "CREATE OR REPLACE TABLE AS SELECT"
+    live = {f.rsplit("/", 1)[-1] for f in tables.delta_files(other.vectors, 0)}
+    assert {p.name for p in Path(other.root, "vectors").glob("*.parquet")} == live
+    assert tables._delta_properties(other).get("bitcipher.other") == "yes"
 
 
 def test_delta_files_are_the_files_spark_reads_at_each_version(spark, tmp_path):

@@ -48,6 +48,10 @@ from bitcipher.stages.vectors import (cooccurrence_marginal, empty_vector, margi
 # corpus tokens per co-occurrence merge task (and totals bucket): a task's memory follows
 # it (1M: the Python workers' peak 0.2-0.3 GiB lower than 2M on the 6.0M-token mix)
 TOKENS_PER_PARTITION = 1_000_000
+# vectors are published from the driver (pyarrow and Delta's transaction) up to this many
+# floats (4 bytes each, in two or three copies at once: 0.4 GiB at most); more go through a
+# Spark write
+DRIVER_VECTOR_FLOATS = 1 << 25
 
 
 @dataclass
@@ -181,6 +185,7 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
     (:func:`bitcipher.stages.merge.spill_vectors`) instead; `extra_properties` go with the
     publishing commit."""
     from pyspark import StorageLevel
+    from pyspark.sql import functions as F
 
     spark, lake, options, vocab, stages = run.spark, run.lake, run.options, run.vocab, run.stages
     run_id = run.run_id
@@ -274,7 +279,15 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
     # of a few 10k words is a large share of a refresh, and runs in as many tasks as files
     files = max(1, len(vocab) // 500_000,
                 min(spark.sparkContext.defaultParallelism, len(vocab) // 10_000))
-    if isinstance(vec, pa.Table):  # put together on the driver (a frozen refresh)
+    dim = projection.k if projection else vector_dim(options, cipher.bits)
+    if not isinstance(vec, pa.Table) and len(vocab) * dim <= DRIVER_VECTOR_FLOATS:
+        # few enough to publish from the driver (publish_arrow): collected as Arrow, not
+        # decoded and encoded again float by float by a Spark write
+        made = vec.select("id", F.col("vector").cast("array<float>").alias("vector"))
+        made = made.toArrow()
+        vec.unpersist()
+        vec = made
+    if isinstance(vec, pa.Table):  # put together on the driver
         vectors = _vectors_arrow(vec, vocab, empty_ids, unk_vector)
     else:
         vectors = _vectors_frame(spark, vec, vocab, empty_ids, unk_vector, files)
@@ -293,7 +306,7 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
         "run": run_id,
         "options": options.recorded(),
         "bits": cipher.bits,
-        "dim": projection.k if projection else vector_dim(options, cipher.bits),
+        "dim": dim,
         "projection": ({"file": PROJECTION_FILE, "k": projection.k,
                         "exponent": projection.exponent, "center": projection.center,
                         "input_dim": vector_dim(options, cipher.bits)}

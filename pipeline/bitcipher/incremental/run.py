@@ -62,7 +62,8 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from bitcipher.finish import BuildResult, BuildRun, StageLog, finish_build, plain_path
+from bitcipher.finish import (DRIVER_VECTOR_FLOATS, BuildResult, BuildRun, StageLog,
+                              finish_build, plain_path)
 from fsspec.core import url_to_fs
 
 from bitcipher.keys import (EDGE_WORD_KEY, MAX_WORDS, KeyCodec, sum_by_key,
@@ -1104,11 +1105,6 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
             df.unpersist()
     _remove_stale_snapshots(lake)
     return result
-
-
-# a frozen refresh's vectors are put together on the driver up to this many floats (4 bytes
-# each, in two or three copies at once: 0.4 GiB at most); more go through Spark
-DRIVER_VECTOR_FLOATS = 1 << 25
 
 
 def _made_vectors(folder: str, dim: int, unk_vector=None):

@@ -317,11 +317,13 @@ def publish_arrow(spark, lake: Lake, table, properties: dict, files: int = 1) ->
     Delta's own transaction commits them with the removal of the current files and the new
     properties (its conflict checks, its checkpoints): the vectors are not decoded and
     encoded again float by float in the JVM. That takes Delta's transaction from the JVM
-    (``DeltaLog``), so it is done where the table is one this release writes: Delta reader
-    protocol 1 and writer protocol 2 at most, no partitions, no column mapping, this format's
-    columns. Elsewhere, or without that class (another Delta), "sql": Spark writes the rows
-    (:func:`publish_vectors`). The table's other properties are kept; the ``bitcipher.*``
-    ones are replaced by `properties`.
+    (``DeltaLog``), so it is done where there is no table yet (it is created as Spark's
+    ``CREATE TABLE ... AS SELECT`` would: Delta protocol (1, 2), nullable columns) or where
+    the table is one this release writes: Delta reader protocol 1 and writer protocol 2 at
+    most, no partitions, no column mapping, this format's columns. Elsewhere, or without
+    that class (another Delta), "sql": Spark writes the rows (:func:`publish_vectors`). The
+    table's other properties are kept; the ``bitcipher.*`` ones are replaced by
+    `properties`.
     """
     from py4j.protocol import Py4JError
 
@@ -335,24 +337,36 @@ def publish_arrow(spark, lake: Lake, table, properties: dict, files: int = 1) ->
         return "sql"
     written = []
     try:
+        new = txn.readVersion() < 0
+        if new:
+            fs, path = url_to_fs(fsspec_uri(lake.vectors))
+            fs.makedirs(path, exist_ok=True)
         adds = [_add_action(lake, part, written) for part in _slices(table, files)]
         jvm = spark._jvm
         action = jvm.org.apache.spark.sql.delta.actions.Action
-        meta = json.loads(txn.metadata().json())
-        config = meta["metaData"].get("configuration") or {}
-        meta["metaData"]["configuration"] = {
-            **{k: v for k, v in config.items() if not k.startswith("bitcipher.")}, **props}
         actions = jvm.java.util.ArrayList()
-        actions.add(action.fromJson(json.dumps(meta)))
-        # every file of the version the transaction read goes (read from the log here:
-        # Spark's listing of them costs a job), and the transaction counts the whole table
-        # as read, so any other commit since conflicts with this one
-        current = live_adds(lake.vectors, txn.readVersion())
-        if current is None:
-            raise LakeError(f"the Delta log of {lake.vectors} does not reach its version "
-                            f"{txn.readVersion()}")
-        txn.readWholeTable()
         now = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+        if new:
+            txn.updateMetadataForNewTable(action.fromJson(json.dumps({"metaData": {
+                "id": str(uuid.uuid4()), "format": {"provider": "parquet", "options": {}},
+                "schemaString": json.dumps(_nullable(schema_of("vectors").jsonValue())),
+                "partitionColumns": [], "configuration": props, "createdTime": now}})))
+            current = {}
+        else:
+            meta = json.loads(txn.metadata().json())
+            config = meta["metaData"].get("configuration") or {}
+            meta["metaData"]["configuration"] = {
+                **{k: v for k, v in config.items() if not k.startswith("bitcipher.")}, **props}
+            actions.add(action.fromJson(json.dumps(meta)))
+            # every file of the version the transaction read goes (read from the log here:
+            # Spark's listing of them costs a job)
+            current = live_adds(lake.vectors, txn.readVersion())
+            if current is None:
+                raise LakeError(f"the Delta log of {lake.vectors} does not reach its version "
+                                f"{txn.readVersion()}")
+        # the transaction counts the whole table as read, so any other commit since (or a
+        # table created meanwhile) conflicts with this one
+        txn.readWholeTable()
         for path, add in current.items():
             actions.add(action.fromJson(json.dumps({"remove": {
                 "path": path, "deletionTimestamp": now, "dataChange": True,
@@ -374,6 +388,20 @@ def publish_arrow(spark, lake: Lake, table, properties: dict, files: int = 1) ->
         _remove_uncommitted(lake, written)
         raise
     return "direct"
+
+
+def _nullable(schema: dict) -> dict:
+    """A Spark schema (its JSON form) with every field and array element nullable, as
+    Delta records the schema of a table made by ``CREATE TABLE ... AS SELECT``."""
+    def loosen(t):
+        if isinstance(t, dict) and t.get("type") == "array":
+            return {**t, "elementType": loosen(t["elementType"]), "containsNull": True}
+        if isinstance(t, dict) and t.get("type") == "struct":
+            return {**t, "fields": [{**f, "type": loosen(f["type"]), "nullable": True}
+                                    for f in t["fields"]]}
+        return t
+
+    return loosen(schema)
 
 
 def _remove_uncommitted(lake: Lake, written: list) -> None:
@@ -412,15 +440,16 @@ def session_conf(spark, key: str, value: str):
 
 
 def _direct_transaction(spark, lake: Lake):
-    """Delta's transaction on the vectors table, or None where :func:`publish_arrow` does
-    not commit directly (no table yet, or one this release does not write)."""
+    """Delta's transaction on the vectors table (of version -1 where there is none yet), or
+    None where :func:`publish_arrow` does not commit directly (a table this release does not
+    write)."""
     from pyspark.sql.types import StructType
 
-    if not lake.exists(f"{lake.vectors}/_delta_log"):
-        return None
     delta_log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
         spark._jsparkSession, lake.vectors)
     txn = delta_log.startTransaction()
+    if txn.readVersion() < 0:  # no table yet: publish_arrow creates it
+        return txn
     protocol = txn.protocol()
     meta = json.loads(txn.metadata().json())["metaData"]
     config = meta.get("configuration") or {}
