@@ -338,7 +338,7 @@ def test_a_frozen_publish_that_meets_another_commit_fails_cleanly(spark, lake_co
     names = sorted(p.name for p in Path(lake.root, "vectors").glob("*.parquet"))
     assert sorted(set(names) - set(before)) == sorted(f.rsplit("/", 1)[-1] for f in live)
     # files the newest version holds are never removed (a failure after the commit)
-    tables._remove_uncommitted(lake, sorted(live))
+    tables.remove_uncommitted(lake.vectors, sorted(live))
     assert all(Path(f.replace("file://", "")).exists() for f in live)
     # (its totals are ahead of the published vectors now, so it makes every vector again)
     refresh(spark, str(corpus), lake, OPTIONS, report=quiet, frozen=True)

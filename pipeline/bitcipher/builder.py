@@ -98,8 +98,13 @@ def build(
         return _build_run(spark, lake, options, corpus, shards, warnings, run_id, stages,
                           previous_runs, keep_runs, epoch, started, report, count_store)
     except BaseException:
-        # the run was never published: take its half-written tables away
+        # the run was never published: take its half-written tables away, and the count
+        # store's files its tasks wrote unless the store holds them
         lake.remove(lake.run_dir(run_id))
+        if count_store:
+            from bitcipher.incremental.run import counts_uri, discard_staged, staged_dir
+
+            discard_staged(counts_uri(lake), staged_dir(lake, run_id))
         raise
 
 
@@ -120,8 +125,14 @@ def _build_run(spark, lake: Lake, options: BuildOptions, corpus, shards: list[Sh
             raise InputError(f"shard {bad['shard']}: {bad['bad_record']}")
     # the tokens are kept beside the run, so the co-occurrence stage tokenizes nothing again
     token_dir = lake.table(run_id, TOKENS_DIR)
+    staged, also = None, None
+    if count_store:  # the tasks write the count store's files too (committed later)
+        from bitcipher.incremental.run import staged_dir, store_writer
+
+        staged = staged_dir(lake, run_id)
+        also = store_writer(staged, shards)
     partial = docs.transform(
-        count_documents(token_dir, options.lowercase, options.max_document_tokens)
+        count_documents(token_dir, options.lowercase, options.max_document_tokens, also)
     ).persist(StorageLevel.MEMORY_AND_DISK)
     per_shard = (
         partial.where(F.col("shard").isNotNull())
@@ -161,7 +172,7 @@ def _build_run(spark, lake: Lake, options: BuildOptions, corpus, shards: list[Sh
 
         return build_with_counts(spark, lake, options, run_id, word_table, shards,
                                  shard_stats, total_tokens, n_docs, warnings, stages,
-                                 keep_runs, epoch, token_dir, report)
+                                 keep_runs, epoch, token_dir, report, staged)
 
     started = time.perf_counter()
     word_counts = partial.where(F.col("word").isNotNull()).groupBy("word").agg(

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sys
 import time
 import uuid
@@ -173,6 +174,52 @@ def token_rows(shard: str, ids: np.ndarray, lengths: np.ndarray, keys_of: np.nda
                          center_keys=[keys_of[distinct].astype("<i8").tobytes()],
                          context_keys=[index.astype("<i4").tobytes()],
                          pair_counts=[lengths[lo:hi].astype("<i8").tobytes()])
+
+
+STAGED_FILE = re.compile(r"part-(\d{5})-s(\d{5})\.parquet")
+
+
+def staged_dir(lake: Lake, run_id: str) -> str:
+    """Where a build's tokenize tasks write its count-store files (:func:`store_writer`):
+    a folder of the store's table, committed to it or removed."""
+    return f"{counts_uri(lake)}/build-{run_id}"
+
+
+def store_writer(staged: str, shards: list) -> Callable:
+    """``also`` of a build's tokenize tasks (:func:`bitcipher.stages.unigrams.
+    count_documents`): writes the count-store rows of each shard a task read (its ``words``
+    row and ``tokens`` rows, as a refresh counts them; COUNTS_SCHEMA less the ``shard``
+    partition column) as one Parquet file, ``staged/part-PPPPP-sSSSSS.parquet``, named by
+    the task's partition and the shard's place in `shards` (so a retried task replaces its
+    own files). :func:`_commit_build_counts` commits them to the store."""
+    place = {plain_path(s.path): i for i, s in enumerate(shards)}
+    paths = [s.path for s in shards]
+
+    def write(part: int, words, ids, lengths, names: list, chunk_shards) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not len(ids):
+            return
+        keys_of = word_keys(words.to_pylist())
+        lengths = np.asarray(lengths, dtype=np.int64)
+        token_shard = np.repeat(chunk_shards, lengths)
+        fs, root = url_to_fs(fsspec_uri(staged))
+        fs.makedirs(root, exist_ok=True)
+        for c, name in enumerate(names):
+            chosen = chunk_shards == c
+            if not chosen.any():
+                continue
+            index = place[plain_path(name)]
+            doc_lengths, doc_ids = lengths[chosen], ids[token_shard == c]
+            u, n = np.unique(doc_ids, return_counts=True)
+            rows = pa.Table.from_batches(
+                [words_row(paths[index], words.take(pa.array(u)), n),
+                 *token_rows(paths[index], doc_ids, doc_lengths, keys_of)])
+            with fs.open(f"{root}/part-{part:05d}-s{index:05d}.parquet", "wb") as fh:
+                pq.write_table(rows.drop_columns(["shard"]), fh, compression="snappy")
+
+    return write
 
 
 def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int) -> Callable:
@@ -310,13 +357,17 @@ def _vocabulary(words: list, wcounts: np.ndarray, total: int, options: BuildOpti
 def build_with_counts(spark, lake: Lake, options: BuildOptions, run_id: str, word_table,
                       shards: list, shard_stats: dict, total: int, n_docs: int,
                       warnings: list, stages, keep_runs: int, epoch, token_dir: str,
-                      report: Callable[[str], None]) -> BuildResult:
+                      report: Callable[[str], None],
+                      staged: Optional[str] = None) -> BuildResult:
     """The rest of a build once its tokenize stage has kept the tokens in `token_dir` and
     counted every word (`word_table`: word, count): counts every shard into the count store
     (one Delta commit replacing the whole store) and the co-occurrences into a totals
     snapshot, then aggregates and publishes as a refresh does. The lake is left as a
     refresh leaves it, so the next refresh, exact or frozen, counts only the shards that
-    changed."""
+    changed. `staged`: the folder where the tokenize tasks wrote the store's files
+    (:func:`store_writer`), committed as they are where Delta's transaction can be used
+    (:func:`bitcipher.lake.tables.direct_transaction`); otherwise they are removed and the
+    store's rows are counted again from the kept tokens and written by Spark."""
     import pyarrow as pa
 
     from bitcipher.finish import cooccurrence_partitions
@@ -346,6 +397,8 @@ def build_with_counts(spark, lake: Lake, options: BuildOptions, run_id: str, wor
         _check_keys(words, keys)
     except LakeError as exc:
         store = False
+        if staged is not None:
+            remove_tree(staged)
         w = f"{exc}; this build leaves the lake's count store as it was"
         warnings.append(w)
         report(f"warning: {w}")
@@ -372,8 +425,8 @@ def build_with_counts(spark, lake: Lake, options: BuildOptions, run_id: str, wor
     counting = _counting(options)
     version = seq = None
     if store:
-        version, seq = _commit_build_counts(spark, lake, counted(True), shards, shard_stats,
-                                            counting)
+        version, seq = _commit_build_counts(spark, lake, counted, shards, shard_stats,
+                                            counting, staged)
         stages.record("count", len(shards), started,
                       f"{len(shards)} shards into the count store, version {version} "
                       f"(refresh {seq})")
@@ -388,10 +441,13 @@ def build_with_counts(spark, lake: Lake, options: BuildOptions, run_id: str, wor
     return result
 
 
-def _commit_build_counts(spark, lake: Lake, counted, shards: list, shard_stats: dict,
-                         counting: dict) -> tuple[int, int]:
+def _commit_build_counts(spark, lake: Lake, counted: Callable, shards: list,
+                         shard_stats: dict, counting: dict,
+                         staged: Optional[str] = None) -> tuple[int, int]:
     """Replace the whole count store with a build's counts in one Delta commit, as the next
-    refresh number; (version, seq). ConflictError when a refresh committed first."""
+    refresh number; (version, seq). ConflictError when a refresh committed first. The rows
+    are the files the tokenize tasks wrote to `staged` where Delta's own transaction can
+    commit them (:func:`_commit_staged`), else ``counted(True)`` written by Spark."""
     import pyarrow as pa
 
     uri = counts_uri(lake)
@@ -420,14 +476,86 @@ def _commit_build_counts(spark, lake: Lake, counted, shards: list, shard_stats: 
                                documents=[int(st.get("documents") or 0) for st in stats],
                                count=[int(st.get("tokens") or 0) for st in stats],
                                invalid_utf8=[int(st.get("invalid_utf8") or 0) for st in stats]))
-    frame = counted.unionByName(spark.createDataFrame(pa.Table.from_batches(head),
-                                                      schema=COUNTS_SCHEMA))
-    made = _commit_counts(
-        spark, uri, frame, seq, refresh_id, version, None,
-        refused=f"a refresh changed {uri} while this build counted: run the build again",
-        skipped=f"a refresh committed refresh {seq} to {uri} while this build counted: run "
-                f"the build again")
+    head = pa.Table.from_batches(head)
+    refused = f"a refresh changed {uri} while this build counted: run the build again"
+    skipped = (f"a refresh committed refresh {seq} to {uri} while this build counted: run "
+               f"the build again")
+    if staged is not None:
+        made = _commit_staged(spark, uri, staged, shards, head, seq, refresh_id, refused,
+                              skipped)
+        if made is not None:
+            return made, seq
+    frame = counted(True).unionByName(spark.createDataFrame(head, schema=COUNTS_SCHEMA))
+    made = _commit_counts(spark, uri, frame, seq, refresh_id, version, None, refused=refused,
+                          skipped=skipped)
     return made, seq
+
+
+def _commit_staged(spark, uri: str, staged: str, shards: list, head, seq: int,
+                   refresh_id: str, refused: str, skipped: str) -> Optional[int]:
+    """Commit the count-store files in `staged` (:func:`store_writer`) and the `head` rows
+    (refresh record, shard entries and statistics; one more file per partition) as the
+    whole store, refresh `seq`, in one commit of Delta's own transaction; the version made.
+    None, with `staged` removed, where the transaction cannot be used (a store this release
+    does not write that way): the caller writes the rows through Spark."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from pyspark.sql.types import _parse_datatype_string
+
+    from bitcipher.lake.tables import add_action, commit_direct, direct_transaction
+    from bitcipher.stages.merge import remove_tree
+
+    schema = _parse_datatype_string(COUNTS_SCHEMA)
+    txn = direct_transaction(spark, uri, schema, ["shard"])
+    if txn is None:
+        remove_tree(staged)
+        return None
+    fs, root = url_to_fs(fsspec_uri(staged))
+    folder = staged[len(uri):].strip("/")
+    written = []
+    try:
+        fs.makedirs(root, exist_ok=True)
+        shard_col = head.column("shard")
+        for value in pc.unique(shard_col).to_pylist():
+            rows = head.filter(pc.equal(shard_col, value)).drop_columns(["shard"])
+            name = f"head-{len(written):05d}.parquet"
+            with fs.open(f"{root}/{name}", "wb") as fh:
+                pq.write_table(rows, fh, compression="snappy")
+            written.append((name, value))
+        adds = []
+        for info in fs.ls(root, detail=True):
+            name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+            m = STAGED_FILE.fullmatch(name)
+            value = (shards[int(m.group(2))].path if m else
+                     next((v for n, v in written if n == name), None))
+            if value is None:
+                raise LakeError(f"{staged}/{name}: not a file of this build's count store")
+            adds.append(add_action(f"{folder}/{name}", {"shard": value}, info))
+        if txn.txnVersion(APP_ID) >= seq:  # read: another writer of `seq` conflicts
+            raise ConflictError(skipped)
+        try:
+            return commit_direct(spark, uri, txn, adds, schema, ["shard"],
+                                 app=(APP_ID, seq), user_metadata=refresh_id)
+        except Exception as exc:  # noqa: BLE001 - Delta's conflicts come as JVM errors
+            if _is_conflict(exc):
+                raise ConflictError(refused) from None
+            raise
+    except BaseException:
+        discard_staged(uri, staged)
+        raise
+
+
+def discard_staged(uri: str, staged: str) -> None:
+    """Remove the files of `staged` (:func:`store_writer`) that the newest version of the
+    count store at `uri` does not hold: what a build that failed left there."""
+    from bitcipher.lake.tables import remove_uncommitted
+
+    fs, root = url_to_fs(fsspec_uri(staged))
+    try:
+        names = [n.rstrip("/").rsplit("/", 1)[-1] for n in fs.ls(root, detail=False)]
+    except FileNotFoundError:
+        return
+    remove_uncommitted(uri, [f"{staged}/{n}" for n in names])
 
 
 # ---------------------------------------------------------------------------------------

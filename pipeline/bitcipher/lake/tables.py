@@ -23,6 +23,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional
+from urllib.parse import unquote
 
 import fsspec
 import numpy as np
@@ -158,7 +159,6 @@ def delta_files(table_uri: str, version: int) -> Optional[list[str]]:
     vectors, no column mapping), which the caller checks; None when the log does not reach
     `version` (a commit or a checkpoint part missing)."""
     import posixpath
-    from urllib.parse import unquote
 
     live = live_adds(table_uri, version)
     if live is None:
@@ -314,80 +314,128 @@ def publish_arrow(spark, lake: Lake, table, properties: dict, files: int = 1) ->
     :func:`publish_vectors` does; "direct" or "sql", the way it went.
 
     "direct": pyarrow writes the rows as `files` Parquet files in the table's folder, and
-    Delta's own transaction commits them with the removal of the current files and the new
-    properties (its conflict checks, its checkpoints): the vectors are not decoded and
-    encoded again float by float in the JVM. That takes Delta's transaction from the JVM
-    (``DeltaLog``), so it is done where there is no table yet (it is created as Spark's
-    ``CREATE TABLE ... AS SELECT`` would: Delta protocol (1, 2), nullable columns) or where
-    the table is one this release writes: Delta reader protocol 1 and writer protocol 2 at
-    most, no partitions, no column mapping, this format's columns. Elsewhere, or without
-    that class (another Delta), "sql": Spark writes the rows (:func:`publish_vectors`). The
-    table's other properties are kept; the ``bitcipher.*`` ones are replaced by
-    `properties`.
+    Delta's own transaction commits them (:func:`commit_direct`): the vectors are not
+    decoded and encoded again float by float in the JVM. Where :func:`direct_transaction`
+    gives no transaction (a table this release does not write, another Delta, no JVM),
+    "sql": Spark writes the rows (:func:`publish_vectors`). The table's other properties are
+    kept; the ``bitcipher.*`` ones are replaced by `properties`.
     """
-    from py4j.protocol import Py4JError
-
     props = {PROP_FORMAT: str(FORMAT_VERSION), **properties}
-    try:
-        txn = _direct_transaction(spark, lake)
-    except (Py4JError, AttributeError):  # no such class here, or no JVM (Spark Connect)
-        txn = None
+    schema = schema_of("vectors")
+    txn = direct_transaction(spark, lake.vectors, schema, [])
     if txn is None:
         publish_vectors(spark, lake, _arrow_frame(spark, table, files), properties)
         return "sql"
     written = []
     try:
-        new = txn.readVersion() < 0
-        if new:
+        if txn.readVersion() < 0:
             fs, path = url_to_fs(fsspec_uri(lake.vectors))
             fs.makedirs(path, exist_ok=True)
         adds = [_add_action(lake, part, written) for part in _slices(table, files)]
-        jvm = spark._jvm
-        action = jvm.org.apache.spark.sql.delta.actions.Action
-        actions = jvm.java.util.ArrayList()
-        now = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
-        if new:
-            txn.updateMetadataForNewTable(action.fromJson(json.dumps({"metaData": {
-                "id": str(uuid.uuid4()), "format": {"provider": "parquet", "options": {}},
-                "schemaString": json.dumps(_nullable(schema_of("vectors").jsonValue())),
-                "partitionColumns": [], "configuration": props, "createdTime": now}})))
-            current = {}
-        else:
+        commit_direct(spark, lake.vectors, txn, adds, schema, [], properties=props)
+    except BaseException:
+        remove_uncommitted(lake.vectors, written)
+        raise
+    return "direct"
+
+
+def direct_transaction(spark, uri: str, schema, partitions: list):
+    """Delta's own transaction (``DeltaLog.startTransaction``, over py4j) on the table at
+    `uri`, of version -1 where there is none yet; None where :func:`commit_direct` does not
+    commit to it: a table this release does not write (Delta reader protocol above 1 or
+    writer protocol above 2, other partition columns than `partitions`, column mapping,
+    other columns than `schema`), no such class (another Delta), or no JVM (Spark
+    Connect)."""
+    from py4j.protocol import Py4JError
+    from pyspark.sql.types import StructType
+
+    try:
+        delta_log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
+            spark._jsparkSession, uri)
+        txn = delta_log.startTransaction()
+        if txn.readVersion() < 0:  # no table yet: commit_direct creates it
+            return txn
+        protocol = txn.protocol()
+        meta = json.loads(txn.metadata().json())["metaData"]
+        reader, writer = protocol.minReaderVersion(), protocol.minWriterVersion()
+    except (Py4JError, AttributeError):
+        return None
+    config = meta.get("configuration") or {}
+    if (reader > 1 or writer > 2
+            or list(meta.get("partitionColumns") or []) != list(partitions)
+            or config.get("delta.columnMapping.mode", "none") != "none"
+            or column_shape(StructType.fromJson(json.loads(meta["schemaString"])))
+            != column_shape(schema)):
+        return None
+    return txn
+
+
+def commit_direct(spark, uri: str, txn, adds: list, schema, partitions: list,
+                  properties: Optional[dict] = None, app: Optional[tuple] = None,
+                  user_metadata: Optional[str] = None) -> int:
+    """Commit Delta ``add`` actions (`adds`, dicts; files already written) with `txn` (from
+    :func:`direct_transaction`) in one commit that removes every file of the version the
+    transaction read; the version made. With `properties`, the table's ``bitcipher.*``
+    properties are replaced by them (its others kept). `app` (app id, version) is recorded
+    as a Delta ``txn`` action, as a write's ``txnAppId``/``txnVersion`` options do, and
+    `user_metadata` as the commit's user metadata.
+
+    Where there is no table yet, it is created as Spark's ``CREATE TABLE ... AS SELECT``
+    would make it: Delta protocol (1, 2), `schema` with every column nullable, `partitions`.
+    The transaction counts the whole table as read, so any other commit since it started (a
+    table created meanwhile too) makes this one fail with Delta's conflict error. The
+    version has no ``.crc`` checksum file (optional in Delta's protocol; a later commit
+    writes its own): writing it makes Delta compute the whole table state again after the
+    commit, most of a commit's time."""
+    from contextlib import ExitStack
+
+    jvm = spark._jvm
+    action = jvm.org.apache.spark.sql.delta.actions.Action
+    actions = jvm.java.util.ArrayList()
+    now = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+    if txn.readVersion() < 0:
+        txn.updateMetadataForNewTable(action.fromJson(json.dumps({"metaData": {
+            "id": str(uuid.uuid4()), "format": {"provider": "parquet", "options": {}},
+            "schemaString": json.dumps(_nullable(schema.jsonValue())),
+            "partitionColumns": list(partitions), "configuration": dict(properties or {}),
+            "createdTime": now}})))
+        current = {}
+    else:
+        if properties is not None:
             meta = json.loads(txn.metadata().json())
             config = meta["metaData"].get("configuration") or {}
             meta["metaData"]["configuration"] = {
-                **{k: v for k, v in config.items() if not k.startswith("bitcipher.")}, **props}
+                **{k: v for k, v in config.items() if not k.startswith("bitcipher.")},
+                **properties}
             actions.add(action.fromJson(json.dumps(meta)))
-            # every file of the version the transaction read goes (read from the log here:
-            # Spark's listing of them costs a job)
-            current = live_adds(lake.vectors, txn.readVersion())
-            if current is None:
-                raise LakeError(f"the Delta log of {lake.vectors} does not reach its version "
-                                f"{txn.readVersion()}")
-        # the transaction counts the whole table as read, so any other commit since (or a
-        # table created meanwhile) conflicts with this one
-        txn.readWholeTable()
-        for path, add in current.items():
-            actions.add(action.fromJson(json.dumps({"remove": {
-                "path": path, "deletionTimestamp": now, "dataChange": True,
-                "extendedFileMetadata": True, "partitionValues": add.get("partitionValues") or {},
-                "size": add.get("size")}})))
-        for add in adds:
-            actions.add(action.fromJson(json.dumps(add)))
-        operation = (jvm.java.lang.Class.forName(
-            "org.apache.spark.sql.delta.DeltaOperations$ManualUpdate$")
-            .getField("MODULE$").get(None))
-        # without the version's checksum file (optional in Delta's protocol; a later
-        # commit writes its own): writing it makes Delta compute the whole table state
-        # again after the commit, most of the commit's time
-        with session_conf(spark, "spark.databricks.delta.writeChecksumFile.enabled",
-                           "false"):
-            txn.commit(jvm.scala.jdk.javaapi.CollectionConverters.asScala(actions).toSeq(),
-                       operation)
-    except BaseException:
-        _remove_uncommitted(lake, written)
-        raise
-    return "direct"
+        # every file of the version the transaction read goes (read from the log here:
+        # Spark's listing of them costs a job)
+        current = live_adds(uri, txn.readVersion())
+        if current is None:
+            raise LakeError(f"the Delta log of {uri} does not reach its version "
+                            f"{txn.readVersion()}")
+    txn.readWholeTable()
+    for path, add in current.items():
+        actions.add(action.fromJson(json.dumps({"remove": {
+            "path": path, "deletionTimestamp": now, "dataChange": True,
+            "extendedFileMetadata": True, "partitionValues": add.get("partitionValues") or {},
+            "size": add.get("size")}})))
+    for add in adds:
+        actions.add(action.fromJson(json.dumps(add)))
+    if app is not None:
+        actions.add(action.fromJson(json.dumps({"txn": {
+            "appId": app[0], "version": int(app[1]), "lastUpdated": now}})))
+    operation = (jvm.java.lang.Class.forName(
+        "org.apache.spark.sql.delta.DeltaOperations$ManualUpdate$")
+        .getField("MODULE$").get(None))
+    with ExitStack() as stack:
+        stack.enter_context(session_conf(
+            spark, "spark.databricks.delta.writeChecksumFile.enabled", "false"))
+        if user_metadata is not None:
+            stack.enter_context(session_conf(
+                spark, "spark.databricks.delta.commitInfo.userMetadata", user_metadata))
+        return int(txn.commit(
+            jvm.scala.jdk.javaapi.CollectionConverters.asScala(actions).toSeq(), operation))
 
 
 def _nullable(schema: dict) -> dict:
@@ -404,23 +452,25 @@ def _nullable(schema: dict) -> dict:
     return loosen(schema)
 
 
-def _remove_uncommitted(lake: Lake, written: list) -> None:
-    """Remove the files a failed :func:`publish_arrow` wrote, unless the newest version of
-    the table holds them (the commit went through before the failure) or the log cannot be
-    read (files no commit names are harmless: VACUUM removes them)."""
+def remove_uncommitted(uri: str, written: list) -> None:
+    """Remove files (URIs) a failed direct commit to the table at `uri` wrote, unless the
+    newest version of the table holds them (the commit went through before the failure) or
+    the log cannot be read (files no commit names are harmless: VACUUM removes them)."""
     try:
-        fs, root = url_to_fs(fsspec_uri(f"{lake.vectors}/_delta_log"))
+        fs, root = url_to_fs(fsspec_uri(f"{uri}/_delta_log"))
         versions = [int(m.group(1)) for n in fs.ls(root, detail=False)
                     if (m := _JSON_COMMIT.fullmatch(n.rstrip("/").rsplit("/", 1)[-1]))]
-        live = live_adds(lake.vectors, max(versions)) if versions else {}
+        live = live_adds(uri, max(versions)) if versions else {}
     except Exception:  # noqa: BLE001 - leave the files rather than risk committed ones
         return
     if live is None:
         return
-    for uri in written:
-        if uri.rsplit("/", 1)[-1] in live:
+    live = {unquote(p) for p in live}
+    root = uri.rstrip("/") + "/"
+    for file in written:
+        if file.startswith(root) and file[len(root):] in live:
             continue
-        fs, path = url_to_fs(fsspec_uri(uri))
+        fs, path = url_to_fs(fsspec_uri(file))
         if fs.exists(path):
             fs.rm(path)
 
@@ -437,29 +487,6 @@ def session_conf(spark, key: str, value: str):
             spark.conf.unset(key)
         else:
             spark.conf.set(key, before)
-
-
-def _direct_transaction(spark, lake: Lake):
-    """Delta's transaction on the vectors table (of version -1 where there is none yet), or
-    None where :func:`publish_arrow` does not commit directly (a table this release does not
-    write)."""
-    from pyspark.sql.types import StructType
-
-    delta_log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
-        spark._jsparkSession, lake.vectors)
-    txn = delta_log.startTransaction()
-    if txn.readVersion() < 0:  # no table yet: publish_arrow creates it
-        return txn
-    protocol = txn.protocol()
-    meta = json.loads(txn.metadata().json())["metaData"]
-    config = meta.get("configuration") or {}
-    schema = StructType.fromJson(json.loads(meta["schemaString"]))
-    if (protocol.minReaderVersion() > 1 or protocol.minWriterVersion() > 2
-            or meta.get("partitionColumns")
-            or config.get("delta.columnMapping.mode", "none") != "none"
-            or column_shape(schema) != column_shape(schema_of("vectors"))):
-        return None
-    return txn
 
 
 def _slices(table, files: int):
@@ -481,19 +508,29 @@ def _add_action(lake: Lake, part, written: list) -> dict:
     fs, path = url_to_fs(fsspec_uri(uri))
     with fs.open(path, "wb") as fh:
         pq.write_table(part, fh, compression="snappy")
-    info = fs.info(path)
     ids, counts = part.column("id"), part.column("count")
     stats = {"numRecords": part.num_rows,
              "minValues": {"id": pc.min(ids).as_py(), "count": pc.min(counts).as_py()},
              "maxValues": {"id": pc.max(ids).as_py(), "count": pc.max(counts).as_py()},
              "nullCount": {c: part.column(c).null_count for c in part.column_names}}
+    return add_action(name, {}, fs.info(path), stats)
+
+
+def add_action(path: str, partition_values: dict, info: dict,
+               stats: Optional[dict] = None) -> dict:
+    """The Delta ``add`` action of a data file written at `path` (relative to the table,
+    without escapes) with `partition_values`, from its fsspec `info` (size, modified time)."""
+    from urllib.parse import quote
+
     modified = info.get("mtime") or info.get("LastModified")
     millis = (int(modified.timestamp() * 1000) if hasattr(modified, "timestamp")
               else int(float(modified) * 1000) if modified else
               int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000))
-    return {"add": {"path": name, "partitionValues": {}, "size": int(info["size"]),
-                    "modificationTime": millis, "dataChange": True,
-                    "stats": json.dumps(stats)}}
+    add = {"path": quote(path), "partitionValues": dict(partition_values),
+           "size": int(info["size"]), "modificationTime": millis, "dataChange": True}
+    if stats is not None:
+        add["stats"] = json.dumps(stats)
+    return {"add": add}
 
 
 def _arrow_frame(spark, table, files: int):

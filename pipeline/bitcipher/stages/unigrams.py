@@ -10,7 +10,8 @@ import numpy as np
 UNK = "<unk>"
 
 
-def _unigram_counter(lowercase: bool, max_document_tokens: int, token_dir: str) -> Callable:
+def _unigram_counter(lowercase: bool, max_document_tokens: int, token_dir: str,
+                     also: Optional[Callable] = None) -> Callable:
     def count_batches(batches):
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -57,10 +58,13 @@ def _unigram_counter(lowercase: bool, max_document_tokens: int, token_dir: str) 
             values = encoded.chunks[-1].dictionary  # one dictionary for every chunk
             ids = np.concatenate([c.indices.to_numpy() for c in encoded.chunks])
         lengths = np.concatenate(chunk_lengths) if chunk_lengths else np.empty(0, np.int32)
-        write_tokens(token_dir, TaskContext.get().partitionId(), values, ids, lengths,
-                     shards=list(stats),
-                     chunk_shards=(np.concatenate(chunk_shards) if chunk_shards
-                                   else np.empty(0, np.int32)))
+        chunk_shards = (np.concatenate(chunk_shards) if chunk_shards
+                        else np.empty(0, np.int32))
+        part = TaskContext.get().partitionId()
+        write_tokens(token_dir, part, values, ids, lengths, shards=list(stats),
+                     chunk_shards=chunk_shards)
+        if also is not None:
+            also(part, values, ids, lengths, list(stats), chunk_shards)
         if len(values):
             n = len(values)
             counts = pa.array(np.bincount(ids, minlength=n).astype(np.int64))
@@ -87,16 +91,19 @@ UNIGRAM_PARTIAL_SCHEMA = "word string, count long, shard string, documents long,
 
 
 def count_documents(token_dir: str, lowercase: bool = True,
-                    max_document_tokens: int = 10_000) -> Callable:
+                    max_document_tokens: int = 10_000,
+                    also: Optional[Callable] = None) -> Callable:
     """Transformation documents (shard, text, invalid_utf8) -> partial counts.
 
     Rows with a word carry that word's count in one task; rows with a shard carry that
     shard's documents, tokens (in `count`) and invalid UTF-8 lines. Tokenizes in Python
     workers, whole Arrow batches at a time. Every task also writes its tokens to
     `token_dir` (:func:`bitcipher.stages.tokenize.write_tokens`, one file per task,
-    named by its partition, so a retried task replaces its own file).
+    named by its partition, so a retried task replaces its own file), and then calls
+    ``also(partition, words, ids, lengths, shard names, chunk shards)`` with the same
+    tokens when given (a build's count store).
     """
-    counter = _unigram_counter(lowercase, max_document_tokens, token_dir)
+    counter = _unigram_counter(lowercase, max_document_tokens, token_dir, also)
 
     def transform(docs):
         return docs.select("shard", "text", "invalid_utf8").mapInArrow(
