@@ -477,6 +477,55 @@ def test_a_build_leaves_what_a_refresh_needs(spark, tmp_path, built):
     assert_matches_reference(spark, lake, corpus)
 
 
+def test_a_build_commits_the_count_store_its_tasks_wrote(spark, tmp_path, monkeypatch):
+    """A build's tokenize tasks write the count store's files and the driver commits them
+    with Delta's own transaction, as refresh number 1 (Delta's txn action) of a table Spark
+    reads; where that transaction cannot be used, Spark writes the same rows and the
+    tasks' files go; a build that fails before its commit leaves neither its files nor a
+    change to the store."""
+    from bitcipher.incremental import run
+    from bitcipher.lake import tables
+    from bitcipher.lake.history import delta_commits
+
+    corpus, lake = tmp_path / "corpus", Lake(str(tmp_path / "lake"))
+    put(corpus, "s0", TEXTS["a"])
+    put(corpus, "s1", TEXTS["e"])
+    result = build(spark, str(corpus), lake, OPTIONS, report=quiet)
+    (commit,) = delta_commits(counts_uri(lake))
+    assert commit.operation == "Manual Update" and commit.txn == {run.APP_ID: 1}
+    staged = Path(lake.root) / "counts" / f"build-{result.run}"
+    live = tables.delta_files(counts_uri(lake), 0)
+    assert sorted(f"file://{p}" for p in staged.iterdir()) == sorted(live)
+    direct = store_counts(spark, lake)
+    assert sorted(direct) == sorted(f"file://{p}" for p in map(str, corpus.glob("*.txt")))
+    assert refresh(spark, str(corpus), lake, OPTIONS, report=quiet).nothing_to_do
+
+    # Spark's write where the transaction cannot be used: the same rows, no staged files
+    direct_transaction = tables.direct_transaction
+    monkeypatch.setattr(tables, "direct_transaction", lambda spark, uri, *a: None
+                        if uri == counts_uri(lake) else direct_transaction(spark, uri, *a))
+    result = build(spark, str(corpus), lake, OPTIONS, report=quiet)
+    assert delta_commits(counts_uri(lake))[-1].operation == "WRITE"
+    assert delta_commits(counts_uri(lake))[-1].txn == {run.APP_ID: 2}
+    assert not (Path(lake.root) / "counts" / f"build-{result.run}").exists()
+    assert store_counts(spark, lake) == direct
+    monkeypatch.setattr(tables, "direct_transaction", direct_transaction)
+
+    # a failed commit: the build fails, its files are gone, the store is as it was
+    def failing(*args, **kwargs):
+        raise RuntimeError("the commit failed")
+
+    monkeypatch.setattr(tables, "commit_direct", failing)
+    put(corpus, "s2", TEXTS["d"])
+    before = latest_version(counts_uri(lake))
+    with pytest.raises(RuntimeError, match="the commit failed"):
+        build(spark, str(corpus), lake, OPTIONS, report=quiet)
+    assert latest_version(counts_uri(lake)) == before
+    assert sorted(p.name for p in (Path(lake.root) / "counts").iterdir()
+                  if p.name.startswith("build-")) == [staged.name]
+    assert store_counts(spark, lake) == direct
+
+
 def test_packed_word_counts_round_trip_and_old_rows_still_read():
     """A shard's words row packs its words and counts (from a sliced Arrow array too);
     unpack_words reads it, and the per-word rows of stores written before it, alike."""

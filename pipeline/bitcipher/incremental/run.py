@@ -556,6 +556,8 @@ def discard_staged(uri: str, staged: str) -> None:
     except FileNotFoundError:
         return
     remove_uncommitted(uri, [f"{staged}/{n}" for n in names])
+    if fs.exists(root) and not fs.ls(root, detail=False):  # an empty folder (local storage)
+        fs.rm(root, recursive=True)
 
 
 # ---------------------------------------------------------------------------------------
