@@ -162,6 +162,18 @@ def unpack_words(rows):
     return pa.concat_tables(parts)
 
 
+def dense_unique(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(ids, return_inverse=True)`` of non-negative integers, without a sort where
+    their range is not much larger than their number (a flag per value instead)."""
+    if not len(ids) or int(ids.max()) > 4 * len(ids) + 1024:
+        return np.unique(ids, return_inverse=True)
+    seen = np.zeros(int(ids.max()) + 1, dtype=bool)
+    seen[ids] = True
+    distinct = np.flatnonzero(seen)
+    place = np.cumsum(seen) - 1
+    return distinct, place[ids]
+
+
 def token_rows(shard: str, ids: np.ndarray, lengths: np.ndarray, keys_of: np.ndarray):
     """The ``tokens`` rows of one shard's documents, given as word indices `ids` whose word
     keys are `keys_of` and the documents' `lengths`: one row per run of about FLUSH_TOKENS
@@ -169,7 +181,7 @@ def token_rows(shard: str, ids: np.ndarray, lengths: np.ndarray, keys_of: np.nda
     from bitcipher.stages.cooccurrences import document_runs
 
     for start, end, lo, hi in document_runs(lengths):
-        distinct, index = np.unique(ids[start:end], return_inverse=True)
+        distinct, index = dense_unique(ids[start:end])
         yield store_rows(1, shard=shard, kind="tokens",
                          center_keys=[keys_of[distinct].astype("<i8").tobytes()],
                          context_keys=[index.astype("<i4").tobytes()],
@@ -212,7 +224,9 @@ def store_writer(staged: str, shards: list) -> Callable:
                 continue
             index = place[plain_path(name)]
             doc_lengths, doc_ids = lengths[chosen], ids[token_shard == c]
-            u, n = np.unique(doc_ids, return_counts=True)
+            n = np.bincount(doc_ids, minlength=len(words))
+            u = np.flatnonzero(n)
+            n = n[u]
             rows = pa.Table.from_batches(
                 [words_row(paths[index], words.take(pa.array(u)), n),
                  *token_rows(paths[index], doc_ids, doc_lengths, keys_of)])

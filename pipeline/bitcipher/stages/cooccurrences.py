@@ -48,20 +48,29 @@ def window_keys(ids: np.ndarray, lengths: np.ndarray, codec: KeyCodec, include_s
     after = doc_end - 1 - index  # tokens after i
     edge = codec.edge_context
     pair_parts = []
-    other_parts = []
     for d in range(1, codec.window + 1):
         has = np.flatnonzero(after >= d)
         pair_parts.append(codec.encode(ids[has], d, ids[has + d]))
-        right = after < d
-        other_parts.append(codec.encode(ids[right], d, edge))
-        left = before < d
-        other_parts.append(codec.encode(ids[left], -d, edge))
-    if include_self:
-        other_parts.append(codec.encode(ids, 0, ids))
     pair_keys, pair_counts = sum_by_key(np.concatenate(pair_parts))
     center, d, context = codec.decode(pair_keys)
     mirrored = codec.encode(context, -d, center)
-    other_keys, other_counts = sum_by_key(np.concatenate(other_parts))
+    # the edge and self keys have one word each: counted per word (no sort) where the
+    # vocabulary is not much larger than the batch
+    singles = [(ids[after < d], d, edge) for d in range(1, codec.window + 1)]
+    singles += [(ids[before < d], -d, edge) for d in range(1, codec.window + 1)]
+    if include_self:
+        singles.append((ids, 0, None))
+    if codec.vocab_size <= 4 * n:
+        other_keys, other_counts = [], []
+        for centers, d, context in singles:
+            per_word = np.bincount(centers, minlength=codec.vocab_size)
+            word = np.flatnonzero(per_word)
+            other_keys.append(codec.encode(word, d, word if context is None else context))
+            other_counts.append(per_word[word].astype(np.int64))
+        other_keys, other_counts = np.concatenate(other_keys), np.concatenate(other_counts)
+    else:
+        other_keys, other_counts = sum_by_key(np.concatenate(
+            [codec.encode(c, d, c if context is None else context) for c, d, context in singles]))
     keys = np.concatenate([pair_keys, mirrored, other_keys])
     counts = np.concatenate([pair_counts, pair_counts, other_counts])
     return keys, counts
@@ -211,8 +220,10 @@ def batches_by_partition(keys: np.ndarray, counts: np.ndarray, part: np.ndarray,
     0 .. len(routes) - 1) that gets any key, carrying the route value ``routes[p]``."""
     import pyarrow as pa
 
-    order = np.argsort(part, kind="stable")
-    bounds = np.searchsorted(part[order], np.arange(len(routes) + 1))
+    # a stable sort of 16-bit integers is NumPy's radix sort: linear, the same order
+    small = part.astype(np.int16) if len(routes) < 2**15 else part
+    order = np.argsort(small, kind="stable")
+    bounds = np.searchsorted(small[order], np.arange(len(routes) + 1))
     for p in range(len(routes)):
         chosen = order[bounds[p]:bounds[p + 1]]
         if len(chosen):
