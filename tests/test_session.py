@@ -91,10 +91,14 @@ def test_driver_and_workers_run_without_numpys_huge_page_advice(spark):
 
 
 def test_local_workers_keep_sparks_zip_directories_read(spark):
-    """A local session's Python workers come from bitcipher.runtime.daemon: on Python 3.11,
-    invalidating the import caches before each task no longer re-reads the directories of
-    pyspark.zip, py4j's zip and the spark-core JAR, and modules in those archives still
-    import after it."""
+    """A local session's Python workers come from bitcipher.runtime.daemon: pyspark and py4j
+    are imported from the installed packages (with their compiled files), not from the
+    copies of them in Spark's pyspark.zip and py4j zip, which are off sys.path; on Python
+    3.11, invalidating the import caches before each task no longer re-reads the
+    directories of the archives still there (the spark-core JAR), and modules still import
+    after it."""
+    import pyspark
+
     assert spark.conf.get("spark.python.daemon.module") == "bitcipher.runtime.daemon"
 
     def probe(_):  # self-contained: the workers cannot import this test module
@@ -108,18 +112,44 @@ def test_local_workers_keep_sparks_zip_directories_read(spark):
         zipimport._read_directory = lambda path: reads.append(path) or original(path)
         try:
             importlib.invalidate_caches()
-            import pyspark.sql.streaming.listener  # noqa: F401  (a module of pyspark.zip)
+            import pyspark.sql.streaming.listener  # noqa: F401
         finally:
             zipimport._read_directory = original
-        yield sys.argv[0], archives, reads, pyspark.sql.streaming.listener.__file__
+        import py4j
+
+        yield (sys.argv[0], archives, reads, pyspark.sql.streaming.listener.__file__,
+               py4j.__file__)
 
     seen = spark.sparkContext.parallelize(range(2), 2).mapPartitions(probe).collect()
-    main, archives, reads, listener = seen[0]
+    main, archives, reads, listener, py4j_file = seen[0]
     assert main.endswith(os.path.join("bitcipher", "runtime", "daemon.py"))
-    assert any(a.endswith("pyspark.zip") for a in archives)
-    assert listener.startswith(next(a for a in archives if a.endswith("pyspark.zip")))
+    assert not any(os.path.basename(a).startswith(("pyspark", "py4j")) for a in archives)
+    assert any(a.endswith(".jar") for a in archives), archives
+    installed = os.path.dirname(pyspark.__file__)
+    assert listener.startswith(installed + os.sep) and listener.endswith(".py")
+    assert ".zip" not in py4j_file
     if sys.version_info < (3, 12):
         assert reads == []  # each archive re-read before: as many reads as archives
+
+
+def test_prefer_installed_pyspark_takes_only_the_installed_archives_off(monkeypatch,
+                                                                      tmp_path):
+    """The archives in the installed pyspark's own folder come off sys.path; another
+    Spark's archives (a cluster's SPARK_HOME) keep every entry where it was."""
+    import pyspark
+
+    from bitcipher.runtime.daemon import prefer_installed_pyspark
+
+    lib = os.path.join(os.path.dirname(pyspark.__file__), "python", "lib")
+    own = [os.path.join(lib, "pyspark.zip"), os.path.join(lib, "py4j-0.10.9.9-src.zip")]
+    rest = [p for p in sys.path if not p.endswith(".zip")]
+    monkeypatch.setattr(sys, "path", [own[0], own[1], *rest])
+    assert prefer_installed_pyspark() == own
+    assert sys.path == rest
+    foreign = [str(tmp_path / "spark" / "python" / "lib" / "pyspark.zip"), own[1]]
+    monkeypatch.setattr(sys, "path", [*foreign, *rest])
+    assert prefer_installed_pyspark() == []
+    assert sys.path == [*foreign, *rest]
 
 
 def test_keep_zip_directories_skips_the_rereading(tmp_path):

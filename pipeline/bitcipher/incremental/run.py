@@ -236,10 +236,35 @@ def store_writer(staged: str, shards: list) -> Callable:
     return write
 
 
-def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int) -> Callable:
-    """mapInArrow: documents (shard, text, invalid_utf8) -> count-store rows per shard."""
+def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int,
+                   staged: Optional[str] = None) -> Callable:
+    """mapInArrow: documents (shard, text, invalid_utf8) -> count-store rows per shard. With
+    `staged`, the rows are not returned but written there, one Parquet file per shard,
+    ``part-PPPPP-sSSSSS.parquet`` (S: the shard's place in `canonical_bc`'s values, as
+    :func:`store_writer` names them) for :func:`_commit_staged`."""
 
     def count_batches(batches):
+        rows = _counted_rows(batches)
+        if staged is None:
+            yield from rows
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from pyspark import TaskContext
+
+        place = {path: i for i, path in enumerate(canonical_bc.value.values())}
+        by_shard: dict = {}
+        for batch in rows:
+            by_shard.setdefault(batch.column(0)[0].as_py(), []).append(batch)
+        fs, root = url_to_fs(fsspec_uri(staged))
+        fs.makedirs(root, exist_ok=True)
+        part = TaskContext.get().partitionId()
+        for name, batches in by_shard.items():
+            table = pa.Table.from_batches(batches).drop_columns(["shard"])
+            with fs.open(f"{root}/part-{part:05d}-s{place[name]:05d}.parquet", "wb") as fh:
+                pq.write_table(table, fh, compression="snappy")
+
+    def _counted_rows(batches):
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -496,7 +521,7 @@ def _commit_build_counts(spark, lake: Lake, counted: Callable, shards: list,
                f"the build again")
     if staged is not None:
         made = _commit_staged(spark, uri, staged, shards, head, seq, refresh_id, refused,
-                              skipped)
+                              skipped, version)
         if made is not None:
             return made, seq
     frame = counted(True).unionByName(spark.createDataFrame(head, schema=COUNTS_SCHEMA))
@@ -506,12 +531,18 @@ def _commit_build_counts(spark, lake: Lake, counted: Callable, shards: list,
 
 
 def _commit_staged(spark, uri: str, staged: str, shards: list, head, seq: int,
-                   refresh_id: str, refused: str, skipped: str) -> Optional[int]:
-    """Commit the count-store files in `staged` (:func:`store_writer`) and the `head` rows
-    (refresh record, shard entries and statistics; one more file per partition) as the
-    whole store, refresh `seq`, in one commit of Delta's own transaction; the version made.
-    None, with `staged` removed, where the transaction cannot be used (a store this release
-    does not write that way): the caller writes the rows through Spark."""
+                   refresh_id: str, refused: str, skipped: str, version: Optional[int],
+                   replace: Optional[list] = None, count: Optional[Callable] = None,
+                   before_commit: Optional[Callable] = None) -> Optional[int]:
+    """Commit the count-store files in `staged` (:func:`store_writer`, or the files
+    ``count(staged)`` writes first) and the `head` rows (refresh record, shard entries, and
+    statistics; one more file per partition) as refresh `seq`, in one commit of Delta's own
+    transaction that removes the files of the shards in `replace` (None: the whole store);
+    the version made. ConflictError(`refused`) where the store is no longer at `version`
+    (what the caller planned from) or another commit came first, ConflictError(`skipped`)
+    where refresh `seq` is committed already. None, with `staged` removed and `count` not
+    called, where the transaction cannot be used (a store this release does not write that
+    way): the caller writes the rows through Spark."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
     from pyspark.sql.types import _parse_datatype_string
@@ -528,6 +559,8 @@ def _commit_staged(spark, uri: str, staged: str, shards: list, head, seq: int,
     folder = staged[len(uri):].strip("/")
     written = []
     try:
+        if count is not None:
+            count(staged)
         fs.makedirs(root, exist_ok=True)
         shard_col = head.column("shard")
         for value in pc.unique(shard_col).to_pylist():
@@ -543,16 +576,30 @@ def _commit_staged(spark, uri: str, staged: str, shards: list, head, seq: int,
             value = (shards[int(m.group(2))].path if m else
                      next((v for n, v in written if n == name), None))
             if value is None:
-                raise LakeError(f"{staged}/{name}: not a file of this build's count store")
+                raise LakeError(f"{staged}/{name}: not a file of this count")
             adds.append(add_action(f"{folder}/{name}", {"shard": value}, info))
+        if before_commit is not None:
+            before_commit()
+
+        def lost() -> ConflictError:  # to a commit of `seq` (skipped), or to another one
+            won = any(c.txn.get(APP_ID, -1) >= seq for c in delta_commits(uri)
+                      if version is None or c.version > version)
+            return ConflictError(skipped if won else refused)
+
         if txn.txnVersion(APP_ID) >= seq:  # read: another writer of `seq` conflicts
             raise ConflictError(skipped)
+        if txn.readVersion() != (-1 if version is None else version):
+            raise lost()
+        gone = None if replace is None else set(replace)
         try:
-            return commit_direct(spark, uri, txn, adds, schema, ["shard"],
-                                 app=(APP_ID, seq), user_metadata=refresh_id)
+            return commit_direct(
+                spark, uri, txn, adds, schema, ["shard"], app=(APP_ID, seq),
+                user_metadata=refresh_id,
+                remove=None if gone is None else
+                (lambda add: (add.get("partitionValues") or {}).get("shard") in gone))
         except Exception as exc:  # noqa: BLE001 - Delta's conflicts come as JVM errors
             if _is_conflict(exc):
-                raise ConflictError(refused) from None
+                raise lost() from None
             raise
     except BaseException:
         discard_staged(uri, staged)
@@ -755,30 +802,48 @@ def refresh(
                                    size=[s.size for s in changed],
                                    mtime=[s.mtime for s in changed],
                                    format=[s.format for s in changed]))
-        frame = spark.createDataFrame(pa.Table.from_batches(head), schema=COUNTS_SCHEMA)
+        head = pa.Table.from_batches(head)
         docs = read_documents(spark, changed, options.text_field)
-        if docs is not None:
-            if any(s.format == "jsonl" for s in changed):
-                bad = (docs.where(F.col("bad_record").isNotNull())
-                       .select("shard", "bad_record").first())
-                if bad is not None:
-                    raise InputError(f"shard {bad['shard']}: {bad['bad_record']}")
-            canonical = spark.sparkContext.broadcast({plain_path(s.path): s.path
-                                                      for s in changed})
-            counter = _shard_counter(canonical, options.lowercase, options.max_document_tokens)
-            frame = docs.select("shard", "text", "invalid_utf8").mapInArrow(
-                counter, COUNTS_SCHEMA).unionByName(frame)
+        if docs is not None and any(s.format == "jsonl" for s in changed):
+            bad = (docs.where(F.col("bad_record").isNotNull())
+                   .select("shard", "bad_record").first())
+            if bad is not None:
+                raise InputError(f"shard {bad['shard']}: {bad['bad_record']}")
+        canonical = spark.sparkContext.broadcast({plain_path(s.path): s.path for s in changed})
         touched = added + replaced + removed + [f"refresh:{seq:010d}"]
-        predicate = f"shard IN ({', '.join(sql_string(p) for p in touched)})"
-        if before_commit is not None:
-            before_commit()
-        version = _commit_counts(
-            spark, uri, frame, seq, refresh_id, version, predicate,
-            refused=f"another refresh changed {uri} at the same time; nothing of this one was "
-                    f"committed: run it again",
-            skipped=f"another refresh committed refresh {seq} to {uri} first (this one was "
-                    f"skipped by Delta's idempotent write); nothing was counted twice: run it "
-                    f"again")
+        refused = (f"another refresh changed {uri} at the same time; nothing of this one was "
+                   f"committed: run it again")
+        skipped = (f"another refresh committed refresh {seq} to {uri} first (this one was "
+                   f"skipped by Delta's idempotent write); nothing was counted twice: run it "
+                   f"again")
+        # the tasks write the changed shards' rows as files, which Delta's own transaction
+        # commits with the removal of the touched shards' files; Spark's write of the same
+        # rows where that transaction cannot be used
+        staged = f"{uri}/refresh-{refresh_id}"
+
+        def count_into(folder):
+            if docs is not None:
+                counter = _shard_counter(canonical, options.lowercase,
+                                         options.max_document_tokens, folder)
+                docs.select("shard", "text", "invalid_utf8").mapInArrow(
+                    counter, COUNTS_SCHEMA).collect()
+
+        made = _commit_staged(spark, uri, staged, changed, head, seq, refresh_id, refused,
+                              skipped, version, replace=touched, count=count_into,
+                              before_commit=before_commit)
+        if made is None:
+            frame = spark.createDataFrame(head, schema=COUNTS_SCHEMA)
+            if docs is not None:
+                counter = _shard_counter(canonical, options.lowercase,
+                                         options.max_document_tokens)
+                frame = docs.select("shard", "text", "invalid_utf8").mapInArrow(
+                    counter, COUNTS_SCHEMA).unionByName(frame)
+            predicate = f"shard IN ({', '.join(sql_string(p) for p in touched)})"
+            if before_commit is not None:
+                before_commit()
+            made = _commit_counts(spark, uri, frame, seq, refresh_id, version, predicate,
+                                  refused=refused, skipped=skipped)
+        version = made
         stages.record("count", len(changed), started,
                       f"{len(changed)} shards counted, {len(removed)} taken out; count store "
                       f"version {version} (refresh {seq})")

@@ -372,10 +372,11 @@ def direct_transaction(spark, uri: str, schema, partitions: list):
 
 def commit_direct(spark, uri: str, txn, adds: list, schema, partitions: list,
                   properties: Optional[dict] = None, app: Optional[tuple] = None,
-                  user_metadata: Optional[str] = None) -> int:
+                  user_metadata: Optional[str] = None, remove=None) -> int:
     """Commit Delta ``add`` actions (`adds`, dicts; files already written) with `txn` (from
     :func:`direct_transaction`) in one commit that removes every file of the version the
-    transaction read; the version made. With `properties`, the table's ``bitcipher.*``
+    transaction read (those whose ``add`` action `remove` is true for, when given); the
+    version made. With `properties`, the table's ``bitcipher.*``
     properties are replaced by them (its others kept). `app` (app id, version) is recorded
     as a Delta ``txn`` action, as a write's ``txnAppId``/``txnVersion`` options do, and
     `user_metadata` as the commit's user metadata.
@@ -416,6 +417,8 @@ def commit_direct(spark, uri: str, txn, adds: list, schema, partitions: list,
                             f"{txn.readVersion()}")
     txn.readWholeTable()
     for path, add in current.items():
+        if remove is not None and not remove(add):
+            continue
         actions.add(action.fromJson(json.dumps({"remove": {
             "path": path, "deletionTimestamp": now, "dataChange": True,
             "extendedFileMetadata": True, "partitionValues": add.get("partitionValues") or {},
