@@ -586,8 +586,8 @@ def _commit_staged(spark, uri: str, staged: str, shards: list, head, seq: int,
                       if version is None or c.version > version)
             return ConflictError(skipped if won else refused)
 
-        if txn.txnVersion(APP_ID) >= seq:  # read: another writer of `seq` conflicts
-            raise ConflictError(skipped)
+        # the store still at the version planned from (a commit of `seq` would be a later
+        # one), and any commit from now on a conflict (commit_direct)
         if txn.readVersion() != (-1 if version is None else version):
             raise lost()
         gone = None if replace is None else set(replace)
@@ -883,16 +883,10 @@ def _store_at(spark, uri: str, version: int, kinds: Sequence[str],
     return df.where(F.col("kind").isin(list(kinds)))
 
 
-def _store_files(uri: str, version: int, kinds: Sequence[str], shards: Sequence[str],
-                 columns: list):
-    """The count store's rows of the given kinds and shards at `version`, read by pyarrow
-    from the files of those shards' partitions (listed from the Delta log): a few shards'
-    rows without Spark's reading of the whole log. None for a store of another Delta reader
-    protocol than 1, or when the log does not reach `version`."""
-    import fsspec
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+def _store_part_files(uri: str, version: int, shards: Sequence[str]) -> Optional[list]:
+    """[(file URI, shard)] of the count store's data files in the partitions of `shards` at
+    `version`, listed from the Delta log. None for a store of another Delta reader protocol
+    than 1, or when the log does not reach `version`."""
     from urllib.parse import unquote
 
     from bitcipher.lake.tables import live_adds, reader_protocol_1
@@ -903,22 +897,91 @@ def _store_files(uri: str, version: int, kinds: Sequence[str], shards: Sequence[
     if adds is None:
         return None
     wanted = set(shards)
+    return [(f"{uri}/{unquote(path)}", add["partitionValues"]["shard"])
+            for path, add in sorted(adds.items())
+            if (add.get("partitionValues") or {}).get("shard") in wanted]
+
+
+def _read_store_file(file: str, kinds: Sequence[str], columns: list):
+    """The rows of the given kinds of one count-store data file, its `columns` (``shard``
+    aside: the partition column is not in the file)."""
+    import fsspec
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    with fsspec.open(fsspec_uri(file), "rb") as fh:
+        t = pq.read_table(fh, columns=[c for c in columns if c != "shard"])
+    return t.filter(pc.is_in(t.column("kind"), pa.array(list(kinds))))
+
+
+def _store_files(uri: str, version: int, kinds: Sequence[str], shards: Sequence[str],
+                 columns: list):
+    """The count store's rows of the given kinds and shards at `version`, read by pyarrow
+    from the files of those shards' partitions (listed from the Delta log): a few shards'
+    rows without Spark's reading of the whole log. None where :func:`_store_part_files`
+    gives no list, or a file is of an older layout."""
+    import pyarrow as pa
+
+    files = _store_part_files(uri, version, shards)
+    if not files:
+        return None
     parts = []
-    for path, add in sorted(adds.items()):
-        shard = (add.get("partitionValues") or {}).get("shard")
-        if shard not in wanted:
-            continue
+    for file, shard in files:
         try:
-            with fsspec.open(fsspec_uri(f"{uri}/{unquote(path)}"), "rb") as fh:
-                t = pq.read_table(fh, columns=[c for c in columns if c != "shard"])
+            t = _read_store_file(file, kinds, columns)
         except (KeyError, ValueError, pa.ArrowInvalid):  # a file of an older layout
             return None
-        t = t.filter(pc.is_in(t.column("kind"), pa.array(list(kinds))))
         parts.append(t.append_column("shard", pa.array([shard] * t.num_rows, pa.string()))
                      .select(columns))
-    if not parts:
-        return None
     return pa.concat_tables(parts)
+
+
+def _store_rows_frame(spark, uri: str, parts: list, columns: tuple):
+    """A DataFrame of the count store's ``tokens`` and ``pairs`` rows (`columns`, then
+    ``s``) of the shards in `parts` [(version, shards, sign)], each row with its part's
+    sign: one task per data file, each read by pyarrow, from the files the Delta log lists.
+    None where a part's files are not listed that way or a file lacks a column (an older
+    layout): the caller reads the store through Spark."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files, signs = [], []
+    for version, shards, sign in parts:
+        listed = _store_part_files(uri, version, shards)
+        if listed is None:
+            return None
+        files += [f for f, _ in listed]
+        signs += [sign] * len(listed)
+    if not files:
+        return None
+    try:
+        with fsspec_open(files[0]) as fh:
+            names = set(pq.read_schema(fh).names)
+    except (OSError, ValueError, pa.ArrowInvalid):
+        return None
+    if not set(columns) <= names:
+        return None
+    kinds = ("tokens", "pairs")
+    schema = pa.schema([("file", pa.string()), ("s", pa.int32())])
+    listing = spark.createDataFrame(pa.table({"file": files, "s": signs}, schema=schema))
+    listing = listing.repartition(min(len(files), spark.sparkContext.defaultParallelism))
+    out = ", ".join(f"{c} {'string' if c == 'kind' else 'binary'}" for c in columns)
+
+    def read(batches):
+        for batch in batches:
+            for file, sign in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+                t = _read_store_file(file, kinds, list(columns))
+                yield from t.append_column("s", pa.array([sign] * t.num_rows, pa.int32())
+                                           ).to_batches()
+
+    return listing.mapInArrow(read, f"{out}, s int")
+
+
+def fsspec_open(uri: str):
+    import fsspec
+
+    return fsspec.open(fsspec_uri(uri), "rb")
 
 
 def _changed_counts(spark, uri: str, parts):
@@ -1091,6 +1154,13 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
     def deltas(routes: list[int]):
         """The changed shards' signed co-occurrence counts, routed to their buckets."""
         cols = ("kind", "center_keys", "context_keys", "offsets", "pair_counts")
+        router = totals.delta_router(map_bc, buckets, routes, int(counting["window"]))
+        if add is not None:  # a few shards: their files read by pyarrow, not a Delta scan
+            listed = [(version, add, 1)] if add else []
+            listed += [(base.version, sub, -1)] if sub else []
+            rows = _store_rows_frame(spark, uri, listed, cols) if listed else None
+            if rows is not None:
+                return rows.mapInArrow(router, PARTIAL_SCHEMA)
         parts = []
         if add is None or add:
             parts.append(_store_at(spark, uri, version, ("tokens", "pairs"), add)
@@ -1103,8 +1173,7 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
         union = parts[0]
         for extra in parts[1:]:
             union = union.unionByName(extra)
-        return union.mapInArrow(totals.delta_router(map_bc, buckets, routes,
-                                                    int(counting["window"])), PARTIAL_SCHEMA)
+        return union.mapInArrow(router, PARTIAL_SCHEMA)
 
     extra = {PROP_COUNTS_VERSION: str(version),
              PROP_REFRESH: json.dumps({"seq": seq, "counts_version": version,
