@@ -46,8 +46,9 @@ from bitcipher.stages.vectors import (cooccurrence_marginal, empty_vector, margi
                                       needs_marginal, vector_batch, vector_blocks, vector_dim)
 
 # corpus tokens per co-occurrence merge task (and totals bucket): a task's memory follows
-# it (1M: the Python workers' peak 0.2-0.3 GiB lower than 2M on the 6.0M-token mix)
-TOKENS_PER_PARTITION = 1_000_000
+# it (on the 6.0M-token mix, 1M gave the Python workers' peak 0.2-0.3 GiB below 2M's, and
+# 0.5M another 0.2 GiB below 1M's, and the driver JVM's 0.1-0.2 GiB; the build took as long)
+TOKENS_PER_PARTITION = 500_000
 # vectors are published from the driver (pyarrow and Delta's transaction) up to this many
 # floats (4 bytes each, in two or three copies at once: 0.4 GiB at most); more go through a
 # Spark write
