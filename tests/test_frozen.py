@@ -353,7 +353,7 @@ def test_a_build_creates_the_vectors_table_with_delta_s_transaction(spark, tmp_p
     Spark's CREATE TABLE AS SELECT records, and Spark and delta-rs read the reference's
     vectors from it. A table created by another writer between the transaction's start and
     its commit is a conflict: the files written are removed and the other table stays."""
-    from bitcipher.incremental.run import _is_conflict
+    from bitcipher.incremental.run import is_conflict
     from bitcipher.lake import tables
     from bitcipher.query.fast_read import read_vectors
 
@@ -393,7 +393,7 @@ def test_a_build_creates_the_vectors_table_with_delta_s_transaction(spark, tmp_p
     monkeypatch.setattr(tables, "_add_action", created_meanwhile)
     with pytest.raises(Exception) as caught:
         publish_arrow(spark, other, rows, props)
-    assert _is_conflict(caught.value), caught.value
+    assert is_conflict(caught.value), caught.value
     (made,) = delta_commits(other.vectors)
     assert made.operation == "CREATE OR REPLACE TABLE AS SELECT"
     live = {f.rsplit("/", 1)[-1] for f in tables.delta_files(other.vectors, 0)}

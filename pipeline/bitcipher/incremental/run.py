@@ -545,12 +545,12 @@ def _commit_staged(spark, uri: str, staged: str, shards: list, head, seq: int,
     way): the caller writes the rows through Spark."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-    from pyspark.sql.types import _parse_datatype_string
+    from pyspark.sql.types import StructType
 
     from bitcipher.lake.tables import add_action, commit_direct, direct_transaction
     from bitcipher.stages.merge import remove_tree
 
-    schema = _parse_datatype_string(COUNTS_SCHEMA)
+    schema = StructType.fromDDL(COUNTS_SCHEMA)
     txn = direct_transaction(spark, uri, schema, ["shard"])
     if txn is None:
         remove_tree(staged)
@@ -598,7 +598,7 @@ def _commit_staged(spark, uri: str, staged: str, shards: list, head, seq: int,
                 remove=None if gone is None else
                 (lambda add: (add.get("partitionValues") or {}).get("shard") in gone))
         except Exception as exc:  # noqa: BLE001 - Delta's conflicts come as JVM errors
-            if _is_conflict(exc):
+            if is_conflict(exc):
                 raise lost() from None
             raise
     except BaseException:
@@ -682,7 +682,7 @@ def _commit_counts(spark, uri: str, frame, seq: int, refresh_id: str,
             (writer.option("txnAppId", APP_ID).option("txnVersion", seq)
              .option("userMetadata", refresh_id).save(uri))
     except Exception as exc:  # noqa: BLE001 - Delta's conflicts come as JVM errors
-        if _is_conflict(exc):
+        if is_conflict(exc):
             raise ConflictError(refused) from None
         raise
     mine = [c for c in delta_commits(uri)
@@ -699,7 +699,7 @@ def _no_file_statistics(spark):
     return session_conf(spark, "spark.databricks.delta.stats.collect", "false")
 
 
-def _is_conflict(exc: BaseException) -> bool:
+def is_conflict(exc: BaseException) -> bool:
     text = f"{type(exc).__name__} {exc}"
     return any(s in text for s in ("Concurrent", "CONCURRENT", "ProtocolChanged",
                                    "MetadataChanged", "FileAlreadyExists",
@@ -1374,7 +1374,7 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
         result = finish_build(run, vectors_stage=vectors_stage, extra_properties=extra)
     except BaseException as exc:
         lake.remove(lake.run_dir(run.run_id))
-        if _is_conflict(exc):
+        if is_conflict(exc):
             raise ConflictError(f"another build or refresh published {lake.vectors} at the "
                                 f"same time: run this one again") from None
         raise

@@ -428,7 +428,9 @@ def commit_direct(spark, uri: str, txn, adds: list, schema, partitions: list,
     if app is not None:
         actions.add(action.fromJson(json.dumps({"txn": {
             "appId": app[0], "version": int(app[1]), "lastUpdated": now}})))
-    operation = (jvm.java.lang.Class.forName(
+    # by py4j's class loading, which finds Delta's classes where Spark added them (a JAR
+    # given at submission is not on the JVM's own class path)
+    operation = (jvm.py4j.reflection.ReflectionUtil.classForName(
         "org.apache.spark.sql.delta.DeltaOperations$ManualUpdate$")
         .getField("MODULE$").get(None))
     with ExitStack() as stack:
