@@ -31,13 +31,19 @@ A word's key is the first 8 bytes of BLAKE2b of its UTF-8 bytes (signed, little-
 document edge. Collisions are checked against the summed unigram counts at every aggregation
 and stop the refresh.
 
-One refresh is one Delta commit on ``counts``: ``replaceWhere shard IN (added, replaced,
-removed, refresh:<seq>)`` removes the rows of the changed shards and writes their new rows
-and the manifest entries together, so counts and manifest never disagree. The commit is an
-idempotent write (``txnAppId`` = ``bitcipher-refresh``, ``txnVersion`` = ``seq``): a second
-refresh that planned from the same state writes the same ``seq`` and is either skipped by
-Delta or refused by its conflict check; both become :class:`ConflictError` (exit 6) and
-nothing is counted twice.
+One refresh is one Delta commit on ``counts``: it removes the files of the changed shards'
+partitions (and ``refresh:<seq>``) and adds their new rows and the manifest entries
+together, so counts and manifest never disagree. The counting tasks write the rows as
+Parquet files in a folder of the table (``refresh-<id>/``, ``build-<run>/`` for a build;
+:func:`store_writer`, :func:`_shard_counter`), and Delta's own transaction commits them
+(:func:`bitcipher.lake.tables.commit_direct`, with a Delta ``txn`` action: app id
+``bitcipher-refresh``, version ``seq``), so the rows do not pass through the JVM; where that
+transaction cannot be used (a store of a later Delta protocol), Spark writes the same rows
+(``replaceWhere shard IN (...)``, an idempotent write with ``txnAppId``/``txnVersion``). A
+second refresh that planned from the same state writes the same ``seq``: it finds the store
+moved on, or Delta refuses its commit, or (Spark's write) skips it; each becomes
+:class:`ConflictError` (exit 6) and nothing is counted twice. Files of a count that was
+never committed are removed when it fails, or left for VACUUM when it is killed.
 
 Then the vocabulary comes from the summed unigram counts, keys become ids (rare words the
 ``<unk>`` id), and the co-occurrences are re-keyed and fed to the build's own merge, cipher,
