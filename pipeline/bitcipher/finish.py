@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from bitcipher.stages.cipher import build_cipher
 from bitcipher.stages.epoch import (MARGINAL_FILE, Epoch)
-from bitcipher.stages.cooccurrences import FLUSH_TOKENS, partial_counts
+from bitcipher.stages.cooccurrences import FLUSH_TOKENS, local_exchange, partial_counts
 from bitcipher.stages.corpus import Shard
 from bitcipher.stages.tokenize import token_parts
 from bitcipher.lake.history import PROP_EPOCH
@@ -222,14 +222,21 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
         # if that is more: a corpus read in many small splits is not as many small tasks
         tasks = max(spark.sparkContext.defaultParallelism,
                     -(-run.total_tokens // FLUSH_TOKENS))
-        partial = parts_frame(spark, token_parts(run.token_dir), tasks).transform(
-            partial_counts(spark, vocab.words, vocab.unk_id, options.window,
-                           options.include_self, partitions, token_dir=run.token_dir))
-        vec = partial.transform(
-            cooccurrences_and_vectors(spark, cooc_dir, len(vocab), cipher.context(),
-                                      vocab.counts, vocab.total, options, spill_dir, frozen)
-        ).persist(StorageLevel.MEMORY_AND_DISK)
-        n_vec = vec.count()
+        exchange = local_exchange(spark)  # the routed counts through local files
+        try:
+            partial = parts_frame(spark, token_parts(run.token_dir), tasks).transform(
+                partial_counts(spark, vocab.words, vocab.unk_id, options.window,
+                               options.include_self, partitions, token_dir=run.token_dir,
+                               exchange=exchange))
+            vec = partial.transform(
+                cooccurrences_and_vectors(spark, cooc_dir, len(vocab), cipher.context(),
+                                          vocab.counts, vocab.total, options, spill_dir,
+                                          frozen)
+            ).persist(StorageLevel.MEMORY_AND_DISK)
+            n_vec = vec.count()
+        finally:
+            if exchange is not None:
+                remove_tree(exchange)
         marginal = frozen[0] if frozen is not None else None
         if needs_marginal(options) and frozen is None:
             marginal = cooccurrence_marginal(spark.read.parquet(cooc_dir),

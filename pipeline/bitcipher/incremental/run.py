@@ -326,7 +326,7 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int,
 
 
 def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: list[int],
-                  token_dir: str, store: bool) -> Callable:
+                  token_dir: str, store: bool, exchange: Optional[str] = None) -> Callable:
     """mapInArrow over the part numbers of a build's kept tokens: for each shard of each
     part, with `store` its count-store rows (``word`` and ``tokens``, as a refresh counts
     them, COUNTS_SCHEMA), otherwise its co-occurrence counts as packed word-index keys
@@ -374,7 +374,7 @@ def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: lis
                                       np.where(context == codec.edge_context, PACKED_EDGE,
                                                context))
                         yield from batches_by_partition(packed, counts, center % buckets,
-                                                        routes)
+                                                        routes, exchange)
 
     return count_parts
 
@@ -456,9 +456,9 @@ def build_with_counts(spark, lake: Lake, options: BuildOptions, run_id: str, wor
     words_bc = sc.broadcast((pa.array(words, pa.string()), keys))
     parts = parts_frame(spark, token_parts(token_dir), tasks)
 
-    def counted(for_store: bool):
+    def counted(for_store: bool, exchange: Optional[str] = None):
         counter = _part_counter(words_bc, canonical, options.window, buckets, routes,
-                                token_dir, for_store)
+                                token_dir, for_store, exchange)
         return parts.mapInArrow(counter, COUNTS_SCHEMA if for_store else PARTIAL_SCHEMA)
 
     info = {}  # the totals' shard manifest
@@ -477,7 +477,7 @@ def build_with_counts(spark, lake: Lake, options: BuildOptions, run_id: str, wor
                       f"(refresh {seq})")
     tr = TotalsRun(words=words, keys=keys, counts=wcounts, shard_info=info, version=version,
                    seq=seq, counting=counting, base=None, buckets=buckets, reuse=None,
-                   deltas=lambda _routes: counted(False))
+                   deltas=lambda _routes, exchange=None: counted(False, exchange))
     extra = {PROP_COUNTS_VERSION: str(version)} if store else {}
     result = publish_from_totals(spark, lake, options, vocab, tr, shards, shard_stats, total,
                                  n_docs, stages, keep_runs, warnings, epoch, drift_info, extra,
@@ -1157,10 +1157,11 @@ def aggregate(spark, lake: Lake, options: BuildOptions, version: int, seq: int, 
         buckets = cooccurrence_partitions(spark, total)
     map_bc = spark.sparkContext.broadcast((sorted_keys, idx_sorted))
 
-    def deltas(routes: list[int]):
+    def deltas(routes: list[int], exchange: Optional[str] = None):
         """The changed shards' signed co-occurrence counts, routed to their buckets."""
         cols = ("kind", "center_keys", "context_keys", "offsets", "pair_counts")
-        router = totals.delta_router(map_bc, buckets, routes, int(counting["window"]))
+        router = totals.delta_router(map_bc, buckets, routes, int(counting["window"]),
+                                     exchange)
         if add is not None:  # a few shards: their files read by pyarrow, not a Delta scan
             listed = [(version, add, 1)] if add else []
             listed += [(base.version, sub, -1)] if sub else []
@@ -1208,7 +1209,8 @@ class TotalsRun:
     base: Optional["totals.Snapshot"]  # the snapshot the deltas go on, or None
     buckets: int
     reuse: Optional[int]  # vectors version whose untouched words' vectors are kept
-    deltas: Callable  # deltas(routes) -> DataFrame PARTIAL_SCHEMA (packed keys) or None
+    deltas: Callable  # deltas(routes, exchange) -> DataFrame PARTIAL_SCHEMA (packed keys)
+    # or None; exchange: bitcipher.stages.cooccurrences.local_exchange
 
 
 def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: TotalsRun,
@@ -1223,7 +1225,8 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from bitcipher.stages.cooccurrences import PARTIAL_SCHEMA, partition_routes
+    from bitcipher.stages.cooccurrences import (PARTIAL_SCHEMA, local_exchange,
+                                                partition_routes)
     from bitcipher.stages.merge import cooccurrence_part, remove_tree
     from bitcipher.stages.vectors import (context_marginal, marginal_post, needs_marginal,
                                           vector_batch, vector_dim)
@@ -1241,7 +1244,7 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
     if previous is not None and len(base.layers) < totals.MAX_DELTAS:
         layers = [*base.layers, base.name]
     sc = spark.sparkContext
-    persisted = []
+    persisted, exchanges = [], []
 
     def vectors_stage(cipher, cooc_dir, spill_dir=None, frozen=None):
         x = cipher.context()
@@ -1261,7 +1264,10 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
                       "keys": pa.array([b""] * buckets, pa.binary()),
                       "counts": pa.array([b""] * buckets, pa.binary())}),
             schema=PARTIAL_SCHEMA)
-        partial = tr.deltas(routes)
+        exchange = local_exchange(spark)  # the routed counts through local files
+        if exchange is not None:
+            exchanges.append(exchange)
+        partial = tr.deltas(routes, exchange)
         partial = markers if partial is None else partial.unionByName(markers)
         job = {"options": options, "buckets": buckets, "routes": routes,
                "id_of_idx": id_of_idx, "unk_id": unk, "total": vocab.total,
@@ -1284,6 +1290,8 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
                .persist(StorageLevel.MEMORY_AND_DISK))
         persisted.append(out)
         out.count()  # runs the bucket tasks (their vectors kept for what follows)
+        if exchange is not None:
+            remove_tree(exchange)
 
         if target is not None:  # the totals snapshot of `version` is complete: in use now
             totals.write_tables(lake, target, tr.words, tr.keys, tr.counts, tr.shard_info)
@@ -1387,6 +1395,8 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
     finally:
         for df in persisted:
             df.unpersist()
+        for folder in exchanges:
+            remove_tree(folder)
     _remove_stale_snapshots(lake)
     return result
 

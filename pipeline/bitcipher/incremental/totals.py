@@ -233,7 +233,8 @@ def table_part(folder: str, part: int, codec: KeyCodec):
 # Python workers
 
 
-def delta_router(map_bc, buckets: int, routes: list[int], window: int) -> Callable:
+def delta_router(map_bc, buckets: int, routes: list[int], window: int,
+                 exchange: Optional[str] = None) -> Callable:
     """mapInArrow: store rows (kind, center_keys, context_keys, offsets, pair_counts, sign)
     -> packed (route, keys, counts) of summed signed counts, one batch per bucket. A
     ``tokens`` row's co-occurrences are counted here, up to `window` (the store's); a
@@ -254,7 +255,8 @@ def delta_router(map_bc, buckets: int, routes: list[int], window: int) -> Callab
             keys, counts = sum_by_key(np.concatenate(keys_buf), np.concatenate(counts_buf))
             nz = counts != 0
             keys, counts = keys[nz], counts[nz]
-            yield from batches_by_partition(keys, counts, packed_center(keys) % buckets, routes)
+            yield from batches_by_partition(keys, counts, packed_center(keys) % buckets, routes,
+                                            exchange)
 
         def row_counts(kind, cb, xb, ob, nb):
             """(packed keys, counts) of one store row: a ``tokens`` row's documents counted
@@ -316,6 +318,7 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
     through the JVM."""
 
     def process(batches: Iterator):
+        from bitcipher.stages.cooccurrences import received
         from bitcipher.stages.merge import cooccurrence_part
         from bitcipher.stages.vectors import needs_marginal
 
@@ -329,8 +332,9 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
             counts = batch.column(2).to_pylist()
             for r, kb, nb in zip(routes, keys, counts):
                 parts = deltas.setdefault(bucket_of_route[r], ([], []))
-                parts[0].append(np.frombuffer(kb, dtype=np.int64))
-                parts[1].append(np.frombuffer(nb, dtype=np.int64))
+                k, n = received(kb, nb)
+                parts[0].append(k)
+                parts[1].append(n)
 
         id_of_idx = job["id_of_idx"]
         unk = job["unk_id"]

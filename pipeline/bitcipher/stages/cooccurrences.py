@@ -77,7 +77,7 @@ def window_keys(ids: np.ndarray, lengths: np.ndarray, codec: KeyCodec, include_s
 
 
 def _partial_counter(words_bc, unk_id: int, window: int, include_self: bool,
-                     routes: list[int]) -> Callable:
+                     routes: list[int], exchange: Optional[str] = None) -> Callable:
     def count_batches(batches: Iterator):
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -91,7 +91,7 @@ def _partial_counter(words_bc, unk_id: int, window: int, include_self: bool,
             ids = np.concatenate([b[0] for b in buffered])
             lengths = np.concatenate([b[1] for b in buffered])
             keys, counts = window_keys(ids, lengths, codec, include_self)
-            yield from routed_batches(keys, counts, codec, routes)
+            yield from routed_batches(keys, counts, codec, routes, exchange)
 
         for batch in batches:
             tokens = batch.column(0)
@@ -110,7 +110,8 @@ def _partial_counter(words_bc, unk_id: int, window: int, include_self: bool,
 
 
 def _token_part_counter(words_bc, unk_id: int, window: int, include_self: bool,
-                        routes: list[int], token_dir: str) -> Callable:
+                        routes: list[int], token_dir: str,
+                        exchange: Optional[str] = None) -> Callable:
     """count_batches over part numbers: the tokens one tokenize task kept
     (:func:`bitcipher.stages.tokenize.write_tokens`), mapped to word ids through that
     task's own dictionary, counted like :func:`_partial_counter` counts documents."""
@@ -131,7 +132,7 @@ def _token_part_counter(words_bc, unk_id: int, window: int, include_self: bool,
                 for start, end, lo, hi in document_runs(lengths):
                     keys, counts = window_keys(ids[start:end], lengths[lo:hi], codec,
                                                include_self)
-                    yield from routed_batches(keys, counts, codec, routes)
+                    yield from routed_batches(keys, counts, codec, routes, exchange)
 
     return count_parts
 
@@ -151,11 +152,37 @@ def summed_keys(batches: Iterator):
     """Sum the packed partial counts of one partition: (sorted unique keys, counts)."""
     keys, counts = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for batch in batches:
-        for blob in batch.column(1).to_pylist():
-            keys.append(np.frombuffer(blob, dtype=np.int64))
-        for blob in batch.column(2).to_pylist():
-            counts.append(np.frombuffer(blob, dtype=np.int64))
+        for kb, nb in zip(batch.column(1).to_pylist(), batch.column(2).to_pylist()):
+            k, n = received(kb, nb)
+            keys.append(k)
+            counts.append(n)
     return sum_by_key(np.concatenate(keys), np.concatenate(counts))
+
+
+def local_exchange(spark) -> Optional[str]:
+    """A new folder on this machine for the routed partial counts of one stage where Spark
+    runs in local mode (its tasks run here), so they do not pass through the JVM's shuffle:
+    the counting tasks write them there (:func:`batches_by_partition`), and only a reference
+    to each partition's slice goes through Spark to the task that sums it
+    (:func:`received`). None elsewhere (a cluster: Spark's shuffle carries them). The caller
+    removes the folder once the summing tasks are done."""
+    import tempfile
+
+    if not spark.sparkContext.master.startswith("local"):
+        return None
+    return tempfile.mkdtemp(prefix="bitcipher-exchange-")
+
+
+def received(kb: bytes, nb: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, counts) int64 of one routed row: the packed arrays themselves, or, for a row
+    with keys and no counts, the slice ``FILE:LO:HI`` of the files :func:`batches_by_partition`
+    wrote to an exchange folder (``FILE.keys``, ``FILE.counts``)."""
+    if nb or not kb:
+        return np.frombuffer(kb, dtype=np.int64), np.frombuffer(nb, dtype=np.int64)
+    name, lo, hi = kb.decode("utf-8").rsplit(":", 2)
+    lo, n = int(lo), int(hi) - int(lo)
+    return (np.fromfile(f"{name}.keys", dtype="<i8", count=n, offset=8 * lo),
+            np.fromfile(f"{name}.counts", dtype="<i8", count=n, offset=8 * lo))
 
 
 def merged_counts(batches: Iterator, codec: KeyCodec):
@@ -208,22 +235,40 @@ def partition_routes(spark, partitions: int) -> list[int]:
 
 
 def routed_batches(keys: np.ndarray, counts: np.ndarray, codec: KeyCodec,
-                   routes) -> Iterator:
+                   routes, exchange: Optional[str] = None) -> Iterator:
     """Packed (route, keys, counts) batches, one per merge partition that gets any key:
     the partition of a key is its centre word's (:func:`partition_routes`)."""
-    yield from batches_by_partition(keys, counts, codec.center_of(keys) % len(routes), routes)
+    yield from batches_by_partition(keys, counts, codec.center_of(keys) % len(routes), routes,
+                                    exchange)
 
 
 def batches_by_partition(keys: np.ndarray, counts: np.ndarray, part: np.ndarray,
-                         routes) -> Iterator:
+                         routes, exchange: Optional[str] = None) -> Iterator:
     """Packed (route, keys, counts) batches, one per partition p (``part`` of each key, in
-    0 .. len(routes) - 1) that gets any key, carrying the route value ``routes[p]``."""
+    0 .. len(routes) - 1) that gets any key, carrying the route value ``routes[p]``. With
+    `exchange` (:func:`local_exchange`) the keys and counts, ordered by partition, go to two
+    files there and each batch carries only its slice's reference (:func:`received`)."""
+    import uuid
+
     import pyarrow as pa
 
     # a stable sort of 16-bit integers is NumPy's radix sort: linear, the same order
     small = part.astype(np.int16) if len(routes) < 2**15 else part
     order = np.argsort(small, kind="stable")
     bounds = np.searchsorted(small[order], np.arange(len(routes) + 1))
+    if exchange is not None and len(order):
+        name = f"{exchange}/{uuid.uuid4().hex}"
+        np.asarray(keys, dtype="<i8")[order].tofile(f"{name}.keys")
+        np.asarray(counts, dtype="<i8")[order].tofile(f"{name}.counts")
+        for p in range(len(routes)):
+            if bounds[p + 1] > bounds[p]:
+                yield pa.RecordBatch.from_arrays(
+                    [pa.array([routes[p]], pa.int64()),
+                     pa.array([f"{name}:{bounds[p]}:{bounds[p + 1]}".encode("utf-8")],
+                              pa.large_binary()),
+                     pa.array([b""], pa.large_binary())],
+                    names=["route", "keys", "counts"])
+        return
     for p in range(len(routes)):
         chosen = order[bounds[p]:bounds[p + 1]]
         if len(chosen):
@@ -236,7 +281,8 @@ def batches_by_partition(keys: np.ndarray, counts: np.ndarray, part: np.ndarray,
 
 
 def partial_counts(spark, words: list[str], unk_id: int, window: int, include_self: bool,
-                   partitions: int, token_dir: Optional[str] = None) -> Callable:
+                   partitions: int, token_dir: Optional[str] = None,
+                   exchange: Optional[str] = None) -> Callable:
     """Transformation -> partial counts (center, key, count), partitioned by center.
 
     The input is the tokens table (column `tokens`), or, with `token_dir`, part numbers
@@ -247,10 +293,10 @@ def partial_counts(spark, words: list[str], unk_id: int, window: int, include_se
     routes = partition_routes(spark, partitions)
     if token_dir is not None:
         counter = _token_part_counter(words_bc, unk_id, window, include_self, routes,
-                                      token_dir)
+                                      token_dir, exchange)
         column = "part"
     else:
-        counter = _partial_counter(words_bc, unk_id, window, include_self, routes)
+        counter = _partial_counter(words_bc, unk_id, window, include_self, routes, exchange)
         column = "tokens"
 
     def transform(df):
