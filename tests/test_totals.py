@@ -195,3 +195,66 @@ def test_build_counter_in_runs_of_documents_counts_as_the_reference(tmp_path_fac
         got = routed_counts(counter(iter([batch])), routes)
     want = reference.cooccurrences([[int(to_idx[t]) for t in d] for d in docs], window)
     assert dict(got) == {k: v for k, v in want.items() if v}
+
+
+def test_routed_counts_through_an_exchange_folder_are_the_packed_ones(tmp_path):
+    """Through an exchange folder (local mode), each routed row carries a reference to its
+    slice of two files, and reading it back gives the keys and counts that the packed row
+    carries, partition by partition; an empty marker reads as nothing."""
+    from bitcipher.stages.cooccurrences import batches_by_partition, received
+
+    rng = np.random.default_rng(7)
+    keys = rng.integers(0, 2**40, 5000)
+    counts = rng.integers(-5, 50, 5000)
+    routes = [1000 + 3 * p for p in range(9)]
+    part = keys % 7  # partitions 7 and 8 get nothing
+    packed = list(batches_by_partition(keys, counts, part, routes))
+    via = list(batches_by_partition(keys, counts, part, routes, str(tmp_path)))
+    assert [b.column(0).to_pylist() for b in via] == [b.column(0).to_pylist() for b in packed]
+    assert len(via) == 7 and len(list(tmp_path.iterdir())) == 2
+    for a, b in zip(packed, via):
+        ref, empty = b.column(1)[0].as_py(), b.column(2)[0].as_py()
+        assert empty == b"" and ref.startswith(str(tmp_path).encode())
+        ka, na = received(a.column(1)[0].as_py(), a.column(2)[0].as_py())
+        kb, nb = received(ref, empty)
+        assert np.array_equal(ka, kb) and np.array_equal(na, nb) and len(kb)
+    got_keys = np.concatenate([received(b.column(1)[0].as_py(), b"")[0] for b in via])
+    assert sorted(got_keys.tolist()) == sorted(keys.tolist())
+    k, n = received(b"", b"")
+    assert len(k) == 0 and len(n) == 0
+
+
+def test_a_local_build_removes_its_exchange_folders(spark, tmp_path, monkeypatch):
+    """A local build and a refresh route their counts through exchange folders and remove
+    them; the tables are the NumPy reference's (tests/test_pipeline.py,
+    tests/test_refresh.py run the same code on every build)."""
+    import tempfile
+
+    from conftest import CORPUS_A, CORPUS_B, write_shards
+
+    from bitcipher import BuildOptions, build
+    from bitcipher.incremental.run import refresh
+    from bitcipher.stages import cooccurrences
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    made = []
+    local_exchange = cooccurrences.local_exchange
+    from bitcipher import finish
+
+    for module in (cooccurrences, finish):
+        monkeypatch.setattr(module, "local_exchange",
+                            lambda s: made.append(local_exchange(s)) or made[-1])
+    options = BuildOptions(bits=6, window=2, min_count=1, project=None)
+    corpus = write_shards(tmp_path / "corpus", CORPUS_A)
+    build(spark, str(corpus), str(tmp_path / "lake"), options, report=lambda _: None)
+    build(spark, str(corpus), str(tmp_path / "one-off"), options, report=lambda _: None,
+          count_store=False)
+    write_shards(tmp_path / "corpus2", CORPUS_B)
+    (tmp_path / "corpus" / "more.txt").write_text(
+        (tmp_path / "corpus2" / sorted(p.name for p in (tmp_path / "corpus2").iterdir())[0])
+        .read_text())
+    refresh(spark, str(corpus), str(tmp_path / "lake"), options, report=lambda _: None)
+    assert len(made) == 3 and all(m and m.startswith(str(scratch)) for m in made)
+    assert list(scratch.iterdir()) == []
