@@ -258,3 +258,40 @@ def test_a_local_build_removes_its_exchange_folders(spark, tmp_path, monkeypatch
     refresh(spark, str(corpus), str(tmp_path / "lake"), options, report=lambda _: None)
     assert len(made) == 3 and all(m and m.startswith(str(scratch)) for m in made)
     assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("vocab_size", [12, 100_000])  # edge keys per word, or sorted
+@pytest.mark.parametrize("include_self", [True, False])
+def test_window_keys_count_what_the_reference_counts(vocab_size, include_self):
+    """The keys of one batch of documents, summed, are the reference's n(t, c, d) (edges
+    included), whether the edge and self keys are counted per word (a vocabulary not much
+    larger than the batch) or sorted (a larger one)."""
+    import reference
+
+    from bitcipher.keys import sum_by_key
+    from bitcipher.stages.cooccurrences import window_keys
+
+    rng = np.random.default_rng(vocab_size + include_self)
+    docs = [rng.integers(0, 12, int(n)).tolist() for n in rng.integers(1, 9, 30)]
+    codec = KeyCodec(vocab_size, 3)
+    keys, counts = window_keys(np.concatenate([np.array(d, np.int64) for d in docs]),
+                               np.array([len(d) for d in docs], np.int64), codec,
+                               include_self)
+    keys, counts = sum_by_key(keys, counts)
+    center, offset, context = codec.decode(keys)
+    got = {(int(t), reference.EDGE if c == codec.edge_context else int(c), int(d)): int(k)
+           for t, c, d, k in zip(center, context, offset, counts)}
+    assert got == reference.cooccurrences(docs, window=3, include_self=include_self)
+
+
+@pytest.mark.parametrize("high", [5, 40, 10**9])  # flags per value, or np.unique's sort
+def test_dense_unique_is_np_unique(high):
+    from bitcipher.incremental.run import dense_unique
+
+    rng = np.random.default_rng(high)
+    for n in (0, 1, 7, 500):
+        ids = rng.integers(0, high, n)
+        distinct, index = dense_unique(ids)
+        want_distinct, want_index = np.unique(ids, return_inverse=True)
+        assert distinct.tolist() == want_distinct.tolist()
+        assert index.tolist() == want_index.tolist()

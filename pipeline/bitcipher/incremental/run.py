@@ -197,6 +197,23 @@ def token_rows(shard: str, ids: np.ndarray, lengths: np.ndarray, keys_of: np.nda
 STAGED_FILE = re.compile(r"part-(\d{5})-s(\d{5})\.parquet")
 
 
+def write_store_file(folder: str, name: str, rows) -> None:
+    """Write count-store rows (a pyarrow table of COUNTS_SCHEMA, one shard's) as the Parquet
+    file `name` in `folder`, without the ``shard`` column (a Delta partition column is not in
+    the data files)."""
+    import pyarrow.parquet as pq
+
+    fs, root = url_to_fs(fsspec_uri(folder))
+    fs.makedirs(root, exist_ok=True)
+    with fs.open(f"{root}/{name}", "wb") as fh:
+        pq.write_table(rows.drop_columns(["shard"]), fh, compression="snappy")
+
+
+def staged_name(part: int, index: int) -> str:
+    """The staged file of task partition `part` and shard number `index` (STAGED_FILE)."""
+    return f"part-{part:05d}-s{index:05d}.parquet"
+
+
 def staged_dir(lake: Lake, run_id: str) -> str:
     """Where a build's tokenize tasks write its count-store files (:func:`store_writer`):
     a folder of the store's table, committed to it or removed."""
@@ -215,15 +232,12 @@ def store_writer(staged: str, shards: list) -> Callable:
 
     def write(part: int, words, ids, lengths, names: list, chunk_shards) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         if not len(ids):
             return
         keys_of = word_keys(words.to_pylist())
         lengths = np.asarray(lengths, dtype=np.int64)
         token_shard = np.repeat(chunk_shards, lengths)
-        fs, root = url_to_fs(fsspec_uri(staged))
-        fs.makedirs(root, exist_ok=True)
         for c, name in enumerate(names):
             chosen = chunk_shards == c
             if not chosen.any():
@@ -236,8 +250,7 @@ def store_writer(staged: str, shards: list) -> Callable:
             rows = pa.Table.from_batches(
                 [words_row(paths[index], words.take(pa.array(u)), n),
                  *token_rows(paths[index], doc_ids, doc_lengths, keys_of)])
-            with fs.open(f"{root}/part-{part:05d}-s{index:05d}.parquet", "wb") as fh:
-                pq.write_table(rows.drop_columns(["shard"]), fh, compression="snappy")
+            write_store_file(staged, staged_name(part, index), rows)
 
     return write
 
@@ -255,20 +268,16 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int,
             yield from rows
             return
         import pyarrow as pa
-        import pyarrow.parquet as pq
         from pyspark import TaskContext
 
         place = {path: i for i, path in enumerate(canonical_bc.value.values())}
         by_shard: dict = {}
         for batch in rows:
             by_shard.setdefault(batch.column(0)[0].as_py(), []).append(batch)
-        fs, root = url_to_fs(fsspec_uri(staged))
-        fs.makedirs(root, exist_ok=True)
         part = TaskContext.get().partitionId()
         for name, batches in by_shard.items():
-            table = pa.Table.from_batches(batches).drop_columns(["shard"])
-            with fs.open(f"{root}/part-{part:05d}-s{place[name]:05d}.parquet", "wb") as fh:
-                pq.write_table(table, fh, compression="snappy")
+            write_store_file(staged, staged_name(part, place[name]),
+                             pa.Table.from_batches(batches))
 
     def _counted_rows(batches):
         import pyarrow as pa
@@ -550,7 +559,6 @@ def _commit_staged(spark, uri: str, staged: str, shards: list, head, seq: int,
     called, where the transaction cannot be used (a store this release does not write that
     way): the caller writes the rows through Spark."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
     from pyspark.sql.types import StructType
 
     from bitcipher.lake.tables import add_action, commit_direct, direct_transaction
@@ -567,13 +575,10 @@ def _commit_staged(spark, uri: str, staged: str, shards: list, head, seq: int,
     try:
         if count is not None:
             count(staged)
-        fs.makedirs(root, exist_ok=True)
         shard_col = head.column("shard")
         for value in pc.unique(shard_col).to_pylist():
-            rows = head.filter(pc.equal(shard_col, value)).drop_columns(["shard"])
             name = f"head-{len(written):05d}.parquet"
-            with fs.open(f"{root}/{name}", "wb") as fh:
-                pq.write_table(rows, fh, compression="snappy")
+            write_store_file(staged, name, head.filter(pc.equal(shard_col, value)))
             written.append((name, value))
         adds = []
         for info in fs.ls(root, detail=True):
@@ -946,9 +951,10 @@ def _store_files(uri: str, version: int, kinds: Sequence[str], shards: Sequence[
 def _store_rows_frame(spark, uri: str, parts: list, columns: tuple):
     """A DataFrame of the count store's ``tokens`` and ``pairs`` rows (`columns`, then
     ``s``) of the shards in `parts` [(version, shards, sign)], each row with its part's
-    sign: one task per data file, each read by pyarrow, from the files the Delta log lists.
-    None where a part's files are not listed that way or a file lacks a column (an older
-    layout): the caller reads the store through Spark."""
+    sign: the files the Delta log lists, read by pyarrow in up to as many tasks as the
+    default parallelism. None where a part's files are not listed that way or a file lacks
+    a column (an older layout): the caller reads the store through Spark."""
+    import fsspec
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -961,13 +967,13 @@ def _store_rows_frame(spark, uri: str, parts: list, columns: tuple):
         signs += [sign] * len(listed)
     if not files:
         return None
-    try:
-        with fsspec_open(files[0]) as fh:
-            names = set(pq.read_schema(fh).names)
-    except (OSError, ValueError, pa.ArrowInvalid):
-        return None
-    if not set(columns) <= names:
-        return None
+    for file in files:  # a footer each: a few shards' files
+        try:
+            with fsspec.open(fsspec_uri(file), "rb") as fh:
+                if not set(columns) <= set(pq.read_schema(fh).names):
+                    return None
+        except (OSError, ValueError, pa.ArrowInvalid):
+            return None
     kinds = ("tokens", "pairs")
     schema = pa.schema([("file", pa.string()), ("s", pa.int32())])
     listing = spark.createDataFrame(pa.table({"file": files, "s": signs}, schema=schema))
@@ -982,12 +988,6 @@ def _store_rows_frame(spark, uri: str, parts: list, columns: tuple):
                                            ).to_batches()
 
     return listing.mapInArrow(read, f"{out}, s int")
-
-
-def fsspec_open(uri: str):
-    import fsspec
-
-    return fsspec.open(fsspec_uri(uri), "rb")
 
 
 def _changed_counts(spark, uri: str, parts):
