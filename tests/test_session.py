@@ -188,6 +188,98 @@ print(len([r for r in reads if r == sys.argv[1]]), mod_one.VALUE, mod_two.VALUE)
         assert out["plain"] == ["1", "one", "two"]  # what the patch spares
 
 
+def test_pyarrows_first_check_skips_pandas_and_pandas_still_converts():
+    """In a fresh interpreter: after the probe, pyarrow's array calls leave pandas unimported
+    (without it, the first one imports it); pandas imported later converts both ways, and
+    pyarrow treats pandas objects as pandas ones again (a categorical Series becomes a
+    dictionary array, as without the probe)."""
+    code = """
+import sys
+import pyarrow as pa
+if sys.argv[1] == "probe":
+    from bitcipher.runtime.daemon import arrow_without_pandas_probe
+    print(arrow_without_pandas_probe())
+pa.array([1, 2]); pa.scalar(3); pa.array(["a"], pa.string())
+print("pandas" in sys.modules)
+import pandas as pd
+frame = pa.table({"x": [1.5, None]}).to_pandas()
+print(frame["x"].isna().tolist())
+print(pa.array(pd.Series(pd.Categorical(["b", "a", "b"]))).type)
+print(pa.array(pd.Series([0.5, float("nan")]), from_pandas=True).null_count)
+"""
+    out = {}
+    for mode in ("plain", "probe"):
+        done = subprocess.run([sys.executable, "-c", code, mode], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        out[mode] = done.stdout.split("\n")[:-1]
+    assert out["plain"][0] == "True"  # what the probe spares
+    assert out["probe"][0] == "True"  # the probe ran
+    assert out["probe"][1] == "False"  # no pandas after pyarrow's array calls
+    assert out["probe"][2:] == out["plain"][1:] == [
+        "[False, True]", "dictionary<values=string, indices=int8, ordered=0>", "1"]
+
+
+def test_local_workers_run_arrow_tasks_without_pandas_and_pandas_tasks_with_it(spark):
+    """A worker of the local daemon makes Arrow arrays without importing pandas; a pandas
+    UDF in the same workers still gets pandas and Arrow's conversions (time zones,
+    categoricals, NaN as null), and the workers free what a task used (glibc)."""
+    def arrow_task(batches):
+        import sys
+
+        import pyarrow as pa
+
+        for _ in batches:
+            pass
+        pa.array([1, 2])
+        yield pa.RecordBatch.from_arrays([pa.array(["pandas" in sys.modules])], names=["p"])
+
+    seen = spark.range(0, 4, 1, 2).mapInArrow(arrow_task, "p boolean").collect()
+    assert [r["p"] for r in seen] == [False, False]
+
+    def pandas_task(frames):
+        import pandas as pd
+
+        for df in frames:
+            df["t"] = pd.to_datetime(df["id"], unit="s", utc=True)
+            df["c"] = pd.Categorical(["odd" if i % 2 else "even" for i in df["id"]])
+            df["x"] = [float("nan") if i == 1 else i / 2 for i in df["id"]]
+            yield df
+
+    rows = (spark.range(0, 4, 1, 2)
+            .mapInPandas(pandas_task, "id long, t timestamp, c string, x double")
+            .orderBy("id").collect())
+    assert [r["c"] for r in rows] == ["even", "odd", "even", "odd"]
+    assert [r["x"] for r in rows] == [0.0, None, 1.0, 1.5]
+    assert [r["t"].timestamp() for r in rows] == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_release_free_memory_gives_freed_heap_back():
+    """After many freed mid-sized arrays, glibc's heap keeps them; the call gives them back
+    (a fresh interpreter, so that nothing else moves its memory meanwhile)."""
+    code = """
+import numpy as np
+from bitcipher.runtime.daemon import release_free_memory
+def rss():
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) // 1024
+keep = []
+for i in range(40):
+    a = np.ones(1 << 20)  # 8 MiB: below glibc's largest mmap threshold
+    keep.append(a)
+    np.ones(1 << 20)  # raises the threshold once freed
+keep = keep[-1:]  # the others freed, below the last in the heap
+before = rss()
+print(release_free_memory(), before - rss())
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    released, freed_mib = done.stdout.split()
+    if not os.path.exists("/proc/self/status") or released == "False":
+        pytest.skip("not glibc")
+    assert int(freed_mib) >= 100, done.stdout
+
+
 @pytest.mark.parametrize("values, missing", [
     ({}, [EXTENSIONS, CATALOG]),
     ({CATALOG: DELTA_CATALOG}, [EXTENSIONS]),

@@ -295,3 +295,22 @@ def test_dense_unique_is_np_unique(high):
         want_distinct, want_index = np.unique(ids, return_inverse=True)
         assert distinct.tolist() == want_distinct.tolist()
         assert index.tolist() == want_index.tolist()
+
+
+@pytest.mark.parametrize("parts, tasks", [
+    ([0, 1, 2, 3, 4], 2), ([3, 7, 9, 12, 20, 21, 22], 3), ([5], 4), ([4, 2, 3], None),
+    (list(range(0, 40, 2)), 6), ([], None)])
+def test_parts_frame_splits_parts_in_equal_runs(spark, parts, tasks):
+    """The part numbers, made in the JVM, in the tasks asked for (one per part by default):
+    consecutive parts together, in order, the tasks' numbers of parts at most one apart."""
+    from bitcipher.stages.merge import parts_frame
+
+    frame = parts_frame(spark, parts, tasks)
+    assert frame.schema.simpleString() == "struct<part:int>"
+    got = [[r["part"] for r in task] for task in frame.rdd.glom().collect()]
+    got = [t for t in got if t]
+    assert [p for t in got for p in t] == sorted(parts)
+    want = min(tasks or len(parts), len(parts))
+    assert len(got) == want
+    if parts:
+        assert {len(t) for t in got} <= {len(parts) // want, -(-len(parts) // want)}

@@ -64,9 +64,83 @@ def prefer_installed_pyspark() -> list:
     return zips
 
 
+def release_free_memory() -> bool:
+    """Give the memory that this process has freed back to the system where the C library
+    is glibc (``malloc_trim``): NumPy's arrays of up to 32 MiB come from malloc's heap, which
+    otherwise keeps what they used once they are freed, so a Python worker between tasks,
+    or the driver after the projection's Gramian, still held a few hundred MiB it no longer
+    used. Returns whether memory was given back."""
+    import ctypes
+    import ctypes.util
+
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):  # not glibc: nothing to do
+            _LIBC = False
+    return bool(_LIBC) and bool(_LIBC.malloc_trim(0))
+
+
+_LIBC = None
+
+
+def arrow_without_pandas_probe() -> bool:
+    """Let pyarrow record, once, that it need not import pandas to tell whether an object is
+    a pandas one. Its first ``pa.array``, ``pa.scalar``... imports pandas only to check
+    that (42 MiB in each Python worker, where no task of this package uses pandas): the
+    check is made here with pandas hidden, so pyarrow records that it has none. Whatever
+    needs pandas from pyarrow still gets it: pyarrow's conversions to and from pandas
+    (a pandas UDF's first step, ``to_pandas``) import it when first called, and from then
+    on pyarrow sees pandas as before. Returns whether the check was made here (False where
+    pandas was imported already)."""
+    if "pandas" in sys.modules:
+        return False
+
+    class HidePandas:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name == "pandas":
+                raise ImportError("pandas is hidden from pyarrow's first check")
+            return None
+
+    hide = HidePandas()
+    sys.meta_path.insert(0, hide)
+    try:
+        import pyarrow
+
+        pyarrow.array([0])
+    except Exception:  # whatever happens, the worker goes on as it would have
+        return False
+    finally:
+        sys.meta_path.remove(hide)
+    return "pandas" not in sys.modules
+
+
+def worker_hooks(daemon) -> None:
+    """Make the daemon's workers run :func:`arrow_without_pandas_probe` before their first
+    task and :func:`release_free_memory` after every task (the daemon calls its module's
+    ``worker_main`` once a task)."""
+    run_task = daemon.worker_main
+    first = [True]
+
+    def worker_main(infile, outfile):
+        if first[0]:
+            first[0] = False
+            arrow_without_pandas_probe()
+        try:
+            return run_task(infile, outfile)
+        finally:
+            release_free_memory()
+
+    daemon.worker_main = worker_main
+
+
 if __name__ == "__main__":
     keep_zip_directories()
     prefer_installed_pyspark()
-    from pyspark.daemon import manager
+    import pyspark.daemon
 
-    manager()
+    worker_hooks(pyspark.daemon)
+    pyspark.daemon.manager()

@@ -303,7 +303,8 @@ def class_archive(extra_classpath: str = "") -> str:
     return os.path.join(cache_dir(), "cds", f"driver-{digest}.jsa")
 
 
-DRIVER_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m -XX:+UseSerialGC"
+DRIVER_JAVA_OPTIONS = ("-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m -XX:+UseSerialGC "
+                       "-Xms64m")
 
 
 def driver_java_options(archive: bool = True) -> str:

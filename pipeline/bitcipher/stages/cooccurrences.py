@@ -28,7 +28,7 @@ FLUSH_TOKENS = 3_000_000  # tokens pre-aggregated together in one Python worker
 # tokens whose windows a build's or a refresh's counting task counts at once, in runs of
 # whole documents (their keys, sort and sum take about 200 bytes a token; each run's summed
 # keys go to the shuffle, and the buckets sum them all the same)
-COUNT_RUN_TOKENS = 1_000_000
+COUNT_RUN_TOKENS = 500_000
 
 
 def window_keys(ids: np.ndarray, lengths: np.ndarray, codec: KeyCodec, include_self: bool):
