@@ -162,6 +162,37 @@ def test_gramian_summed_in_place_by_parts_equals_the_integer_product():
     assert np.array_equal(colsum, q.sum(axis=0).astype(np.float64))
 
 
+def test_spilled_files_read_and_written_a_slice_of_rows_at_a_time(tmp_path):
+    """npz_row_writer's file is what np.savez writes (np.load and read_npz read it);
+    npz_rows gives its rows back in slices; a wrong slice or count is refused."""
+    from bitcipher.lake.tables import npz_row_writer, npz_rows, read_npz, write_npz
+
+    rng = np.random.default_rng(7)
+    v = rng.standard_normal((1037, 19)).astype(np.float32)
+    ids = np.arange(1037, dtype=np.int32) * 3
+    uri = str(tmp_path / "finished-00001.npz")
+    with npz_row_writer(uri, {"ids": ids}, "vectors", v.shape, np.float32) as write:
+        for lo in range(0, len(v), 400):
+            write(v[lo:lo + 400])
+    z = read_npz(uri)
+    assert np.array_equal(z["ids"], ids) and np.array_equal(z["vectors"], v)
+    with np.load(uri) as plain:
+        assert np.array_equal(plain["vectors"], v)
+    write_npz(str(tmp_path / "part.npz"), ids=ids, vectors=v.astype(np.float64))
+    assert read_npz(str(tmp_path / "part.npz"), names=("ids",)).keys() == {"ids"}
+    with npz_rows(str(tmp_path / "part.npz"), "vectors") as (shape, read):
+        got = [read(300) for _ in range(4)]
+        assert shape == v.shape and [len(g) for g in got] == [300, 300, 300, 137]
+        assert np.array_equal(np.concatenate(got), v.astype(np.float64))
+        assert len(read(300)) == 0
+    with pytest.raises(ValueError, match="not of float32"):
+        with npz_row_writer(uri, {}, "vectors", v.shape, np.float32) as write:
+            write(v.astype(np.float64))
+    with pytest.raises(ValueError, match="3 rows of vectors written, not 1037"):
+        with npz_row_writer(uri, {}, "vectors", v.shape, np.float32) as write:
+            write(v[:3])
+
+
 def test_in_place_basis_equals_the_whole_matrix_expressions():
     """basis_from_gram works on the driver's one D x D matrix in place; its basis is that of
     the plain expressions (G / s², minus n μ μᵀ, (G + Gᵀ) / 2, then eigh of a copy)."""

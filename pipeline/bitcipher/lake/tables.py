@@ -266,11 +266,76 @@ def npz_parts(folder: str, prefix: str) -> list[int]:
     return sorted(int(m.group(1)) for n in names if (m := pattern.fullmatch(n)))
 
 
-def read_npz(uri: str) -> dict:
-    """The arrays of :func:`write_npz`, by name (read from the file, not from a copy of
-    its bytes in memory)."""
+def read_npz(uri: str, names: Optional[tuple] = None) -> dict:
+    """The arrays of :func:`write_npz` (those in `names`, default all), by name (read from
+    the file, not from a copy of its bytes in memory)."""
     with fsspec.open(fsspec_uri(uri), "rb") as fh, np.load(fh) as z:
-        return {name: z[name] for name in z.files}
+        return {name: z[name] for name in (z.files if names is None else names)}
+
+
+@contextmanager
+def npz_rows(uri: str, name: str):
+    """Read the rows of array `name` of a :func:`write_npz` file a slice at a time, in
+    order: yields (shape, read) where ``read(rows)`` returns the next `rows` rows (fewer at
+    the end). The array is never whole in memory."""
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    with fsspec.open(fsspec_uri(uri), "rb") as fh, zipfile.ZipFile(fh) as zf, \
+            zf.open(f"{name}.npy") as member:
+        version = npy.read_magic(member)
+        read_header = npy.read_array_header_1_0 if version == (1, 0) else \
+            npy.read_array_header_2_0
+        shape, fortran, dtype = read_header(member)
+        if fortran or len(shape) != 2:
+            raise ValueError(f"{uri}: {name} is not a C-ordered matrix")
+        row_bytes = shape[1] * dtype.itemsize
+        left = [shape[0]]
+
+        def read(rows: int) -> np.ndarray:
+            rows = min(rows, left[0])
+            data = member.read(rows * row_bytes)
+            if len(data) != rows * row_bytes:
+                raise ValueError(f"{uri}: {name} ends early")
+            left[0] -= rows
+            return np.frombuffer(data, dtype=dtype).reshape(rows, shape[1])
+
+        yield shape, read
+
+
+@contextmanager
+def npz_row_writer(uri: str, whole: dict, name: str, shape: tuple, dtype):
+    """Write a file :func:`read_npz` reads, with the arrays of `whole` and array `name`
+    of `shape` and `dtype` given a slice of rows at a time: yields ``write(rows)``, to be
+    called with all the rows in order."""
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    dtype = np.dtype(dtype)
+    with fsspec.open(fsspec_uri(uri), "wb", auto_mkdir=True) as fh, \
+            zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key, value in whole.items():  # as np.savez writes them
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
+                npy.write_array(member, np.asanyarray(value), allow_pickle=False)
+        with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+            npy.write_array_header_1_0(member, {"descr": npy.dtype_to_descr(dtype),
+                                                "fortran_order": False,
+                                                "shape": tuple(shape)})
+            done = [0]
+
+            def write(rows: np.ndarray) -> None:
+                rows = np.ascontiguousarray(rows)
+                if rows.dtype != dtype or rows.ndim != 2 or rows.shape[1] != shape[1]:
+                    raise ValueError(f"rows of {rows.dtype} {rows.shape}, not of {dtype} and "
+                                     f"width {shape[1]}")
+                member.write(rows.tobytes())
+                done[0] += len(rows)
+
+            yield write
+            if done[0] != shape[0]:
+                raise ValueError(f"{uri}: {done[0]} rows of {name} written, not {shape[0]}")
 
 
 def write_manifest(lake: Lake, run: str, manifest: dict) -> None:

@@ -61,17 +61,23 @@ def remove_tree(uri: str) -> None:
         fs.rm(path, recursive=True)
 
 
+def spilled_file(spill_dir: str, part: int, kind: str = "part") -> str:
+    """``spill_dir/part-NNNNN.npz``, where :func:`spill_vectors` writes part `part`; `kind`
+    ``"finished"`` names the copy the projection makes once a part's vectors are finished
+    (``finished-NNNNN.npz``)."""
+    return f"{spill_dir}/{kind}-{part:05d}.npz"
+
+
 def spill_vectors(spill_dir: str, part: int, ids: np.ndarray, vecs: np.ndarray,
                   kind: str = "part") -> None:
-    """Write one task's vectors to ``spill_dir/part-NNNNN.npz`` (wide vectors on their way to
-    the projection stay out of the JVM); `kind` ``"finished"`` names the copy the projection
-    makes once a part's vectors are finished (``finished-NNNNN.npz``)."""
-    write_npz(f"{spill_dir}/{kind}-{part:05d}.npz", ids=ids, vectors=vecs)
+    """Write one task's vectors (``ids``, ``vectors``) to :func:`spilled_file` (wide vectors
+    on their way to the projection stay out of the JVM)."""
+    write_npz(spilled_file(spill_dir, part, kind), ids=ids, vectors=vecs)
 
 
 def read_spilled(spill_dir: str, part: int, kind: str = "part"):
     """(ids, vectors) of :func:`spill_vectors`."""
-    z = read_npz(f"{spill_dir}/{kind}-{part:05d}.npz")
+    z = read_npz(spilled_file(spill_dir, part, kind))
     return z["ids"], z["vectors"]
 
 

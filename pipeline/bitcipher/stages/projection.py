@@ -244,21 +244,27 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
     def gram_parts(batches: Iterator):
         import pyarrow as pa
 
-        from bitcipher.lake.tables import write_npz
-        from bitcipher.stages.merge import read_spilled, spill_vectors
+        from bitcipher.lake.tables import npz_row_writer, npz_rows, read_npz, write_npz
+        from bitcipher.stages.merge import spilled_file
 
         # one Gramian per task, summed over its parts (exact integers: the sum does not
         # depend on how the parts are grouped), so the driver reads one per core, not one
         # per part
-        gram, colsum, done = None, None, []
+        gram, colsum, done = np.zeros((dim, dim)), np.zeros(dim), []
         for batch in batches:
             for part in batch.column(0).to_pylist():
-                ids, v = read_spilled(spill_dir, part)
-                v = finish(ids, v)
-                gram, colsum = partial_gram(v, scale, gram, colsum)  # lower triangle
-                # the finished (float32) vectors beside the raw ones (a retried task still
+                ids = read_npz(spilled_file(spill_dir, part), names=("ids",))["ids"]
+                # GRAM_CHUNK rows at a time: read, finished, summed into the Gramian's lower
+                # triangle and written, so a part's vectors are never whole in memory; the
+                # finished (float32) vectors go beside the raw ones (a retried task still
                 # finds those): the projection reads half as much and finishes nothing again
-                spill_vectors(spill_dir, part, ids, v, kind="finished")
+                with npz_rows(spilled_file(spill_dir, part), "vectors") as (shape, read), \
+                        npz_row_writer(spilled_file(spill_dir, part, "finished"),
+                                       {"ids": ids}, "vectors", shape, np.float32) as write:
+                    for lo in range(0, shape[0], GRAM_CHUNK):
+                        v = finish(ids[lo:lo + GRAM_CHUNK], read(GRAM_CHUNK))
+                        partial_gram(v, scale, gram, colsum)
+                        write(v)
                 done.append((part, len(ids)))
         if done:
             first = done[0][0]  # names the task's file: a retried task replaces it
