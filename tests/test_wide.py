@@ -253,6 +253,24 @@ def test_projected_tables_identical_for_any_partition_count(spark, tmp_path, par
     assert projected_digest(spark, tmp_path, partitions) == projected_baseline
 
 
+def test_projected_tables_identical_through_files_or_spark(spark, tmp_path, monkeypatch,
+                                                           projected_baseline):
+    """The projected vectors of a small vocabulary are written to files by their tasks and
+    read on the driver (the baseline); past DRIVER_VECTOR_FLOATS they are cached and written
+    by Spark: the same table."""
+    from bitcipher import finish
+    from bitcipher.stages import projection
+
+    out_dirs = []
+    project_spilled = projection.project_spilled
+    monkeypatch.setattr(finish, "project_spilled", lambda *a, **k: out_dirs.append(
+        k.get("out_dir")) or project_spilled(*a, **k))
+    assert projected_digest(spark, tmp_path / "files", 2) == projected_baseline
+    monkeypatch.setattr(finish, "DRIVER_VECTOR_FLOATS", 0)
+    assert projected_digest(spark, tmp_path / "spark", 2) == projected_baseline
+    assert out_dirs[0] and out_dirs[0].endswith("/projected") and out_dirs[1:] == [None]
+
+
 # sha256 of the float32 vectors (rows by id) built by bit-cipher 0.1.0 (before wide ciphers
 # and the projection) from these corpora, each line three times, 2 shards, min_count 1
 BEFORE = {

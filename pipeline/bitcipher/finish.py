@@ -40,7 +40,8 @@ from bitcipher.options import BuildOptions
 from bitcipher.lake.schemas import FORMAT_VERSION, arrow_schema, conform, schema_of
 from bitcipher.stages.merge import cooccurrences_and_vectors
 from bitcipher.stages.unigrams import (Vocabulary, unigram_arrow, unigram_frame)
-from bitcipher.stages.merge import SPILL_DIR, parts_frame, remove_tree, spilled_parts
+from bitcipher.stages.merge import (SPILL_DIR, made_vectors, parts_frame, remove_tree,
+                                    spilled_parts)
 from bitcipher.stages.projection import PROJECTION_FILE, project_spilled, spilled_finisher
 from bitcipher.stages.vectors import (cooccurrence_marginal, empty_vector, marginal_post,
                                       needs_marginal, vector_batch, vector_blocks, vector_dim)
@@ -269,12 +270,21 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
         started = time.perf_counter()
         dim = vector_dim(options, cipher.bits)
         finish = spilled_finisher(spark, options, marginal, vector_blocks(options))
+        # few enough projected vectors for the driver (publish_arrow) are written to files by
+        # their tasks and read here, not cached in the JVM and collected through it
+        out_dir = (f"{spill_dir}/projected"
+                   if len(vocab) * min(options.project, dim) <= DRIVER_VECTOR_FLOATS else None)
         vec, projection = project_spilled(
             spark, spill_dir, spilled_parts(spill_dir), finish, dim, len(vocab),
             options.project, options.project_exponent, options.project_center,
-            extra=unk_vector)
-        vec = vec.persist(StorageLevel.MEMORY_AND_DISK)
-        vec.count()  # the projected vectors exist before the spilled ones are removed
+            extra=unk_vector, out_dir=out_dir)
+        if out_dir is not None:
+            vec.collect()
+            vec = pa.Table.from_batches(
+                [vector_batch(*made_vectors(out_dir, projection.k))])
+        else:
+            vec = vec.persist(StorageLevel.MEMORY_AND_DISK)
+            vec.count()  # the projected vectors exist before the spilled ones are removed
         remove_tree(spill_dir)
         if unk_vector is not None:
             unk_vector = projection.apply(unk_vector)

@@ -1227,7 +1227,7 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
 
     from bitcipher.stages.cooccurrences import (PARTIAL_SCHEMA, local_exchange,
                                                 partition_routes)
-    from bitcipher.stages.merge import cooccurrence_part, remove_tree
+    from bitcipher.stages.merge import cooccurrence_part, made_vectors, remove_tree
     from bitcipher.stages.vectors import (context_marginal, marginal_post, needs_marginal,
                                           vector_batch, vector_dim)
 
@@ -1336,7 +1336,7 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
                                         vocab.total, options)
         detail = f"{buckets} buckets"
         if vectors_dir is not None:
-            made_ids, made_rows = _made_vectors(vectors_dir, dim, unk_vector)
+            made_ids, made_rows = made_vectors(vectors_dir, dim, unk_vector)
             remove_tree(vectors_dir)
             skip = sorted({*made_ids.tolist(), *np.flatnonzero(counts_arr == 0).tolist(),
                            int(unk)})
@@ -1399,22 +1399,6 @@ def publish_from_totals(spark, lake: Lake, options: BuildOptions, vocab, tr: Tot
             remove_tree(folder)
     _remove_stale_snapshots(lake)
     return result
-
-
-def _made_vectors(folder: str, dim: int, unk_vector=None):
-    """(ids int32, float32 rows) of the vectors the bucket tasks wrote to `folder`
-    (``vectors-NNNNN.npz``: ids, vectors), and the ``<unk>`` one."""
-    from bitcipher.lake.tables import npz_parts, read_npz
-
-    ids, rows = [np.empty(0, np.int32)], [np.empty((0, dim), np.float32)]
-    for part in npz_parts(folder, "vectors"):
-        z = read_npz(f"{folder}/vectors-{part:05d}.npz")
-        ids.append(z["ids"].astype(np.int32))
-        rows.append(z["vectors"].astype(np.float32, copy=False))
-    if unk_vector is not None:
-        ids.append(np.asarray(unk_vector[0], np.int32))
-        rows.append(np.asarray(unk_vector[1], np.float32))
-    return np.concatenate(ids), np.concatenate(rows)
 
 
 def _published_vectors(lake: Lake, version: int, skip: list, dim: int, n_ids: int):

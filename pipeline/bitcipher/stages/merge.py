@@ -81,6 +81,21 @@ def read_spilled(spill_dir: str, part: int, kind: str = "part"):
     return z["ids"], z["vectors"]
 
 
+def made_vectors(folder: str, dim: int, unk_vector=None):
+    """(ids int32, float32 rows) of the vectors tasks wrote to `folder` (``vectors-NNNNN.npz``:
+    ids, vectors; a frozen run's bucket tasks, a projection's vector tasks), and the rows of
+    `unk_vector` = (ids, rows) after them."""
+    ids, rows = [np.empty(0, np.int32)], [np.empty((0, dim), np.float32)]
+    for part in npz_parts(folder, "vectors"):
+        z = read_npz(f"{folder}/vectors-{part:05d}.npz")
+        ids.append(z["ids"].astype(np.int32))
+        rows.append(z["vectors"].astype(np.float32, copy=False))
+    if unk_vector is not None:
+        ids.append(np.asarray(unk_vector[0], np.int32))
+        rows.append(np.asarray(unk_vector[1], np.float32))
+    return np.concatenate(ids), np.concatenate(rows)
+
+
 def cooccurrence_part(keys: np.ndarray, counts: np.ndarray, codec: KeyCodec, out_dir: str,
                       part: int, x: np.ndarray, counts_ext: np.ndarray, total: int, options,
                       raw: bool, spill_dir: Optional[str] = None, frozen=None,

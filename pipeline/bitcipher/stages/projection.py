@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -225,14 +225,17 @@ def spilled_finisher(spark, options, marginal, blocks: int) -> Callable:
 
 
 def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, dim: int,
-                    n_rows: int, k: int, exponent: float, center: bool, extra=None):
+                    n_rows: int, k: int, exponent: float, center: bool, extra=None,
+                    out_dir: Optional[str] = None):
     """Project vectors spilled to files (``spill_dir/part-NNNNN.npz``, see
     :func:`bitcipher.stages.merge.spill_vectors`; ``finish(ids, values)`` turns a file's
     values into the float32 vectors the table would hold): the Python workers read them,
     write their partial Gramians beside them and return only the projected vectors, so no
     wide vector passes through the JVM. `extra` (n, D) rows built on the driver (``<unk>``
     without contexts) join the Gramian; `n_rows` bounds the number of vectors (it sets the
-    grid). Returns (DataFrame (id, vector array<float>), Projection)."""
+    grid). Returns (DataFrame (id, vector array<float>), Projection); with `out_dir`, the
+    DataFrame's tasks write the projected vectors there instead (``vectors-NNNNN.npz``: ids,
+    vectors; :func:`bitcipher.stages.merge.made_vectors` reads them) and return (part, n)."""
     if dim > MAX_INPUT_DIM:
         from bitcipher.errors import OptionError
 
@@ -300,13 +303,23 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
     proj_bc = spark.sparkContext.broadcast(proj)
 
     def project_parts(batches: Iterator):
+        import pyarrow as pa
+
+        from bitcipher.lake.tables import write_npz
         from bitcipher.stages.merge import read_spilled
         from bitcipher.stages.vectors import vector_batch
 
         for batch in batches:
             for part in batch.column(0).to_pylist():
                 ids, v = read_spilled(spill_dir, part, kind="finished")  # by gram_parts
-                yield vector_batch(ids, proj_bc.value.apply(v))
+                if out_dir is None:
+                    yield vector_batch(ids, proj_bc.value.apply(v))
+                    continue
+                write_npz(f"{out_dir}/vectors-{part:05d}.npz", ids=ids.astype(np.int32),
+                          vectors=proj_bc.value.apply(v))
+                yield pa.RecordBatch.from_arrays([pa.array([part], pa.int32()),
+                                                  pa.array([len(ids)], pa.int64())],
+                                                 names=["part", "n"])
 
-    return (parts_frame(spark, parts).mapInArrow(project_parts, "id int, vector array<float>"),
-            proj)
+    schema = "id int, vector array<float>" if out_dir is None else "part int, n long"
+    return parts_frame(spark, parts).mapInArrow(project_parts, schema), proj
