@@ -314,3 +314,23 @@ def test_parts_frame_splits_parts_in_equal_runs(spark, parts, tasks):
     assert len(got) == want
     if parts:
         assert {len(t) for t in got} <= {len(parts) // want, -(-len(parts) // want)}
+
+
+def test_partition_routes_are_the_ones_sparks_hash_gives(spark):
+    """spark_hash_long is Spark SQL's hash() of a long (negative and large values too), and
+    the routes are those a Spark query finds: the smallest value each partition gets."""
+    from pyspark.sql import functions as F
+
+    from bitcipher.stages.cooccurrences import partition_routes, spark_hash_long
+
+    values = [0, 1, -1, 7, 2**31, -(2**31) - 1, 2**63 - 1, -(2**63), 123456789012345]
+    rows = spark.createDataFrame([(v,) for v in values], "v long").select(
+        "v", F.hash("v").alias("h")).collect()
+    assert {r["v"]: r["h"] for r in rows} == {v: spark_hash_long(v) for v in values}
+    for partitions in (1, 2, 3, 16, 37, 128):
+        found = (spark.range(0, 64 * partitions)
+                 .select("id", F.expr(f"pmod(hash(id), {partitions})").alias("p"))
+                 .groupBy("p").agg(F.min("id").alias("id")).collect())
+        want = {int(r["p"]): int(r["id"]) for r in found}
+        assert partition_routes(spark, partitions) == [want.get(p, p)
+                                                       for p in range(partitions)]

@@ -132,16 +132,31 @@ def _build_run(spark, lake: Lake, options: BuildOptions, corpus, shards: list[Sh
         staged = staged_dir(lake, run_id)
         also = store_writer(staged, shards)
     partial = docs.transform(
-        count_documents(token_dir, options.lowercase, options.max_document_tokens, also)
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    per_shard = (
-        partial.where(F.col("shard").isNotNull())
-        .groupBy("shard")
-        .agg(F.sum("documents").alias("documents"), F.sum("count").alias("tokens"),
-             F.sum("invalid_utf8").alias("invalid_utf8"))
-        .collect()
-    )
-    shard_stats = {plain_path(r["shard"]): r.asDict() for r in per_shard}
+        count_documents(token_dir, options.lowercase, options.max_document_tokens, also))
+    word_table = None
+    if count_store:
+        # the shards' statistics and every word's count in one job: word rows have no shard,
+        # a shard's row no word (the counts are not read again: nothing is cached)
+        import pyarrow.compute as pc
+
+        summed = (partial.groupBy("shard", "word")
+                  .agg(F.sum("count").alias("count"), F.sum("documents").alias("documents"),
+                       F.sum("invalid_utf8").alias("invalid_utf8"))
+                  .toArrow())
+        is_word = pc.is_valid(summed.column("word"))
+        word_table = summed.filter(is_word).select(["word", "count"])
+        shard_rows = summed.filter(pc.invert(is_word))
+        per_shard = [{"shard": r["shard"], "documents": r["documents"], "tokens": r["count"],
+                      "invalid_utf8": r["invalid_utf8"]} for r in shard_rows.to_pylist()]
+    else:
+        partial = partial.persist(StorageLevel.MEMORY_AND_DISK)
+        per_shard = [r.asDict() for r in (
+            partial.where(F.col("shard").isNotNull())
+            .groupBy("shard")
+            .agg(F.sum("documents").alias("documents"), F.sum("count").alias("tokens"),
+                 F.sum("invalid_utf8").alias("invalid_utf8"))
+            .collect())]
+    shard_stats = {plain_path(r["shard"]): r for r in per_shard}
     total_tokens = sum(int(r["tokens"]) for r in per_shard)
     n_docs = sum(int(r["documents"]) for r in per_shard)
     for r in per_shard:
@@ -157,17 +172,15 @@ def _build_run(spark, lake: Lake, options: BuildOptions, corpus, shards: list[Sh
             warnings.append(w)
             report(f"warning: {w}")
     if total_tokens == 0:
-        partial.unpersist()
+        if not count_store:
+            partial.unpersist()
         raise InputError(f"corpus {corpus!r} holds no tokens: nothing to build")
     stages.record("tokenize", n_docs, started,
                   f"{len(shards)} shards, {total_tokens:,} tokens")
 
     if count_store:
-        # every word with its count: the count store and the totals keep them all, and the
-        # vocabulary is ranked from them
-        word_table = (partial.where(F.col("word").isNotNull()).groupBy("word")
-                      .agg(F.sum("count").alias("count")).toArrow())
-        partial.unpersist()
+        # every word with its count (word_table): the count store and the totals keep them
+        # all, and the vocabulary is ranked from them
         from bitcipher.incremental.run import build_with_counts
 
         return build_with_counts(spark, lake, options, run_id, word_table, shards,

@@ -216,21 +216,46 @@ def _merger(vocab_size: int, window: int) -> Callable:
     return merge_partition
 
 
+def spark_hash_long(value: int) -> int:
+    """Spark SQL's ``hash(value)`` of a long: Murmur3 x86 32-bit with seed 42, as
+    ``Murmur3_x86_32.hashLong`` computes it (a signed 32-bit result)."""
+    mask = 0xFFFFFFFF
+
+    def rotl(x: int, r: int) -> int:
+        return ((x << r) | (x >> (32 - r))) & mask
+
+    def mix_k1(k1: int) -> int:
+        return (rotl((k1 * 0xCC9E2D51) & mask, 15) * 0x1B873593) & mask
+
+    def mix_h1(h1: int, k1: int) -> int:
+        return (rotl(h1 ^ k1, 13) * 5 + 0xE6546B64) & mask
+
+    value &= 0xFFFFFFFFFFFFFFFF
+    h1 = mix_h1(mix_h1(42, mix_k1(value & mask)), mix_k1(value >> 32))
+    h1 ^= 8  # the input's length in bytes
+    h1 ^= h1 >> 16
+    h1 = (h1 * 0x85EBCA6B) & mask
+    h1 ^= h1 >> 13
+    h1 = (h1 * 0xC2B2AE35) & mask
+    h1 ^= h1 >> 16
+    return h1 - (1 << 32) if h1 >= 1 << 31 else h1
+
+
 def partition_routes(spark, partitions: int) -> list[int]:
     """For each partition p, a long value that Spark's hash partitioning sends to p.
 
     Centre word t goes to partition t % partitions; its partial counts carry the route
-    value of that partition, so the shuffle places them exactly there.
+    value of that partition, so the shuffle places them exactly there: the smallest value
+    v < 64 * partitions with pmod(hash(v), partitions) = p (p itself where there is none),
+    computed here with Spark's hash (:func:`spark_hash_long`) rather than by a Spark job.
+    A route only places a bucket's counts: the summing task reads the bucket from the route
+    value, so a route in another partition would cost balance, not correctness.
     """
-    from pyspark.sql import functions as F
-
-    rows = (
-        spark.range(0, 64 * partitions)
-        .select("id", F.expr(f"pmod(hash(id), {partitions})").alias("p"))
-        .groupBy("p").agg(F.min("id").alias("id"))
-        .collect()
-    )
-    found = {int(r["p"]): int(r["id"]) for r in rows}
+    found: dict[int, int] = {}
+    for value in range(64 * partitions):
+        found.setdefault(spark_hash_long(value) % partitions, value)
+        if len(found) == partitions:
+            break
     return [found.get(p, p) for p in range(partitions)]
 
 
