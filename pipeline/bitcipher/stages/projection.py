@@ -28,7 +28,7 @@ BOUND = 64.0  # |vector values| are clipped here before quantisation
 EXACT = 2.0**52  # every partial sum stays below this: exact in float64
 MAX_INPUT_DIM = 8193  # D x D float64 Gramian of at most 512 MiB per task and on the driver
 ROW_CHUNK = 512  # rows finished or projected at once in a Python worker
-GRAM_CHUNK = 512  # rows of one Gramian product (as fast as 2,048 at D = 4,097, in a quarter the memory)
+GRAM_CHUNK = 512  # rows of one Gramian product (as fast as 2,048 at D = 4,097; less memory)
 SYM_BLOCK = 512  # rows (and columns) of a D x D matrix updated at once
 PROJECTION_FILE = "projection.npz"  # beside the run's tables
 
