@@ -334,3 +334,44 @@ def test_partition_routes_are_the_ones_sparks_hash_gives(spark):
         want = {int(r["p"]): int(r["id"]) for r in found}
         assert partition_routes(spark, partitions) == [want.get(p, p)
                                                        for p in range(partitions)]
+
+
+@pytest.mark.parametrize("chunk_shards", [
+    [0, 0, 0, 1, 1, 2], [2, 2, 0, 0, 1], [0, 1, 0, 1, 1], [1, 1, 1], [0], [0, 2, 2, 0]])
+def test_shard_pieces_select_what_masks_select(chunk_shards):
+    """Each shard's chunks and tokens, as slices where its chunks follow one another, are
+    those the masks over every chunk and token select."""
+    from bitcipher.incremental.run import shard_pieces
+
+    chunk_shards = np.asarray(chunk_shards, dtype=np.int32)
+    rng = np.random.default_rng(len(chunk_shards))
+    lengths = rng.integers(1, 6, len(chunk_shards)).astype(np.int64)
+    ids = np.arange(int(lengths.sum()))
+    token_shard = np.repeat(chunk_shards, lengths)
+    got = {c: (lengths[chunks], ids[tokens])
+           for c, chunks, tokens in shard_pieces(chunk_shards, lengths, 4)}
+    assert sorted(got) == sorted(set(chunk_shards.tolist()))
+    for c, (doc_lengths, doc_ids) in got.items():
+        assert np.array_equal(doc_lengths, lengths[chunk_shards == c])
+        assert np.array_equal(doc_ids, ids[token_shard == c])
+
+
+@pytest.mark.parametrize("every", [1, 7, 50, 10_000])
+def test_received_counts_summed_in_steps_are_summed_once(monkeypatch, every):
+    """A bucket's received counts summed every few keys (signed, repeated keys across and
+    within slices) give sum_by_key's keys and sums of them all at once."""
+    from bitcipher.incremental import totals
+    from bitcipher.keys import sum_by_key
+
+    monkeypatch.setattr(totals, "SUM_RECEIVED", every)
+    rng = np.random.default_rng(every)
+    slices = [(np.sort(rng.integers(0, 60, rng.integers(0, 30))).astype(np.int64), None)
+              for _ in range(25)]
+    slices = [(k, rng.integers(-3, 5, len(k)).astype(np.int64)) for k, _ in slices]
+    got = totals.Received()
+    for k, n in slices:
+        got.add(k, n)
+    keys, counts = got.summed()
+    want = sum_by_key(np.concatenate([k for k, _ in slices]),
+                      np.concatenate([n for _, n in slices]))
+    assert np.array_equal(keys, want[0]) and np.array_equal(counts, want[1])

@@ -237,13 +237,9 @@ def store_writer(staged: str, shards: list) -> Callable:
             return
         keys_of = word_keys(words.to_pylist())
         lengths = np.asarray(lengths, dtype=np.int64)
-        token_shard = np.repeat(chunk_shards, lengths)
-        for c, name in enumerate(names):
-            chosen = chunk_shards == c
-            if not chosen.any():
-                continue
-            index = place[plain_path(name)]
-            doc_lengths, doc_ids = lengths[chosen], ids[token_shard == c]
+        for c, chunks, tokens in shard_pieces(np.asarray(chunk_shards), lengths, len(names)):
+            index = place[plain_path(names[c])]
+            doc_lengths, doc_ids = lengths[chunks], ids[tokens]
             n = np.bincount(doc_ids, minlength=len(words))
             u = np.flatnonzero(n)
             n = n[u]
@@ -334,6 +330,26 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int,
     return count_batches
 
 
+def shard_pieces(chunk_shards: np.ndarray, lengths: np.ndarray, n_shards: int):
+    """(shard index, its chunks, its tokens) for each of `n_shards` shards that has chunks
+    (`chunk_shards`: each chunk's shard; `lengths`: its tokens): slices where a shard's chunks
+    follow one another (a task reads its files one after the other), no copy; boolean masks
+    otherwise."""
+    ends = np.cumsum(lengths)
+    token_shard = None
+    for c in range(n_shards):
+        where = np.flatnonzero(chunk_shards == c)
+        if not len(where):
+            continue
+        lo, hi = int(where[0]), int(where[-1]) + 1
+        if hi - lo == len(where):
+            yield c, slice(lo, hi), slice(int(ends[lo - 1]) if lo else 0, int(ends[hi - 1]))
+            continue
+        if token_shard is None:
+            token_shard = np.repeat(chunk_shards, lengths)
+        yield c, chunk_shards == c, token_shard == c
+
+
 def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: list[int],
                   token_dir: str, store: bool, exchange: Optional[str] = None) -> Callable:
     """mapInArrow over the part numbers of a build's kept tokens: for each shard of each
@@ -346,6 +362,7 @@ def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: lis
         import pyarrow.compute as pc
 
         from bitcipher.keys import PACKED_EDGE, pack
+        from bitcipher.runtime.daemon import release_free_memory
         from bitcipher.stages import cooccurrences
         from bitcipher.stages.cooccurrences import (batches_by_partition, document_runs,
                                                     window_keys)
@@ -360,30 +377,34 @@ def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: lis
                 to_idx = pc.index_in(local, value_set=words)
                 if to_idx.null_count:
                     raise RuntimeError("a kept token has no unigram count")
-                ids = to_idx.to_numpy(zero_copy_only=False).astype(np.int64)[ids]
+                # int32 word indices (MAX_WORDS < 2**31), made int64 a run at a time: a part
+                # holds all the tokens of a tokenize task (a Spark file split of text)
+                ids = to_idx.to_numpy(zero_copy_only=False).astype(np.int32)[ids]
                 lengths = lengths.astype(np.int64)
-                token_shard = np.repeat(chunk_shards, lengths)
-                for c, name in enumerate(names):
-                    name = canonical.get(plain_path(name), name)
-                    chosen = chunk_shards == c
-                    if not chosen.any():
-                        continue
-                    doc_lengths, doc_ids = lengths[chosen], ids[token_shard == c]
+                for c, chunks, tokens in shard_pieces(chunk_shards, lengths, len(names)):
+                    name = canonical.get(plain_path(names[c]), names[c])
+                    doc_lengths, doc_ids = lengths[chunks], ids[tokens]
                     if store:
+                        doc_ids = doc_ids.astype(np.int64)
                         u, n = np.unique(doc_ids, return_counts=True)
                         yield words_row(name, words.take(pa.array(u)), n)
                         yield from token_rows(name, doc_ids, doc_lengths, keys_of)
                         continue
                     for start, end, lo, hi in document_runs(
                             doc_lengths, cooccurrences.COUNT_RUN_TOKENS):
-                        keys, counts = window_keys(doc_ids[start:end], doc_lengths[lo:hi],
-                                                   codec, True)
+                        keys, counts = window_keys(doc_ids[start:end].astype(np.int64),
+                                                   doc_lengths[lo:hi], codec, True)
                         center, offset, context = codec.decode(keys)
                         packed = pack(center, offset,
                                       np.where(context == codec.edge_context, PACKED_EDGE,
                                                context))
                         yield from batches_by_partition(packed, counts, center % buckets,
                                                         routes, exchange)
+                        # the run's arrays freed and given back: glibc's heap otherwise
+                        # holds a growing share of them from run to run (about 100 MiB
+                        # more at the peak of a worker counting 0.5M-token runs)
+                        del keys, counts, center, offset, context, packed
+                        release_free_memory()
 
     return count_parts
 
