@@ -357,18 +357,18 @@ def test_shard_pieces_select_what_masks_select(chunk_shards):
 
 
 @pytest.mark.parametrize("every", [1, 7, 50, 10_000])
-def test_received_counts_summed_in_steps_are_summed_once(monkeypatch, every):
+def test_key_sums_in_steps_are_summed_once(monkeypatch, every):
     """A bucket's received counts summed every few keys (signed, repeated keys across and
     within slices) give sum_by_key's keys and sums of them all at once."""
-    from bitcipher.incremental import totals
-    from bitcipher.keys import sum_by_key
+    from bitcipher import keys as keys_module
+    from bitcipher.keys import KeySums, sum_by_key
 
-    monkeypatch.setattr(totals, "SUM_RECEIVED", every)
+    monkeypatch.setattr(keys_module, "SUM_EVERY", every)
     rng = np.random.default_rng(every)
     slices = [(np.sort(rng.integers(0, 60, rng.integers(0, 30))).astype(np.int64), None)
               for _ in range(25)]
     slices = [(k, rng.integers(-3, 5, len(k)).astype(np.int64)) for k, _ in slices]
-    got = totals.Received()
+    got = KeySums()
     for k, n in slices:
         got.add(k, n)
     keys, counts = got.summed()

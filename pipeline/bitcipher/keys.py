@@ -104,6 +104,41 @@ def sum_by_key(keys: np.ndarray, counts: np.ndarray | None = None):
     return keys[starts], np.add.reduceat(counts, starts)
 
 
+SUM_EVERY = 1 << 22  # keys a KeySums holds before it sums them
+
+
+class KeySums:
+    """:func:`sum_by_key` of keys and counts received a slice at a time, summed every
+    SUM_EVERY keys (integer sums: the same keys and sums as summing them all at once), so
+    what it holds is about what the distinct keys take, not every partial sum: the bucket of
+    a frequent word gets a partial sum of its rows from every counting run."""
+
+    def __init__(self):
+        self.keys: list = []
+        self.counts: list = []
+        self.pending = 0  # keys received since the last sum
+        self.distinct = 0  # keys of the last sum
+
+    def add(self, keys: np.ndarray, counts: np.ndarray) -> None:
+        self.keys.append(keys)
+        self.counts.append(counts)
+        self.pending += len(keys)
+        if self.pending >= max(SUM_EVERY, self.distinct):
+            self._sum()
+
+    def _sum(self) -> None:
+        empty = [np.empty(0, np.int64)]
+        keys, counts = sum_by_key(np.concatenate(self.keys + empty),
+                                  np.concatenate(self.counts + empty))
+        self.keys, self.counts = [keys], [counts]
+        self.pending, self.distinct = 0, len(keys)
+
+    def summed(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted unique keys, summed counts) of everything received."""
+        self._sum()
+        return self.keys[0], self.counts[0]
+
+
 # ---------------------------------------------------------------------------------------
 # packed keys of the merged totals (refresh): stable word indices, not vocabulary ids
 

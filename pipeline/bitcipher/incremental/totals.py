@@ -48,8 +48,8 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from bitcipher.keys import (EDGE_WORD_KEY, FLUSH_PAIRS, PACKED_EDGE, KeyCodec, lookup_ids, pack,
-                            packed_center, sum_by_key, unpack)
+from bitcipher.keys import (EDGE_WORD_KEY, FLUSH_PAIRS, PACKED_EDGE, KeyCodec, KeySums,
+                            lookup_ids, pack, packed_center, sum_by_key, unpack)
 from bitcipher.lake.tables import Lake, write_npz
 
 FORMAT = 1
@@ -179,9 +179,6 @@ def _write_parquet(table, uri: str) -> None:
 
 
 REKEY_ROWS = 1 << 20  # rows of a bucket's totals re-keyed at once (:func:`rekey`)
-# received partial counts a bucket task holds before it sums them (:class:`Received`): the
-# bucket of a frequent word gets a partial sum of its rows from every counting run
-SUM_RECEIVED = 1 << 22
 MAX_DELTAS = 8  # delta layers on a whole snapshot before a refresh writes it whole again
 
 
@@ -334,7 +331,7 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
             keys = batch.column(1).to_pylist()
             counts = batch.column(2).to_pylist()
             for r, kb, nb in zip(routes, keys, counts):
-                deltas.setdefault(bucket_of_route[r], Received()).add(*received(kb, nb))
+                deltas.setdefault(bucket_of_route[r], KeySums()).add(*received(kb, nb))
 
         id_of_idx = job["id_of_idx"]
         unk = job["unk_id"]
@@ -405,37 +402,6 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
                     yield _vector_rows(ids, vecs)
 
     return process
-
-
-class Received:
-    """A bucket's received partial counts, summed SUM_RECEIVED keys at a time (integer sums:
-    the same keys and sums as :func:`bitcipher.keys.sum_by_key` of them all at once), so a
-    task holds about what the bucket's distinct keys take, not every partial sum."""
-
-    def __init__(self):
-        self.keys: list = []
-        self.counts: list = []
-        self.pending = 0  # keys received since the last sum
-        self.distinct = 0  # keys of the last sum
-
-    def add(self, keys: np.ndarray, counts: np.ndarray) -> None:
-        self.keys.append(keys)
-        self.counts.append(counts)
-        self.pending += len(keys)
-        if self.pending >= max(SUM_RECEIVED, self.distinct):
-            self._sum()
-
-    def _sum(self) -> None:
-        empty = [np.empty(0, np.int64)]
-        keys, counts = sum_by_key(np.concatenate(self.keys + empty),
-                                  np.concatenate(self.counts + empty))
-        self.keys, self.counts = [keys], [counts]
-        self.pending, self.distinct = 0, len(keys)
-
-    def summed(self) -> tuple[np.ndarray, np.ndarray]:
-        """(sorted unique keys, summed counts) of everything received."""
-        self._sum()
-        return self.keys[0], self.counts[0]
 
 
 def rekey(keys: np.ndarray, counts: np.ndarray, id_of_idx: np.ndarray, codec: KeyCodec,

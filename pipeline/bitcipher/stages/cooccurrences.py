@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from bitcipher.keys import KeyCodec, sum_by_key
+from bitcipher.keys import KeyCodec, KeySums, sum_by_key
 
 PARTIAL_SCHEMA = "route long, keys binary, counts binary"
 OUTPUT_BATCH_ROWS = 1 << 20
@@ -150,13 +150,11 @@ def document_runs(lengths: np.ndarray, tokens: int = FLUSH_TOKENS) -> Iterator:
 
 def summed_keys(batches: Iterator):
     """Sum the packed partial counts of one partition: (sorted unique keys, counts)."""
-    keys, counts = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    sums = KeySums()
     for batch in batches:
         for kb, nb in zip(batch.column(1).to_pylist(), batch.column(2).to_pylist()):
-            k, n = received(kb, nb)
-            keys.append(k)
-            counts.append(n)
-    return sum_by_key(np.concatenate(keys), np.concatenate(counts))
+            sums.add(*received(kb, nb))
+    return sums.summed()
 
 
 def local_exchange(spark) -> Optional[str]:
