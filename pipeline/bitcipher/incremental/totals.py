@@ -319,7 +319,7 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
 
     def process(batches: Iterator):
         from bitcipher.stages.cooccurrences import received
-        from bitcipher.stages.merge import cooccurrence_part
+        from bitcipher.stages.merge import cooccurrence_part, spilled_file
         from bitcipher.stages.vectors import needs_marginal
 
         job = job_bc.value
@@ -396,7 +396,7 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
                                               counts_ext, job["total"], options, raw,
                                               job.get("spill_dir"), frozen, only)
                 if len(ids) and job.get("vectors_dir"):  # finished: read by the driver
-                    write_npz(f"{job['vectors_dir']}/vectors-{b:05d}.npz",
+                    write_npz(spilled_file(job["vectors_dir"], b, "vectors"),
                               ids=ids.astype(np.int32), vectors=vecs.astype(np.float32))
                 elif len(ids):
                     yield _vector_rows(ids, vecs)

@@ -64,7 +64,8 @@ def remove_tree(uri: str) -> None:
 def spilled_file(spill_dir: str, part: int, kind: str = "part") -> str:
     """``spill_dir/part-NNNNN.npz``, where :func:`spill_vectors` writes part `part`; `kind`
     ``"finished"`` names the copy the projection makes once a part's vectors are finished
-    (``finished-NNNNN.npz``)."""
+    (``finished-NNNNN.npz``), ``"vectors"`` the finished vectors tasks write for the driver
+    (:func:`made_vectors`)."""
     return f"{spill_dir}/{kind}-{part:05d}.npz"
 
 
@@ -87,7 +88,7 @@ def made_vectors(folder: str, dim: int, unk_vector=None):
     `unk_vector` = (ids, rows) after them."""
     ids, rows = [np.empty(0, np.int32)], [np.empty((0, dim), np.float32)]
     for part in npz_parts(folder, "vectors"):
-        z = read_npz(f"{folder}/vectors-{part:05d}.npz")
+        z = read_npz(spilled_file(folder, part, "vectors"))
         ids.append(z["ids"].astype(np.int32))
         rows.append(z["vectors"].astype(np.float32, copy=False))
     if unk_vector is not None:

@@ -306,7 +306,7 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
         import pyarrow as pa
 
         from bitcipher.lake.tables import write_npz
-        from bitcipher.stages.merge import read_spilled
+        from bitcipher.stages.merge import read_spilled, spilled_file
         from bitcipher.stages.vectors import vector_batch
 
         for batch in batches:
@@ -315,7 +315,7 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
                 if out_dir is None:
                     yield vector_batch(ids, proj_bc.value.apply(v))
                     continue
-                write_npz(f"{out_dir}/vectors-{part:05d}.npz", ids=ids.astype(np.int32),
+                write_npz(spilled_file(out_dir, part, "vectors"), ids=ids.astype(np.int32),
                           vectors=proj_bc.value.apply(v))
                 yield pa.RecordBatch.from_arrays([pa.array([part], pa.int32()),
                                                   pa.array([len(ids)], pa.int64())],
