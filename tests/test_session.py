@@ -223,7 +223,7 @@ print(pa.array(pd.Series([0.5, float("nan")]), from_pandas=True).null_count)
 def test_local_workers_run_arrow_tasks_without_pandas_and_pandas_tasks_with_it(spark):
     """A worker of the local daemon makes Arrow arrays without importing pandas; a pandas
     UDF in the same workers still gets pandas and Arrow's conversions (time zones,
-    categoricals, NaN as null), and the workers free what a task used (glibc)."""
+    categoricals, NaN as null)."""
     def arrow_task(batches):
         import sys
 
