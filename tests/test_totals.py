@@ -265,14 +265,17 @@ def test_a_local_build_removes_its_exchange_folders(spark, tmp_path, monkeypatch
 def test_window_keys_count_what_the_reference_counts(vocab_size, include_self):
     """The keys of one batch of documents, summed, are the reference's n(t, c, d) (edges
     included), whether the edge and self keys are counted per word (a vocabulary not much
-    larger than the batch) or sorted (a larger one)."""
+    larger than the batch) or sorted (a larger one), and whether the pairs' words are all
+    below 2^16 (uint32 pair keys) or not (some pairs sorted as int64)."""
     import reference
 
     from bitcipher.keys import sum_by_key
     from bitcipher.stages.cooccurrences import window_keys
 
     rng = np.random.default_rng(vocab_size + include_self)
-    docs = [rng.integers(0, 12, int(n)).tolist() for n in rng.integers(1, 9, 30)]
+    words = np.arange(12) if vocab_size == 12 else np.array(
+        [0, 1, 2, 3, 7, 65_535, 65_536, 65_537, 70_000, 99_998, 99_999, 40_000])
+    docs = [words[rng.integers(0, 12, int(n))].tolist() for n in rng.integers(1, 9, 30)]
     codec = KeyCodec(vocab_size, 3)
     keys, counts = window_keys(np.concatenate([np.array(d, np.int64) for d in docs]),
                                np.array([len(d) for d in docs], np.int64), codec,
@@ -282,6 +285,51 @@ def test_window_keys_count_what_the_reference_counts(vocab_size, include_self):
     got = {(int(t), reference.EDGE if c == codec.edge_context else int(c), int(d)): int(k)
            for t, c, d, k in zip(center, context, offset, counts)}
     assert got == reference.cooccurrences(docs, window=3, include_self=include_self)
+
+
+@pytest.mark.parametrize("high", [3, 300, 65_536, 2**27])  # uint32 keys, int64 keys, both
+def test_distinct_pairs_count_every_pair_once(high):
+    """distinct_pairs gives np.unique's pairs and counts, each part sorted, no pair twice."""
+    from bitcipher.keys import distinct_pairs
+
+    rng = np.random.default_rng(high)
+    for n in (0, 1, 9, 5_000):
+        a = rng.integers(0, high, n) if high < 2**20 else np.where(
+            rng.random(n) < 0.5, rng.integers(0, 5, n), rng.integers(2**16 - 2, high, n))
+        b = rng.permutation(a) if n else a
+        parts = distinct_pairs(a, b)
+        got = {}
+        for pa_, pb, counts in parts:
+            keys = pa_ * 2**32 + pb
+            assert (np.diff(keys) > 0).all()  # sorted, distinct within the part
+            for x, y, k in zip(pa_.tolist(), pb.tolist(), counts.tolist()):
+                assert (x, y) not in got
+                got[(x, y)] = k
+        pairs, counts = np.unique(np.stack([a, b]), axis=1, return_counts=True)
+        assert got == {(int(x), int(y)): int(k) for (x, y), k in zip(pairs.T, counts)}
+        if high == 2**27 and n > 100:
+            assert len(parts) == 2
+
+
+def test_packed_window_keys_are_the_window_keys_packed():
+    """packed_window_keys gives window_keys' triples, as packed keys with PACKED_EDGE."""
+    from bitcipher.keys import PACKED_EDGE, sum_by_key, unpack
+    from bitcipher.stages.cooccurrences import packed_window_keys, window_keys
+
+    rng = np.random.default_rng(5)
+    words = np.array([0, 1, 2, 9, 65_535, 65_536, 80_000])
+    lengths = rng.integers(1, 12, 40)
+    ids = words[rng.integers(0, len(words), int(lengths.sum()))].astype(np.int64)
+    codec = KeyCodec(80_001, 4)
+    keys, counts = sum_by_key(*window_keys(ids, lengths, codec, True))
+    center, offset, context = codec.decode(keys)
+    want = {(int(t), int(d), -1 if c == codec.edge_context else int(c)): int(k)
+            for t, d, c, k in zip(center, offset, context, counts)}
+    packed, n = packed_window_keys(ids, lengths, 4, 80_001)
+    assert len(np.unique(packed)) == len(packed)
+    t, d, c = unpack(packed)
+    assert {(int(a), int(b), -1 if x == PACKED_EDGE else int(x)): int(k)
+            for a, b, x, k in zip(t, d, c, n)} == want
 
 
 @pytest.mark.parametrize("high", [5, 40, 10**9])  # flags per value, or np.unique's sort

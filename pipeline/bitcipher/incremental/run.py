@@ -361,16 +361,15 @@ def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: lis
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        from bitcipher.keys import PACKED_EDGE, pack
+        from bitcipher.keys import packed_center
         from bitcipher.runtime.daemon import release_free_memory
         from bitcipher.stages import cooccurrences
         from bitcipher.stages.cooccurrences import (batches_by_partition, document_runs,
-                                                    window_keys)
+                                                    packed_window_keys)
         from bitcipher.stages.tokenize import read_tokens
 
         words, keys_of = words_bc.value
         canonical = canonical_bc.value
-        codec = KeyCodec(len(words), window)
         for batch in batches:
             for part in batch.column(0).to_pylist():
                 local, ids, lengths, names, chunk_shards = read_tokens(token_dir, part, True)
@@ -392,18 +391,16 @@ def _part_counter(words_bc, canonical_bc, window: int, buckets: int, routes: lis
                         continue
                     for start, end, lo, hi in document_runs(
                             doc_lengths, cooccurrences.COUNT_RUN_TOKENS):
-                        keys, counts = window_keys(doc_ids[start:end].astype(np.int64),
-                                                   doc_lengths[lo:hi], codec, True)
-                        center, offset, context = codec.decode(keys)
-                        packed = pack(center, offset,
-                                      np.where(context == codec.edge_context, PACKED_EDGE,
-                                               context))
-                        yield from batches_by_partition(packed, counts, center % buckets,
+                        packed, counts = packed_window_keys(
+                            doc_ids[start:end].astype(np.int64), doc_lengths[lo:hi],
+                            window, len(words))
+                        yield from batches_by_partition(packed, counts,
+                                                        packed_center(packed) % buckets,
                                                         routes, exchange)
                         # the run's arrays freed and given back: glibc's heap otherwise
                         # holds a growing share of them from run to run (about 100 MiB
                         # more at the peak of a worker counting 0.5M-token runs)
-                        del keys, counts, center, offset, context, packed
+                        del packed, counts
                         release_free_memory()
 
     return count_parts

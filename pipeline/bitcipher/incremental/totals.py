@@ -243,10 +243,9 @@ def delta_router(map_bc, buckets: int, routes: list[int], window: int,
     def route_batches(batches: Iterator):
         from bitcipher.stages import cooccurrences
         from bitcipher.stages.cooccurrences import (batches_by_partition, document_runs,
-                                                    window_keys)
+                                                    packed_window_keys)
 
         sorted_keys, idx = map_bc.value
-        codec = KeyCodec(len(idx), window)
         keys_buf: list = []
         counts_buf: list = []
         pending = 0
@@ -268,10 +267,8 @@ def delta_router(map_bc, buckets: int, routes: list[int], window: int,
                 lengths = np.frombuffer(nb, dtype="<i8").astype(np.int64)
                 runs = document_runs(lengths, cooccurrences.COUNT_RUN_TOKENS)
                 for start, end, lo, hi in runs:
-                    keys, n = window_keys(ids[start:end], lengths[lo:hi], codec, True)
-                    center, off, context = codec.decode(keys)
-                    context = np.where(context == codec.edge_context, PACKED_EDGE, context)
-                    yield pack(center, off, context), n
+                    yield packed_window_keys(ids[start:end], lengths[lo:hi], window,
+                                             len(idx))
                 return
             ck = np.frombuffer(cb, dtype="<i8").astype(np.int64)
             xk = np.frombuffer(xb, dtype="<i8").astype(np.int64)

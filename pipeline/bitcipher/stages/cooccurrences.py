@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from bitcipher.keys import KeyCodec, KeySums, sum_by_key
+from bitcipher.keys import PACKED_EDGE, KeyCodec, KeySums, distinct_pairs, pack
 
 PARTIAL_SCHEMA = "route long, keys binary, counts binary"
 OUTPUT_BATCH_ROWS = 1 << 20
@@ -31,49 +31,75 @@ FLUSH_TOKENS = 3_000_000  # tokens pre-aggregated together in one Python worker
 COUNT_RUN_TOKENS = 500_000
 
 
-def window_keys(ids: np.ndarray, lengths: np.ndarray, codec: KeyCodec, include_self: bool):
-    """Partial counts of one batch of documents given as concatenated ids and lengths.
+def window_counts(ids: np.ndarray, lengths: np.ndarray, window: int, include_self: bool,
+                  n_words: int, edge: int) -> list:
+    """Every (centre, offset, context) of one batch of documents (concatenated word indices
+    `ids`, below `n_words`, and the documents' `lengths`) with its count, once each, as a
+    list of (centres, offset, contexts, counts): `offset` one int per part, `contexts` an
+    array or `edge` (the document edge) for the whole part. Each part is sorted by
+    (centre, context), so what a bucket receives is mostly sorted runs.
 
-    Returns (keys, counts) with every key of the batch, both signs of d included.
+    The pairs at positive offsets are counted (:func:`bitcipher.keys.distinct_pairs`) and
+    mirrored, n(c, t, -d) = n(t, c, d); the edge and self keys, one word each, are counted
+    per word.
     """
     n = len(ids)
     if n == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
+        return []
     ends = np.cumsum(lengths)
     starts = ends - lengths
-    doc_start = np.repeat(starts, lengths)
-    doc_end = np.repeat(ends, lengths)
     index = np.arange(n, dtype=np.int64)
-    before = index - doc_start  # tokens before i in its document
-    after = doc_end - 1 - index  # tokens after i
-    edge = codec.edge_context
-    pair_parts = []
-    for d in range(1, codec.window + 1):
+    before = index - np.repeat(starts, lengths)  # tokens before i in its document
+    after = np.repeat(ends, lengths) - 1 - index  # tokens after i
+    parts = []
+    for d in range(1, window + 1):
         has = np.flatnonzero(after >= d)
-        pair_parts.append(codec.encode(ids[has], d, ids[has + d]))
-    pair_keys, pair_counts = sum_by_key(np.concatenate(pair_parts))
-    center, d, context = codec.decode(pair_keys)
-    mirrored = codec.encode(context, -d, center)
-    # the edge and self keys have one word each: counted per word (no sort) where the
-    # vocabulary is not much larger than the batch
-    singles = [(ids[after < d], d, edge) for d in range(1, codec.window + 1)]
-    singles += [(ids[before < d], -d, edge) for d in range(1, codec.window + 1)]
+        for center, context, counts in distinct_pairs(ids[has], ids[has + d]):
+            parts.append((center, d, context, counts))
+            # mirrored, sorted by (context, centre) again: a stable sort by context alone
+            # (a linear radix sort for 16-bit contexts) keeps the centres in order
+            order = (np.argsort(context.astype(np.uint16), kind="stable")
+                     if len(context) and int(context.max()) < 2**16
+                     else np.lexsort((center, context)))
+            parts.append((context[order], -d, center[order], counts[order]))
+    singles = [(ids[after < d], d, edge) for d in range(1, window + 1)]
+    singles += [(ids[before < d], -d, edge) for d in range(1, window + 1)]
     if include_self:
         singles.append((ids, 0, None))
-    if codec.vocab_size <= 4 * n:
-        other_keys, other_counts = [], []
-        for centers, d, context in singles:
-            per_word = np.bincount(centers, minlength=codec.vocab_size)
+    for centers, d, context in singles:
+        if n_words <= 4 * n:  # counted per word, no sort
+            per_word = np.bincount(centers, minlength=n_words)
             word = np.flatnonzero(per_word)
-            other_keys.append(codec.encode(word, d, word if context is None else context))
-            other_counts.append(per_word[word].astype(np.int64))
-        other_keys, other_counts = np.concatenate(other_keys), np.concatenate(other_counts)
-    else:
-        other_keys, other_counts = sum_by_key(np.concatenate(
-            [codec.encode(c, d, c if context is None else context) for c, d, context in singles]))
-    keys = np.concatenate([pair_keys, mirrored, other_keys])
-    counts = np.concatenate([pair_counts, pair_counts, other_counts])
-    return keys, counts
+            counts = per_word[word].astype(np.int64)
+        else:
+            word, counts = np.unique(centers, return_counts=True)
+            word, counts = word.astype(np.int64), counts.astype(np.int64)
+        if len(word):
+            parts.append((word, d, word if context is None else context, counts))
+    return parts
+
+
+def window_keys(ids: np.ndarray, lengths: np.ndarray, codec: KeyCodec, include_self: bool):
+    """Partial counts of one batch of documents given as concatenated ids and lengths.
+
+    Returns (keys, counts) with every key of the batch once, both signs of d included.
+    """
+    parts = window_counts(ids, lengths, codec.window, include_self, codec.vocab_size,
+                          codec.edge_context)
+    if not parts:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return (np.concatenate([codec.encode(t, d, c) for t, d, c, _ in parts]),
+            np.concatenate([n for *_, n in parts]))
+
+
+def packed_window_keys(ids: np.ndarray, lengths: np.ndarray, window: int, n_words: int):
+    """:func:`window_keys` of word indices (below `n_words`) as packed keys
+    (:func:`bitcipher.keys.pack`, the edge ``PACKED_EDGE``), self pairs included."""
+    parts = window_counts(ids, lengths, window, True, n_words, PACKED_EDGE)
+    if not parts:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return (np.concatenate([pack(t, d, c) for t, d, c, _ in parts]),
+            np.concatenate([n for *_, n in parts]))
 
 
 def _partial_counter(words_bc, unk_id: int, window: int, include_self: bool,
