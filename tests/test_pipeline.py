@@ -137,3 +137,59 @@ def test_kept_tokens_round_trip(tmp_path):
     assert got_lengths.tolist() == [3, 4]
     empty = read_tokens(str(tmp_path), 2)
     assert len(empty[0]) == 0 and len(empty[1]) == 0 and len(empty[2]) == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tokenize_batch_gives_the_reference_tokens(seed):
+    """tokenize_batch (ASCII lines from their bytes, the others through the regex) gives
+    the reference's documents in line order: random lines of ASCII letters, digits,
+    apostrophes and separators, mixed with non-ASCII ones (’, É, ß, Σ), empty and null
+    lines, a sliced batch, with and without lowercasing, chunks of 1, 3 and 10,000."""
+    import random
+
+    import pyarrow as pa
+    import reference
+
+    from bitcipher.stages.tokenize import tokenize_batch
+
+    rng = random.Random(seed)
+    for _ in range(400):
+        lines = []
+        for _ in range(rng.randint(0, 9)):
+            r = rng.random()
+            alphabet = ("aZ9'’ _-.\tÉé ßΣ'x'y''z0" if r < 0.3 else "ab'C 9_-'. Q" if r < 0.85
+                        else "")
+            lines.append(None if r > 0.93 else
+                         "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+                         if alphabet else "")
+        texts = pa.array(lines, pa.string())
+        if len(lines) > 2 and rng.random() < 0.3:
+            texts, lines = texts.slice(1, len(lines) - 2), lines[1:-1]
+        lowercase, n = rng.random() < 0.7, rng.choice([1, 3, 10_000])
+        tokens, lengths, rows = tokenize_batch(texts, lowercase, n)
+        want = [(i, chunk) for i, line in enumerate(lines) if line
+                for chunk in reference.documents([line], lowercase, n)]
+        assert rows.tolist() == [i for i, _ in want]
+        assert lengths.tolist() == [len(c) for _, c in want]
+        assert tokens.to_pylist() == [t for _, c in want for t in c]
+
+
+def test_ascii_tokens_of_null_and_adjacent_lines():
+    """ascii_tokens: a token never spans two lines (the text buffer has no separators
+    between them), an apostrophe at a line's edge is no part of a token, a null line has
+    no tokens whatever its buffer holds."""
+    import pyarrow as pa
+
+    from bitcipher.stages.tokenize import ascii_tokens
+
+    texts = pa.array(["ab", "cd'", "'ef", "", "g'h i''j k'", None, "X9_y"], pa.string())
+    tokens, per_line = ascii_tokens(texts, True)
+    assert tokens.to_pylist() == ["ab", "cd", "ef", "g'h", "i", "j", "k", "x9", "y"]
+    assert per_line.tolist() == [1, 1, 1, 0, 4, 0, 2]
+    # a null whose slot still holds bytes (Arrow allows it): they are not read as text
+    data = b"abcdefgh"
+    masked = pa.Array.from_buffers(pa.string(), 3, [
+        pa.py_buffer(np.packbits([1, 0, 1], bitorder="little").tobytes()),
+        pa.py_buffer(np.array([0, 2, 6, 8], np.int32).tobytes()), pa.py_buffer(data)])
+    tokens, per_line = ascii_tokens(masked, False)
+    assert tokens.to_pylist() == ["ab", "gh"] and per_line.tolist() == [1, 0, 1]

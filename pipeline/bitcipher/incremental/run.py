@@ -292,10 +292,9 @@ def _shard_counter(canonical_bc, lowercase: bool, max_document_tokens: int,
             names = [canonical.get(plain_path(n), n) for n in encoded.dictionary.to_pylist()]
             bad = np.bincount(codes, weights=invalid.to_numpy(zero_copy_only=False)
                               .astype(np.int64), minlength=len(names))
-            lengths = np.asarray(lengths, dtype=np.int64)
-            chunk_code = codes[np.asarray(lines, dtype=np.int64)]
-            if flat:
-                tokens = pc.dictionary_encode(pa.array(flat, pa.string()))
+            chunk_code = codes[lines]
+            if len(flat):
+                tokens = pc.dictionary_encode(flat)
                 uniq = tokens.dictionary.to_pylist()
                 to_local = np.fromiter((local.setdefault(w, len(local)) for w in uniq),
                                        dtype=np.int64, count=len(uniq))

@@ -25,13 +25,13 @@ def _unigram_counter(lowercase: bool, max_document_tokens: int, token_dir: str,
         for batch in batches:
             shard, text, invalid = batch.column(0), batch.column(1), batch.column(2)
             flat, lengths, lines = tokenize_batch(text, lowercase, max_document_tokens)
-            chunks.append(pa.array(flat, pa.string()))
-            chunk_lengths.append(np.asarray(lengths, dtype=np.int32))
+            chunks.append(flat)
+            chunk_lengths.append(lengths.astype(np.int32))
             # per-shard statistics: document chunks, tokens, invalid UTF-8 lines
             shard_of_line = pc.dictionary_encode(shard)
             codes = shard_of_line.indices.to_numpy(zero_copy_only=False)
             names = shard_of_line.dictionary.to_pylist()
-            chunk_codes = codes[np.asarray(lines, dtype=np.int64)]
+            chunk_codes = codes[lines]
             size = len(names)
             docs = np.bincount(chunk_codes, minlength=size)
             tokens = np.bincount(chunk_codes, weights=lengths, minlength=size)
