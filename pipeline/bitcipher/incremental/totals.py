@@ -50,7 +50,7 @@ import numpy as np
 
 from bitcipher.keys import (EDGE_WORD_KEY, FLUSH_PAIRS, PACKED_EDGE, KeyCodec, KeySums,
                             lookup_ids, pack, packed_center, sum_by_key, unpack)
-from bitcipher.lake.tables import Lake, write_npz
+from bitcipher.lake.tables import SORTED_INTEGERS, Lake, parquet_options, write_npz
 
 FORMAT = 1
 OUT_SCHEMA = "kind string, id int, vector array<double>, keys binary, counts binary"
@@ -168,14 +168,14 @@ def _read_parquet(uri: str):
         return pq.read_table(fh)
 
 
-def _write_parquet(table, uri: str) -> None:
+def _write_parquet(table, uri: str, options: Optional[dict] = None) -> None:
     import fsspec
     import pyarrow.parquet as pq
 
     from bitcipher.lake.storage import fsspec_uri
 
     with fsspec.open(fsspec_uri(uri), "wb", auto_mkdir=True) as fh:
-        pq.write_table(table, fh, compression="lz4")
+        pq.write_table(table, fh, **parquet_options(table, options or {"compression": "lz4"}))
 
 
 REKEY_ROWS = 1 << 20  # rows of a bucket's totals re-keyed at once (:func:`rekey`)
@@ -209,7 +209,7 @@ def write_bucket(target: str, bucket: int, keys: np.ndarray, counts: np.ndarray)
     import pyarrow as pa
 
     _write_parquet(pa.table({"key": pa.array(keys), "count": pa.array(counts)}),
-                   f"{target}/pairs/part-{bucket:05d}.parquet")
+                   f"{target}/pairs/part-{bucket:05d}.parquet", SORTED_INTEGERS)
 
 
 def table_part(folder: str, part: int, codec: KeyCodec):

@@ -16,7 +16,8 @@ import numpy as np
 
 from bitcipher.keys import KeyCodec
 from bitcipher.lake.schemas import arrow_schema
-from bitcipher.lake.tables import npz_parts, read_npz, write_npz, write_parquet
+from bitcipher.lake.tables import (SORTED_INTEGERS, npz_parts, read_npz, write_npz,
+                                    write_parquet)
 from bitcipher.options import BuildOptions
 from bitcipher.stages.cooccurrences import summed_keys
 from bitcipher.stages.vectors import (aggregate_rows, context_dim, needs_marginal, raw_blocks,
@@ -117,7 +118,7 @@ def cooccurrence_part(keys: np.ndarray, counts: np.ndarray, codec: KeyCodec, out
                                offset.astype(np.int8))
     write_parquet(pa.Table.from_arrays(
         [pa.array(center), pa.array(context), pa.array(offset), pa.array(counts)],
-        schema=arrow_schema("cooccurrences")), out_dir, part)
+        schema=arrow_schema("cooccurrences")), out_dir, part, SORTED_INTEGERS)
     if frozen is not None:
         marginal, projection = frozen
         if only is not None:
