@@ -126,20 +126,27 @@ def test_delta_router_counts_tokens_rows_as_the_reference_and_reads_pairs_rows(r
     assert sum(got.values()) == sum(want.values())
 
 
+# vocabulary ids 0..4 of 7 word indices: in no order (<unk> = 4), or in the indices' order
+# with <unk> among them (2, a build's numbering), where rekey sums only the rows with <unk>
+@pytest.mark.parametrize("id_of_idx, unk", [([2, 0, 3, 1, 4, 4, 4], 4),
+                                            ([2, 0, 3, 1, 4, 4, 4], None),
+                                            ([0, 1, 3, 4, 2, 2, 2], 2),
+                                            ([0, 1, 3, 4, 2, 2, 2], None)])
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 6), st.integers(-4, 4), st.integers(0, 7),
                           st.integers(1, 9)), min_size=0, max_size=60),
        st.booleans(), st.integers(1, 8))
-def test_rekey_in_slices_sums_like_a_counter(rows, include_self, slice_rows):
+def test_rekey_in_slices_sums_like_a_counter(id_of_idx, unk, rows, include_self, slice_rows):
     """Totals in word indices (7 words, context 7 = the edge), re-keyed a few rows at a time:
     the vocabulary's keys within the window (2), offset 0 only with include_self, words
-    outside the vocabulary (indices 5, 6) as <unk> (id 4), counts summed like a Counter."""
+    outside the vocabulary (indices 4-6) as <unk>, counts summed like a Counter; the same
+    whether rekey is told which id is <unk> or not."""
     from types import SimpleNamespace
     from unittest import mock
 
     from bitcipher.incremental import totals
 
-    id_of_idx = np.array([2, 0, 3, 1, 4, 4, 4])  # vocabulary ids 0..4, <unk> = 4
+    id_of_idx = np.array(id_of_idx)
     codec = KeyCodec(5, 2)
     triples = {}
     for c, d, x, n in rows:  # totals are unique keys
@@ -154,7 +161,7 @@ def test_rekey_in_slices_sums_like_a_counter(rows, include_self, slice_rows):
             want[int(codec.encode(int(id_of_idx[c]), d, ctx))] += n
     options = SimpleNamespace(window=2, include_self=include_self)
     with mock.patch.object(totals, "REKEY_ROWS", slice_rows):
-        got_keys, got_counts = totals.rekey(keys, counts, id_of_idx, codec, options)
+        got_keys, got_counts = totals.rekey(keys, counts, id_of_idx, codec, options, unk)
     assert list(got_keys) == sorted(want)
     assert dict(zip(got_keys.tolist(), got_counts.tolist())) == dict(want)
 

@@ -354,7 +354,7 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
                     else:
                         write_bucket(job["target"], b,
                                      *read_bucket(job["base_dirs"], b, keys, counts))
-                ck, cn = rekey(keys, counts, id_of_idx, codec, options)
+                ck, cn = rekey(keys, counts, id_of_idx, codec, options, unk)
                 del keys, counts
                 is_unk = codec.center_of(ck) == unk
                 if is_unk.any():  # summed with the kept run's <unk> rows on the driver
@@ -373,7 +373,7 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
                 keys, counts = read_bucket(job["base_dirs"] or [], b, keys, counts)
                 if job["target"] is not None:
                     write_bucket(job["target"], b, keys, counts)
-                ck, cn = rekey(keys, counts, id_of_idx, codec, options)
+                ck, cn = rekey(keys, counts, id_of_idx, codec, options, unk)
                 # the bucket's totals in word indices are written: only the re-keyed ones
                 # are needed from here on (a bucket of a few million rows holds ~30 MB per
                 # array)
@@ -402,15 +402,22 @@ def bucket_processor(job_bc, x_bc, counts_bc) -> Callable:
 
 
 def rekey(keys: np.ndarray, counts: np.ndarray, id_of_idx: np.ndarray, codec: KeyCodec,
-          options) -> tuple[np.ndarray, np.ndarray]:
+          options, unk_id: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
     """Packed totals (word indices) -> the summed co-occurrence keys of the vocabulary's
     ids (`codec`), within the build's window and without offset 0 under ``--no-self``.
 
     Re-keyed REKEY_ROWS rows at a time into one array, then summed: the same keys in the
     same order as re-keying all rows at once, with the temporaries (the unpacked triples,
-    the masks, the looked-up ids) a slice's size instead of a bucket's."""
+    the masks, the looked-up ids) a slice's size instead of a bucket's.
+
+    `keys` are sorted (packed keys sort like their triples). Where the vocabulary's ids
+    follow the word indices (a build numbers the words so), the rows without ``<unk>``
+    (`unk_id`) keep that order and stay distinct: only the rows with ``<unk>`` (the words
+    below min_count, folded into it) are summed and merged in. Otherwise, or without
+    `unk_id`, every row is sorted and summed."""
     out_keys = np.empty(len(keys), np.int64)
     out_counts = np.empty(len(keys), np.int64)
+    with_unk = np.zeros(len(keys), bool)
     n = 0
     for lo in range(0, len(keys), REKEY_ROWS):
         center_idx, off, ctx_slot = unpack(keys[lo:lo + REKEY_ROWS])
@@ -424,8 +431,16 @@ def rekey(keys: np.ndarray, counts: np.ndarray, id_of_idx: np.ndarray, codec: Ke
         m = len(center)
         out_keys[n:n + m] = codec.encode(center, off[keep], context)
         out_counts[n:n + m] = counts[lo:lo + REKEY_ROWS][keep]
+        if unk_id is not None:
+            with_unk[n:n + m] = (center == unk_id) | (context == unk_id)
         n += m
-    return sum_by_key(out_keys[:n], out_counts[:n])
+    out_keys, out_counts, with_unk = out_keys[:n], out_counts[:n], with_unk[:n]
+    if unk_id is not None:
+        kept_keys, kept_counts = out_keys[~with_unk], out_counts[~with_unk]
+        if np.all(kept_keys[1:] > kept_keys[:-1]):
+            return merge_sorted(kept_keys, kept_counts,
+                                *sum_by_key(out_keys[with_unk], out_counts[with_unk]))
+    return sum_by_key(out_keys, out_counts)
 
 
 def merge_sorted(keys: np.ndarray, counts: np.ndarray, add_keys: np.ndarray,
