@@ -271,7 +271,9 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
                 done.append((part, len(ids)))
         if done:
             first = done[0][0]  # names the task's file: a retried task replaces it
-            write_npz(f"{spill_dir}/gram-{first:05d}.npz", gram=gram, colsum=colsum)
+            # the lower triangle only (row by row): half the bytes to write and read
+            write_npz(f"{spill_dir}/gram-{first:05d}.npz", lower=gram[np.tri(dim, dtype=bool)],
+                      colsum=colsum)
             yield pa.RecordBatch.from_arrays(
                 [pa.array([p for p, _ in done], pa.int32()),
                  pa.array([k for _, k in done], pa.int64()),
@@ -287,12 +289,14 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
         gram_parts, "part int, n long, gram int").collect()
     gram = np.zeros((dim, dim))
     colsum = np.zeros(dim)
+    lower = np.tri(dim, dtype=bool)
     n = sum(int(row["n"]) for row in done)
     for first in sorted({int(row["gram"]) for row in done}):
         z = read_npz(f"{spill_dir}/gram-{first:05d}.npz")
-        gram += z["gram"]  # lower triangles (partial_gram)
+        gram[lower] += z["lower"]  # lower triangles (partial_gram)
         colsum += z["colsum"]
         del z
+    del lower
     if extra is not None and len(extra):
         partial_gram(np.asarray(extra), scale, gram, colsum)
         n += len(extra)
