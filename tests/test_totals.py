@@ -19,11 +19,12 @@ def routed_counts(batches, routes) -> Counter:
     reference.EDGE, offset) in word indices, each key checked to be in its centre's bucket."""
     import reference
 
+    from bitcipher.stages.cooccurrences import received
+
     got: Counter = Counter()
     for out in batches:
         route = out.column(0)[0].as_py()
-        k = np.frombuffer(out.column(1)[0].as_py(), dtype=np.int64)
-        n = np.frombuffer(out.column(2)[0].as_py(), dtype=np.int64)
+        k, n = received(out.column(1)[0].as_py(), out.column(2)[0].as_py())
         for (c, d, x), v in zip(zip(*unpack(k)), n):
             assert routes[int(c) % len(routes)] == route
             got[(int(c), reference.EDGE if x == PACKED_EDGE else int(x), int(d))] += int(v)
