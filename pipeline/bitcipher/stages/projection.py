@@ -271,9 +271,11 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
                 done.append((part, len(ids)))
         if done:
             first = done[0][0]  # names the task's file: a retried task replaces it
-            # the lower triangle only (row by row): half the bytes to write and read
-            write_npz(f"{spill_dir}/gram-{first:05d}.npz", lower=gram[np.tri(dim, dtype=bool)],
-                      colsum=colsum)
+            # the lower triangle only, in blocks of rows up to their diagonal (views, no
+            # copy): about half the bytes to write and read
+            write_npz(f"{spill_dir}/gram-{first:05d}.npz", colsum=colsum,
+                      **{f"rows_{lo:05d}": gram[lo:lo + SYM_BLOCK, :lo + SYM_BLOCK]
+                         for lo in range(0, dim, SYM_BLOCK)})
             yield pa.RecordBatch.from_arrays(
                 [pa.array([p for p, _ in done], pa.int32()),
                  pa.array([k for _, k in done], pa.int64()),
@@ -289,14 +291,13 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
         gram_parts, "part int, n long, gram int").collect()
     gram = np.zeros((dim, dim))
     colsum = np.zeros(dim)
-    lower = np.tri(dim, dtype=bool)
     n = sum(int(row["n"]) for row in done)
     for first in sorted({int(row["gram"]) for row in done}):
         z = read_npz(f"{spill_dir}/gram-{first:05d}.npz")
-        gram[lower] += z["lower"]  # lower triangles (partial_gram)
+        for lo in range(0, dim, SYM_BLOCK):  # lower triangles (partial_gram), upper zeros
+            gram[lo:lo + SYM_BLOCK, :lo + SYM_BLOCK] += z[f"rows_{lo:05d}"]
         colsum += z["colsum"]
         del z
-    del lower
     if extra is not None and len(extra):
         partial_gram(np.asarray(extra), scale, gram, colsum)
         n += len(extra)
