@@ -460,3 +460,31 @@ def test_key_sums_in_steps_are_summed_once(monkeypatch, every):
     want = sum_by_key(np.concatenate([k for k, _ in slices]),
                       np.concatenate([n for _, n in slices]))
     assert np.array_equal(keys, want[0]) and np.array_equal(counts, want[1])
+
+
+def test_sorted_integer_tables_are_delta_encoded_and_read_by_spark(spark, tmp_path):
+    """write_parquet with SORTED_INTEGERS (the co-occurrence parts, the totals' pairs):
+    every column delta-encoded, no compression, and what pyarrow and Spark read back is
+    what was written, int8 and extreme values included."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bitcipher.lake.schemas import arrow_schema
+    from bitcipher.lake.tables import SORTED_INTEGERS, write_parquet
+
+    rng = np.random.default_rng(3)
+    n = 5000
+    center = np.sort(rng.integers(0, 2**31 - 1, n)).astype(np.int32)
+    table = pa.Table.from_arrays(
+        [pa.array(center), pa.array(rng.integers(-1, 2**31 - 1, n).astype(np.int32)),
+         pa.array(rng.integers(-127, 128, n).astype(np.int8)),
+         pa.array(np.concatenate([[2**63 - 1, -2**63], rng.integers(1, 9, n - 2)]))],
+        schema=arrow_schema("cooccurrences"))
+    write_parquet(table, str(tmp_path / "t"), 3, SORTED_INTEGERS)
+    meta = pq.ParquetFile(tmp_path / "t" / "part-00003.parquet").metadata
+    for i in range(meta.num_columns):
+        column = meta.row_group(0).column(i)
+        assert "DELTA_BINARY_PACKED" in column.encodings and column.compression == "UNCOMPRESSED"
+    assert pq.read_table(tmp_path / "t").equals(table)
+    got = spark.read.parquet(str(tmp_path / "t")).toArrow()
+    assert got.cast(table.schema).equals(table)
