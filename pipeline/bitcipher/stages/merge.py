@@ -152,9 +152,6 @@ def cooccurrence_part(keys: np.ndarray, counts: np.ndarray, codec: KeyCodec, out
     return ids, vecs
 
 
-TABLE_BLOCK_ROWS = 1 << 16  # table rows made into raw blocks at once (table_blocks)
-
-
 def table_blocks(cooc_dir: str, x_bc, counts_bc, total: int, options: BuildOptions,
                  rows: int) -> Callable:
     """blocks_of(part) for :func:`bitcipher.stages.projection.project_spilled`: the raw
@@ -182,19 +179,11 @@ def table_blocks(cooc_dir: str, x_bc, counts_bc, total: int, options: BuildOptio
         counts_ext = np.append(counts_bc.value, 0)
 
         def blocks():
-            lo = 0
-            while lo < len(ids):
-                # `rows` words, fewer where they have more than TABLE_BLOCK_ROWS rows
-                # together (the most frequent words come first): the temporaries of
-                # raw_blocks stay that size
-                hi = min(lo + rows, len(ids),
-                         max(lo + 1, int(np.searchsorted(bounds, bounds[lo] + TABLE_BLOCK_ROWS,
-                                                         side="right")) - 1))
-                a, b = bounds[lo], bounds[hi]
+            for lo in range(0, len(ids), rows):
+                a, b = bounds[lo], bounds[min(lo + rows, len(ids))]
                 made, f = raw_blocks(center[a:b], context[a:b], offset[a:b], counts[a:b],
                                      x_bc.value, counts_ext, total, options)
                 yield f.reshape(len(made), -1)
-                lo = hi
 
         yield ids, blocks()
 
