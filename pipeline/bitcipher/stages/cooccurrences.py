@@ -4,10 +4,12 @@ The hot path is vectorised: each Python worker turns its tokens into word ids wi
 lookup (``pyarrow.compute.index_in``; a build looks up only the dictionary of the tokens
 each tokenize task kept, :func:`bitcipher.stages.tokenize.write_tokens`), builds the window
 keys with NumPy, and pre-aggregates them; Spark then shuffles the partial counts by centre
-word and a second vectorised pass sums them. The partial counts travel as a few rows of packed int64
-arrays (one row per task and destination partition), so the shuffle moves bytes, not
-millions of small rows. Only pairs at positive offsets are counted and sorted;
-n(c, t, -d) = n(t, c, d) gives the other half, edge contexts and d = 0 are counted directly.
+word and a second vectorised pass sums them. The partial counts travel as a few rows of
+compact slices (one row per task and destination partition: :func:`encode_slice`), so the
+shuffle moves bytes, not millions of small rows. Only pairs at positive offsets are
+counted and sorted, as 32-bit keys where both words are frequent
+(:func:`bitcipher.keys.distinct_pairs`); n(c, t, -d) = n(t, c, d) gives the other half,
+edge contexts and d = 0 are counted directly.
 
 A count is keyed by one int64 (:class:`bitcipher.keys.KeyCodec`), so sorting keys sorts rows
 by (center, offset, context). The merge task that writes the table and aggregates vectors
