@@ -28,6 +28,7 @@ from bitcipher.lake.tables import (
     PROP_RUN,
     PROP_SNAPSHOT,
     Lake,
+    parquet_parts,
     parquet_rows,
     write_npz,
     write_parquet,
@@ -41,8 +42,9 @@ from bitcipher.lake.schemas import FORMAT_VERSION, arrow_schema, conform, schema
 from bitcipher.stages.merge import cooccurrences_and_vectors
 from bitcipher.stages.unigrams import (Vocabulary, unigram_arrow, unigram_frame)
 from bitcipher.stages.merge import (SPILL_DIR, made_vectors, parts_frame, remove_tree,
-                                    spilled_parts)
-from bitcipher.stages.projection import PROJECTION_FILE, project_spilled, spilled_finisher
+                                    spilled_parts, table_blocks)
+from bitcipher.stages.projection import (GRAM_CHUNK, PROJECTION_FILE, project_spilled,
+                                         spilled_finisher)
 from bitcipher.stages.vectors import (cooccurrence_marginal, empty_vector, marginal_post,
                                       needs_marginal, vector_batch, vector_blocks, vector_dim)
 
@@ -274,10 +276,19 @@ def finish_build(run: BuildRun, vectors_stage: Optional[Callable] = None,
         # their tasks and read here, not cached in the JVM and collected through it
         out_dir = (f"{spill_dir}/projected"
                    if len(vocab) * min(options.project, dim) <= DRIVER_VECTOR_FLOATS else None)
+        parts, blocks_of = spilled_parts(spill_dir), None
+        if needs_marginal(options):
+            # raw blocks were not spilled: made again from the table's parts by the
+            # projection's tasks (merge.cooccurrence_part)
+            sc = spark.sparkContext
+            parts = parquet_parts(cooc_dir)
+            blocks_of = table_blocks(cooc_dir, sc.broadcast(cipher.context()),
+                                     sc.broadcast(np.asarray(vocab.counts, np.int64)),
+                                     vocab.total, options, GRAM_CHUNK)
         vec, projection = project_spilled(
-            spark, spill_dir, spilled_parts(spill_dir), finish, dim, len(vocab),
+            spark, spill_dir, parts, finish, dim, len(vocab),
             options.project, options.project_exponent, options.project_center,
-            extra=unk_vector, out_dir=out_dir)
+            extra=unk_vector, out_dir=out_dir, blocks_of=blocks_of)
         if out_dir is not None:
             vec.collect()
             vec = pa.Table.from_batches(

@@ -237,6 +237,26 @@ def parquet_rows(uri: str) -> int:
     return total
 
 
+def parquet_parts(uri: str) -> list[int]:
+    """The numbers N of the files ``uri/part-N.parquet`` (:func:`write_parquet`), sorted;
+    none when the folder does not exist."""
+    fs, path = url_to_fs(fsspec_uri(uri))
+    if not fs.exists(path):
+        return []
+    names = [str(n).rstrip("/").rsplit("/", 1)[-1] for n in fs.ls(path, detail=False)]
+    found = (re.fullmatch(r"part-(\d+)\.parquet", n) for n in names)
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def read_parquet_part(uri: str, part: int):
+    """File `part` of the Parquet table at `uri` (:func:`write_parquet`), as a pyarrow
+    table."""
+    import pyarrow.parquet as pq
+
+    with fsspec.open(fsspec_uri(f"{uri}/part-{part:05d}.parquet"), "rb") as fh:
+        return pq.read_table(fh)
+
+
 SORTED_INTEGERS = {"compression": "none", "use_dictionary": False,
                    "column_encoding": "DELTA_BINARY_PACKED"}
 """Parquet options for tables of integers sorted by their first columns (the

@@ -105,8 +105,9 @@ def cooccurrence_part(keys: np.ndarray, counts: np.ndarray, codec: KeyCodec, out
     """Summed, sorted co-occurrence keys of whole centre words -> file `part` of the
     cooccurrences table under `out_dir`, and those words' vectors: (ids, 2-D array), the raw
     float64 blocks when `raw` (pmi/ppmi, finished later), else the finished float32 ones.
-    With `spill_dir` the vectors go to a file there (:func:`spill_vectors`) and the array
-    returned has no columns. `frozen` = (marginal or None, projection or None) of a cipher
+    With `spill_dir` the vectors go to a file there (:func:`spill_vectors`), or, raw ones,
+    nowhere (the projection makes them from the table part: :func:`table_blocks`), and the
+    array returned has no columns. `frozen` = (marginal or None, projection or None) of a cipher
     epoch: the vectors are finished here with the epoch's marginal and projected with its
     basis (float32, nothing spilled). `only` (sorted ids, with `frozen`): the vectors of
     these centre words only; the table part holds every row all the same."""
@@ -134,6 +135,11 @@ def cooccurrence_part(keys: np.ndarray, counts: np.ndarray, codec: KeyCodec, out
         if projection is not None:
             vecs = projection.apply(vecs)
         return ids, vecs
+    if raw and spill_dir is not None:
+        # the projection makes these words' raw blocks from the part just written
+        # (:func:`table_blocks`): no wide float64 blocks written and read back
+        ids = np.unique(center)
+        return ids, np.empty((len(ids), 0))
     if raw:
         ids, f = raw_blocks(center, context, offset, counts, x, counts_ext, total, options)
         vecs = f.reshape(len(ids), -1)
@@ -144,6 +150,44 @@ def cooccurrence_part(keys: np.ndarray, counts: np.ndarray, codec: KeyCodec, out
         spill_vectors(spill_dir, part, ids, vecs)
         vecs = vecs[:, :0]
     return ids, vecs
+
+
+def table_blocks(cooc_dir: str, x_bc, counts_bc, total: int, options: BuildOptions,
+                 rows: int) -> Callable:
+    """blocks_of(part) for :func:`bitcipher.stages.projection.project_spilled`: the raw
+    blocks (pmi/ppmi, before `post`) of the centre words of file `part` of the
+    cooccurrences table at `cooc_dir`, made from its rows as :func:`cooccurrence_part`
+    would make them: a context manager giving (the part's centre ids, sorted; an iterator
+    of their blocks, (n, n_blocks * D) float64, `rows` words at a time, in id order). A
+    word's block depends on its own rows only, in the order the part holds them, so it is
+    the same, bit for bit, whichever words it is made with."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def blocks_of(part: int):
+        from bitcipher.lake.tables import read_parquet_part
+
+        table = read_parquet_part(cooc_dir, part)
+        center = table.column("center").to_numpy()
+        context = table.column("context").to_numpy()
+        offset = table.column("offset").to_numpy()
+        counts = table.column("count").to_numpy()
+        del table
+        starts = np.flatnonzero(np.concatenate(([True], center[1:] != center[:-1])))
+        ids = center[starts]  # the part is sorted by centre
+        bounds = np.append(starts, len(center))
+        counts_ext = np.append(counts_bc.value, 0)
+
+        def blocks():
+            for lo in range(0, len(ids), rows):
+                a, b = bounds[lo], bounds[min(lo + rows, len(ids))]
+                made, f = raw_blocks(center[a:b], context[a:b], offset[a:b], counts[a:b],
+                                     x_bc.value, counts_ext, total, options)
+                yield f.reshape(len(made), -1)
+
+        yield ids, blocks()
+
+    return blocks_of
 
 
 def _fused(vocab_size: int, out_dir: str, x_bc, counts_bc, total: int,

@@ -226,7 +226,7 @@ def spilled_finisher(spark, options, marginal, blocks: int) -> Callable:
 
 def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, dim: int,
                     n_rows: int, k: int, exponent: float, center: bool, extra=None,
-                    out_dir: Optional[str] = None):
+                    out_dir: Optional[str] = None, blocks_of: Optional[Callable] = None):
     """Project vectors spilled to files (``spill_dir/part-NNNNN.npz``, see
     :func:`bitcipher.stages.merge.spill_vectors`; ``finish(ids, values)`` turns a file's
     values into the float32 vectors the table would hold): the Python workers read them,
@@ -235,7 +235,10 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
     without contexts) join the Gramian; `n_rows` bounds the number of vectors (it sets the
     grid). Returns (DataFrame (id, vector array<float>), Projection); with `out_dir`, the
     DataFrame's tasks write the projected vectors there instead (``vectors-NNNNN.npz``: ids,
-    vectors; :func:`bitcipher.stages.merge.made_vectors` reads them) and return (part, n)."""
+    vectors; :func:`bitcipher.stages.merge.made_vectors` reads them) and return (part, n).
+    With `blocks_of` (:func:`bitcipher.stages.merge.table_blocks`) a part's values are made
+    by ``blocks_of(part)`` (a context manager giving the ids and an iterator of their
+    values, GRAM_CHUNK rows at a time) instead of read from a spilled file."""
     if dim > MAX_INPUT_DIM:
         from bitcipher.errors import OptionError
 
@@ -245,6 +248,8 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
     scale = grid(n_rows)
 
     def gram_parts(batches: Iterator):
+        from contextlib import contextmanager
+
         import pyarrow as pa
 
         from bitcipher.lake.tables import npz_row_writer, npz_rows, read_npz, write_npz
@@ -253,21 +258,29 @@ def project_spilled(spark, spill_dir: str, parts: list[int], finish: Callable, d
         # one Gramian per task, summed over its parts (exact integers: the sum does not
         # depend on how the parts are grouped), so the driver reads one per core, not one
         # per part
+        @contextmanager
+        def spilled_values(part: int):
+            ids = read_npz(spilled_file(spill_dir, part), names=("ids",))["ids"]
+            with npz_rows(spilled_file(spill_dir, part), "vectors") as (shape, read):
+                yield ids, (read(GRAM_CHUNK) for _ in range(0, shape[0], GRAM_CHUNK))
+
         gram, colsum, done = np.zeros((dim, dim)), np.zeros(dim), []
         for batch in batches:
             for part in batch.column(0).to_pylist():
-                ids = read_npz(spilled_file(spill_dir, part), names=("ids",))["ids"]
-                # GRAM_CHUNK rows at a time: read, finished, summed into the Gramian's lower
-                # triangle and written, so a part's vectors are never whole in memory; the
-                # finished (float32) vectors go beside the raw ones (a retried task still
-                # finds those): the projection reads half as much and finishes nothing again
-                with npz_rows(spilled_file(spill_dir, part), "vectors") as (shape, read), \
+                # GRAM_CHUNK rows at a time: read (or made), finished, summed into the
+                # Gramian's lower triangle and written, so a part's vectors are never whole
+                # in memory; the finished (float32) vectors go to their own file (a retried
+                # task still finds what it read): the projection reads them as they are
+                with (blocks_of or spilled_values)(part) as (ids, values), \
                         npz_row_writer(spilled_file(spill_dir, part, "finished"),
-                                       {"ids": ids}, "vectors", shape, np.float32) as write:
-                    for lo in range(0, shape[0], GRAM_CHUNK):
-                        v = finish(ids[lo:lo + GRAM_CHUNK], read(GRAM_CHUNK))
+                                       {"ids": ids}, "vectors", (len(ids), dim),
+                                       np.float32) as write:
+                    lo = 0
+                    for raw in values:
+                        v = finish(ids[lo:lo + len(raw)], raw)
                         partial_gram(v, scale, gram, colsum)
                         write(v)
+                        lo += len(raw)
                 done.append((part, len(ids)))
         if done:
             first = done[0][0]  # names the task's file: a retried task replaces it
