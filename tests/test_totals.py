@@ -348,25 +348,27 @@ def test_distinct_pairs_count_every_pair_once(high):
             assert len(parts) == 2
 
 
-def test_packed_window_keys_are_the_window_keys_packed():
-    """packed_window_keys gives window_keys' triples, as packed keys with PACKED_EDGE."""
-    from bitcipher.keys import PACKED_EDGE, sum_by_key, unpack
-    from bitcipher.stages.cooccurrences import packed_window_keys, window_keys
+def test_packed_window_keys_count_what_the_reference_counts():
+    """packed_window_keys: every (centre, context or the edge, offset) of the documents once,
+    as packed keys (PACKED_EDGE for the edge), with the NumPy reference's counts, self pairs
+    included; word indices on both sides of 2^16."""
+    import reference
+
+    from bitcipher.keys import PACKED_EDGE, unpack
+    from bitcipher.stages.cooccurrences import packed_window_keys
 
     rng = np.random.default_rng(5)
     words = np.array([0, 1, 2, 9, 65_535, 65_536, 80_000])
     lengths = rng.integers(1, 12, 40)
     ids = words[rng.integers(0, len(words), int(lengths.sum()))].astype(np.int64)
-    codec = KeyCodec(80_001, 4)
-    keys, counts = sum_by_key(*window_keys(ids, lengths, codec, True))
-    center, offset, context = codec.decode(keys)
-    want = {(int(t), int(d), -1 if c == codec.edge_context else int(c)): int(k)
-            for t, d, c, k in zip(center, offset, context, counts)}
+    docs = np.split(ids, np.cumsum(lengths)[:-1])
     packed, n = packed_window_keys(ids, lengths, 4, 80_001)
     assert len(np.unique(packed)) == len(packed)
     t, d, c = unpack(packed)
-    assert {(int(a), int(b), -1 if x == PACKED_EDGE else int(x)): int(k)
-            for a, b, x, k in zip(t, d, c, n)} == want
+    got = {(int(a), reference.EDGE if x == PACKED_EDGE else int(x), int(b)): int(k)
+           for a, b, x, k in zip(t, d, c, n)}
+    assert got == reference.cooccurrences([doc.tolist() for doc in docs], window=4,
+                                          include_self=True)
 
 
 @pytest.mark.parametrize("high", [5, 40, 10**9])  # flags per value, or np.unique's sort

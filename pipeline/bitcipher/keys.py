@@ -100,8 +100,16 @@ def sum_by_key(keys: np.ndarray, counts: np.ndarray | None = None):
     counts = counts[order]
     if len(keys) == 0:
         return keys, counts
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    starts = run_starts(keys)
     return keys[starts], np.add.reduceat(counts, starts)
+
+
+def run_starts(values: np.ndarray) -> np.ndarray:
+    """Where each run of equal values begins in sorted, non-empty `values`."""
+    first = np.empty(len(values), dtype=bool)
+    first[0] = True
+    np.not_equal(values[1:], values[:-1], out=first[1:])
+    return np.flatnonzero(first)
 
 
 SUM_EVERY = 1 << 22  # keys a KeySums holds before it sums them
@@ -173,10 +181,7 @@ def distinct_pairs(a: np.ndarray, b: np.ndarray) -> list:
 
 def _run_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(distinct keys, how often each occurs) of sorted, non-empty `keys`."""
-    first = np.empty(len(keys), dtype=bool)
-    first[0] = True
-    np.not_equal(keys[1:], keys[:-1], out=first[1:])
-    starts = np.flatnonzero(first)
+    starts = run_starts(keys)
     return keys[starts], np.diff(np.append(starts, len(keys))).astype(np.int64)
 
 

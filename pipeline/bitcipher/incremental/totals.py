@@ -50,7 +50,8 @@ import numpy as np
 
 from bitcipher.keys import (EDGE_WORD_KEY, FLUSH_PAIRS, PACKED_EDGE, KeyCodec, KeySums,
                             lookup_ids, pack, packed_center, sum_by_key, unpack)
-from bitcipher.lake.tables import SORTED_INTEGERS, Lake, parquet_options, write_npz
+from bitcipher.lake.tables import (SORTED_INTEGERS, Lake, read_parquet, write_npz,
+                                   write_parquet_file)
 
 FORMAT = 1
 OUT_SCHEMA = "kind string, id int, vector array<double>, keys binary, counts binary"
@@ -128,14 +129,14 @@ def read_words(lake: Lake, snap: Optional[Snapshot]):
     """(words list, keys int64, counts int64) of a snapshot, in idx order."""
     if snap is None:
         return [], np.empty(0, np.int64), np.empty(0, np.int64)
-    t = _read_parquet(f"{snapshot_dir(lake, snap.name)}/words.parquet")
+    t = read_parquet(f"{snapshot_dir(lake, snap.name)}/words.parquet")
     return (t.column("word").to_pylist(), t.column("key").to_numpy().astype(np.int64),
             t.column("count").to_numpy().astype(np.int64))
 
 
 def read_shards(lake: Lake, snap: Snapshot) -> dict:
     """{path: {size, mtime, format, documents, tokens}} of a snapshot."""
-    t = _read_parquet(f"{snapshot_dir(lake, snap.name)}/shards.parquet")
+    t = read_parquet(f"{snapshot_dir(lake, snap.name)}/shards.parquet")
     return {r.pop("path"): r for r in t.to_pylist()}
 
 
@@ -158,24 +159,8 @@ def write_tables(lake: Lake, name: str, words, keys, counts, shards: dict) -> No
     }), f"{base}/shards.parquet")
 
 
-def _read_parquet(uri: str):
-    import fsspec
-    import pyarrow.parquet as pq
-
-    from bitcipher.lake.storage import fsspec_uri
-
-    with fsspec.open(fsspec_uri(uri), "rb") as fh:
-        return pq.read_table(fh)
-
-
 def _write_parquet(table, uri: str, options: Optional[dict] = None) -> None:
-    import fsspec
-    import pyarrow.parquet as pq
-
-    from bitcipher.lake.storage import fsspec_uri
-
-    with fsspec.open(fsspec_uri(uri), "wb", auto_mkdir=True) as fh:
-        pq.write_table(table, fh, **parquet_options(table, options or {"compression": "lz4"}))
+    write_parquet_file(table, uri, options or {"compression": "lz4"})
 
 
 REKEY_ROWS = 1 << 20  # rows of a bucket's totals re-keyed at once (:func:`rekey`)
@@ -493,7 +478,7 @@ def _read_parquet_if_exists(uri: str):
     fs, path = url_to_fs(fsspec_uri(uri))
     if not fs.exists(path):
         return None
-    return _read_parquet(uri)
+    return read_parquet(uri)
 
 
 def _vector_rows(ids: np.ndarray, vecs: np.ndarray):

@@ -240,21 +240,21 @@ def parquet_rows(uri: str) -> int:
 def parquet_parts(uri: str) -> list[int]:
     """The numbers N of the files ``uri/part-N.parquet`` (:func:`write_parquet`), sorted;
     none when the folder does not exist."""
-    fs, path = url_to_fs(fsspec_uri(uri))
-    if not fs.exists(path):
-        return []
-    names = [str(n).rstrip("/").rsplit("/", 1)[-1] for n in fs.ls(path, detail=False)]
-    found = (re.fullmatch(r"part-(\d+)\.parquet", n) for n in names)
-    return sorted(int(m.group(1)) for m in found if m)
+    return _numbered_files(uri, "part", ".parquet")
+
+
+def read_parquet(uri: str):
+    """One Parquet file (local or object storage), as a pyarrow table."""
+    import pyarrow.parquet as pq
+
+    with fsspec.open(fsspec_uri(uri), "rb") as fh:
+        return pq.read_table(fh)
 
 
 def read_parquet_part(uri: str, part: int):
     """File `part` of the Parquet table at `uri` (:func:`write_parquet`), as a pyarrow
     table."""
-    import pyarrow.parquet as pq
-
-    with fsspec.open(fsspec_uri(f"{uri}/part-{part:05d}.parquet"), "rb") as fh:
-        return pq.read_table(fh)
+    return read_parquet(f"{uri}/part-{part:05d}.parquet")
 
 
 SORTED_INTEGERS = {"compression": "none", "use_dictionary": False,
@@ -282,10 +282,15 @@ def write_parquet(table, uri: str, part: int = 0, options: Optional[dict] = None
     """Write a pyarrow table as file `part` of the Parquet table at `uri` (a task that is
     retried rewrites its own file), snappy-compressed or with `options`
     (:func:`parquet_options`)."""
+    write_parquet_file(table, f"{uri}/part-{part:05d}.parquet", options)
+
+
+def write_parquet_file(table, uri: str, options: Optional[dict] = None) -> None:
+    """Write a pyarrow table as the one Parquet file `uri` (local or object storage; its
+    folder made if missing), with :func:`parquet_options`."""
     import pyarrow.parquet as pq
 
-    with fsspec.open(fsspec_uri(f"{uri}/part-{part:05d}.parquet"), "wb",
-                     auto_mkdir=True) as fh:
+    with fsspec.open(fsspec_uri(uri), "wb", auto_mkdir=True) as fh:
         pq.write_table(table, fh, **parquet_options(table, options))
 
 
@@ -298,13 +303,17 @@ def write_npz(uri: str, **arrays) -> None:
 def npz_parts(folder: str, prefix: str) -> list[int]:
     """The numbers N of the files ``folder/{prefix}-N.npz`` (local or object storage),
     sorted; none when the folder does not exist."""
-    import re
+    return _numbered_files(folder, prefix, ".npz")
 
+
+def _numbered_files(folder: str, prefix: str, suffix: str) -> list[int]:
+    """The numbers N of the files ``folder/{prefix}-N{suffix}``, sorted; none when the
+    folder does not exist."""
     fs, path = url_to_fs(fsspec_uri(folder))
     if not fs.exists(path):
         return []
     names = [str(n).rstrip("/").rsplit("/", 1)[-1] for n in fs.ls(path, detail=False)]
-    pattern = re.compile(re.escape(prefix) + r"-(\d+)\.npz")
+    pattern = re.compile(re.escape(prefix) + r"-(\d+)" + re.escape(suffix))
     return sorted(int(m.group(1)) for n in names if (m := pattern.fullmatch(n)))
 
 

@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from bitcipher.keys import KeyCodec
+from bitcipher.keys import KeyCodec, run_starts
 from bitcipher.lake.schemas import arrow_schema
 from bitcipher.lake.tables import (SORTED_INTEGERS, npz_parts, read_npz, write_npz,
                                     write_parquet)
@@ -173,7 +173,7 @@ def table_blocks(cooc_dir: str, x_bc, counts_bc, total: int, options: BuildOptio
         offset = table.column("offset").to_numpy()
         counts = table.column("count").to_numpy()
         del table
-        starts = np.flatnonzero(np.concatenate(([True], center[1:] != center[:-1])))
+        starts = run_starts(center) if len(center) else np.empty(0, np.int64)
         ids = center[starts]  # the part is sorted by centre
         bounds = np.append(starts, len(center))
         counts_ext = np.append(counts_bc.value, 0)
