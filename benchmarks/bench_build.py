@@ -18,6 +18,11 @@ pages shared between processes once per process, and a spike shorter than the sa
 interval can be missed.
 
 With --repeat N every measurement is repeated N times and the median is reported.
+
+With --fixed-cost, each round also times the same build command on a corpus of one short
+line (made in a temporary folder): what a build costs before any data, its fixed cost (JVM
+and Spark session start, the first run of each code path, the Delta commits). The build's
+time less that one is its marginal cost, the part that grows with the corpus.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ examples:
       --build-cmd 'python -m bitcipher.cli build --corpus {corpus} --lake {lake}'
   # gensim only
   python benchmarks/bench_build.py --corpus /tmp/bench-ptb --skip-build
+  # also the fixed cost: the same build of a one-line corpus, in each round
+  python benchmarks/bench_build.py --corpus /tmp/bench-mix --fixed-cost
 
 The last line printed is one JSON object with all numbers (seconds, MiB).
 Arguments of --build-arg that start with '-' need the '=' form: --build-arg=--flag.
@@ -387,6 +394,16 @@ def run_build(args, corpus: str, label: str) -> dict:
     return res
 
 
+FIXED_COST_TEXT = "the fixed cost of a build is what it takes before any data\n"
+
+
+def one_line_corpus(args) -> Path:
+    """A shard folder with one short line (--fixed-cost), in the temporary directory."""
+    folder = Path(tempfile.mkdtemp(prefix="bitcipher-bench-one-line-", dir=args.tmp))
+    (folder / "one-line.txt").write_text(FIXED_COST_TEXT, encoding="utf-8")
+    return folder
+
+
 def run_gensim(args, corpus: str, label: str) -> dict:
     argv = [sys.executable, os.path.abspath(__file__), "--gensim-worker", corpus]
     print(f"[{label}] gensim CBOW on {corpus}", file=sys.stderr, flush=True)
@@ -423,6 +440,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="run the build once untimed first (JAR download, JIT, page cache)")
     parser.add_argument("--skip-gensim", action="store_true", help="time the build only")
     parser.add_argument("--skip-build", action="store_true", help="time gensim only")
+    parser.add_argument("--fixed-cost", action="store_true",
+                        help="each round, also time the build of a one-line corpus (its fixed cost)")
     parser.add_argument("--build-cmd", default=DEFAULT_BUILD_CMD,
                         help="command template with {corpus} and {lake} (default: %(default)r)")
     parser.add_argument("--bits", type=int, default=32, help="--bits passed to the build (default 32)")
@@ -448,6 +467,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--repeat must be at least 1")
     if args.skip_build and args.skip_gensim:
         parser.error("nothing to do with both --skip-build and --skip-gensim")
+    if args.fixed_cost and args.skip_build:
+        parser.error("--fixed-cost times a build: not with --skip-build")
     try:
         import psutil  # noqa: F401
     except ImportError:
@@ -464,15 +485,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if shutil.which(exe) is None and not os.path.exists(exe):
             parser.error(f"build command {exe!r} not found; pass --build-cmd TEMPLATE or --skip-build")
 
-    builds, gensims = [], []
+    builds, gensims, fixed = [], [], []
+    one_line = one_line_corpus(args) if args.fixed_cost else None
     if args.warmup and not args.skip_build:
         run_build(args, corpus, "warmup")
     for r in range(args.repeat):
         label = f"{r + 1}/{args.repeat}"
         if not args.skip_build:
             builds.append(run_build(args, corpus, label))
+        if one_line is not None:
+            fixed.append(run_build(args, str(one_line), f"{label} one line"))
         if not args.skip_gensim:
             gensims.append(run_gensim(args, corpus, label))
+    if one_line is not None:
+        shutil.rmtree(one_line, ignore_errors=True)
 
     build_s = median([b["wall_s"] for b in builds])
     build_mib = mib(median([b["peak_rss_bytes"] for b in builds]))
@@ -481,6 +507,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     gensim_mib = mib(median([g["peak_rss_bytes"] for g in gensims]))
     ratio_s = build_s / gensim_s if build_s and gensim_s else None
     ratio_mib = build_mib / gensim_mib if build_mib and gensim_mib else None
+    fixed_s = median([b["wall_s"] for b in fixed])
+    fixed_mib = mib(median([b["peak_rss_bytes"] for b in fixed]))
+    # each round's build less its own one-line build (the same sitting), then the median
+    marginal_s = median([b["wall_s"] - o["wall_s"] for b, o in zip(builds, fixed)])
 
     def f(v, fmt):
         return "-" if v is None else format(v, fmt)
@@ -499,6 +529,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{'  whole gensim process':<28}{gensim_proc_s:>10.2f}   (vocab {g['vocab']:,})")
     if builds and gensims:
         print(f"{'ratio build/gensim':<28}{f(ratio_s, '.2f'):>10}{f(ratio_mib, '.2f'):>10}")
+    if fixed:
+        print(f"{'one-line build (fixed)':<28}{f(fixed_s, '.2f'):>10}{f(fixed_mib, '.0f'):>10}")
+        print(f"{'build less one-line build':<28}{f(marginal_s, '.2f'):>10}")
+        if gensim_s:
+            print(f"{'  fixed / gensim':<28}{fixed_s / gensim_s:>10.2f}")
+            print(f"{'  marginal / gensim':<28}{marginal_s / gensim_s:>10.2f}")
     if builds and builds[0]["argv"][0] in ("true", "/bin/true", ":"):
         print("note: the build command is a placeholder; its numbers mean nothing")
 
@@ -514,11 +550,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "gensim_peak_mib": gensim_mib,
         "ratio_s": ratio_s,
         "ratio_peak_mib": ratio_mib,
+        "fixed_s": fixed_s,
+        "fixed_peak_mib": fixed_mib,
+        "marginal_s": marginal_s,
         "tokens": gensims[0]["tokens"] if gensims else None,
         "documents": gensims[0]["documents"] if gensims else None,
         "gensim_vocab": gensims[0]["vocab"] if gensims else None,
         "build_argv": builds[0]["argv"] if builds else None,
-        "runs": {"build": builds, "gensim": gensims},
+        "runs": {"build": builds, "gensim": gensims, "one_line_build": fixed},
         "host": {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine()},
     }
     line = json.dumps(result)
