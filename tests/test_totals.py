@@ -324,6 +324,18 @@ def test_window_keys_count_what_the_reference_counts(vocab_size, include_self):
     assert got == reference.cooccurrences(docs, window=3, include_self=include_self)
 
 
+def test_run_starts_against_a_loop():
+    """run_starts: the first index of each run of equal sorted values; none when empty."""
+    from bitcipher.keys import run_starts
+
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 2, 50):
+        values = np.sort(rng.integers(0, 6, n))
+        expected = [i for i in range(n) if i == 0 or values[i] != values[i - 1]]
+        got = run_starts(values)
+        assert got.tolist() == expected and got.dtype == np.int64
+
+
 @pytest.mark.parametrize("high", [3, 300, 65_536, 2**27])  # uint32 keys, int64 keys, both
 def test_distinct_pairs_count_every_pair_once(high):
     """distinct_pairs gives np.unique's pairs and counts, each part sorted, no pair twice."""

@@ -105,7 +105,9 @@ def sum_by_key(keys: np.ndarray, counts: np.ndarray | None = None):
 
 
 def run_starts(values: np.ndarray) -> np.ndarray:
-    """Where each run of equal values begins in sorted, non-empty `values`."""
+    """Where each run of equal values begins in sorted `values` (none when empty)."""
+    if len(values) == 0:
+        return np.empty(0, np.int64)
     first = np.empty(len(values), dtype=bool)
     first[0] = True
     np.not_equal(values[1:], values[:-1], out=first[1:])

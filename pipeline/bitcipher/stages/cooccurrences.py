@@ -86,21 +86,22 @@ def window_keys(ids: np.ndarray, lengths: np.ndarray, codec: KeyCodec, include_s
 
     Returns (keys, counts) with every key of the batch once, both signs of d included.
     """
-    parts = window_counts(ids, lengths, codec.window, include_self, codec.vocab_size,
-                          codec.edge_context)
-    if not parts:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    return (np.concatenate([codec.encode(t, d, c) for t, d, c, _ in parts]),
-            np.concatenate([n for *_, n in parts]))
+    return _encoded(window_counts(ids, lengths, codec.window, include_self, codec.vocab_size,
+                                  codec.edge_context), codec.encode)
 
 
 def packed_window_keys(ids: np.ndarray, lengths: np.ndarray, window: int, n_words: int):
     """:func:`window_keys` of word indices (below `n_words`) as packed keys
     (:func:`bitcipher.keys.pack`, the edge ``PACKED_EDGE``), self pairs included."""
-    parts = window_counts(ids, lengths, window, True, n_words, PACKED_EDGE)
+    return _encoded(window_counts(ids, lengths, window, True, n_words, PACKED_EDGE), pack)
+
+
+def _encoded(parts: list, encode: Callable) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, counts) int64 of :func:`window_counts`' parts, each key ``encode(centres,
+    offset, contexts)``."""
     if not parts:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    return (np.concatenate([pack(t, d, c) for t, d, c, _ in parts]),
+    return (np.concatenate([encode(t, d, c) for t, d, c, _ in parts]),
             np.concatenate([n for *_, n in parts]))
 
 
@@ -355,8 +356,6 @@ def batches_by_partition(keys: np.ndarray, counts: np.ndarray, part: np.ndarray,
     there and each batch carries only its slice's reference (:func:`received`)."""
     import uuid
 
-    import pyarrow as pa
-
     # a stable sort of 16-bit integers is NumPy's radix sort: linear, the same order
     small = part.astype(np.int16) if len(routes) < 2**15 else part
     order = np.argsort(small, kind="stable")
@@ -373,21 +372,22 @@ def batches_by_partition(keys: np.ndarray, counts: np.ndarray, part: np.ndarray,
                     fh.write(kb)
                     fh.write(nb)
         for p, ref in refs:
-            yield pa.RecordBatch.from_arrays(
-                [pa.array([routes[p]], pa.int64()),
-                 pa.array([ref.encode("utf-8")], pa.large_binary()),
-                 pa.array([b""], pa.large_binary())],
-                names=["route", "keys", "counts"])
+            yield _routed_batch(routes[p], ref.encode("utf-8"), b"")
         return
     for p in range(len(routes)):
         chosen = order[bounds[p]:bounds[p + 1]]
         if len(chosen):
-            kb, nb = encode_slice(keys[chosen], counts[chosen])
-            yield pa.RecordBatch.from_arrays(
-                [pa.array([routes[p]], pa.int64()), pa.array([kb], pa.large_binary()),
-                 pa.array([nb], pa.large_binary())],
-                names=["route", "keys", "counts"],
-            )
+            yield _routed_batch(routes[p], *encode_slice(keys[chosen], counts[chosen]))
+
+
+def _routed_batch(route: int, kb: bytes, nb: bytes):
+    """One PARTIAL_SCHEMA row: a partition's route value and its slice (or reference)."""
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_arrays(
+        [pa.array([route], pa.int64()), pa.array([kb], pa.large_binary()),
+         pa.array([nb], pa.large_binary())],
+        names=["route", "keys", "counts"])
 
 
 def partial_counts(spark, words: list[str], unk_id: int, window: int, include_self: bool,

@@ -137,8 +137,9 @@ def cooccurrence_part(keys: np.ndarray, counts: np.ndarray, codec: KeyCodec, out
         return ids, vecs
     if raw and spill_dir is not None:
         # the projection makes these words' raw blocks from the part just written
-        # (:func:`table_blocks`): no wide float64 blocks written and read back
-        ids = np.unique(center)
+        # (:func:`table_blocks`): no wide float64 blocks written and read back; the keys
+        # are sorted, so the centres are too
+        ids = center[run_starts(center)]
         return ids, np.empty((len(ids), 0))
     if raw:
         ids, f = raw_blocks(center, context, offset, counts, x, counts_ext, total, options)
@@ -173,7 +174,7 @@ def table_blocks(cooc_dir: str, x_bc, counts_bc, total: int, options: BuildOptio
         offset = table.column("offset").to_numpy()
         counts = table.column("count").to_numpy()
         del table
-        starts = run_starts(center) if len(center) else np.empty(0, np.int64)
+        starts = run_starts(center)
         ids = center[starts]  # the part is sorted by centre
         bounds = np.append(starts, len(center))
         counts_ext = np.append(counts_bc.value, 0)
